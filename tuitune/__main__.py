@@ -1,0 +1,5 @@
+import sys
+
+from tuitune.cli.main import main
+
+sys.exit(main())

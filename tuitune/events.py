@@ -1,0 +1,58 @@
+"""Trainer events: small typed records with a `type` and a timestamp, plain dicts on the wire.
+
+They travel UI-ward over a multiprocessing queue and are appended to the run's events.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterator
+
+STARTED = "started"        # config, model, trainable_params, total_params, device, max_steps
+STEP = "step"              # step, max_steps, epoch, loss, lr, grad_norm, tokens_per_s, samples_per_s,
+                           # mem_allocated_gb, mem_reserved_gb, eta_s, elapsed_s
+EVAL = "eval"              # step, eval_loss
+CHECKPOINT = "checkpoint"  # step, path
+LOG = "log"                # level, text
+WARNING = "warning"        # text
+PAUSED = "paused"          # step
+RESUMED = "resumed"        # step
+FINISHED = "finished"      # summary: {final_loss, steps, runtime_s, adapter_path, stopped}
+FAILED = "failed"          # kind, message, advice
+
+TYPES = (STARTED, STEP, EVAL, CHECKPOINT, LOG, WARNING, PAUSED, RESUMED, FINISHED, FAILED)
+TERMINAL = (FINISHED, FAILED)
+
+# Controls, UI -> trainer.
+PAUSE, RESUME, STOP, SAVE_NOW = "pause", "resume", "stop", "save_now"
+CONTROLS = (PAUSE, RESUME, STOP, SAVE_NOW)
+
+
+def make(type_: str, **fields: Any) -> dict[str, Any]:
+    if type_ not in TYPES:
+        raise ValueError(f"unknown event type {type_!r}")
+    return {"type": type_, "ts": time.time(), **fields}
+
+
+def to_line(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"), default=str)
+
+
+def read_jsonl(path) -> Iterator[dict[str, Any]]:
+    """Events of a file; a torn last line (a kill mid-write) is skipped."""
+    try:
+        handle = open(path, encoding="utf-8")
+    except FileNotFoundError:
+        return
+    with handle:
+        for line in handle:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(event, dict) and "type" in event:
+                yield event
