@@ -1,0 +1,59 @@
+"""Launch-time helpers shared by the kernel files: block sizes and grid shapes.
+
+Under the Triton interpreter (TRITON_INTERPRET=1, the CPU test path) every program instance costs
+about a millisecond and a half of Python, so the helpers choose few, large programs there; on a GPU
+they choose the usual small tiles and one program per row block.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def interpreted() -> bool:
+    """True when Triton runs kernels in its Python interpreter instead of compiling them."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def next_pow2(n: int) -> int:
+    """Smallest power of two that is >= n (and >= 1)."""
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def cdiv(a: int, b: int) -> int:
+    return (a + b - 1) // b
+
+
+def tile_elements() -> int:
+    """How many elements one program should hold in a 2-D tile."""
+    return 1 << 16 if interpreted() else 1 << 12
+
+
+def rows_per_tile(n_cols_block: int, n_rows: int) -> int:
+    """Rows per 2-D tile for kernels that hold whole rows (norms): a power of two, at least 1."""
+    budget = max(1, tile_elements() // n_cols_block)
+    return max(1, min(next_pow2(max(n_rows, 1)), 1 << (budget.bit_length() - 1)))
+
+
+def reduction_programs(device: torch.device, n_row_blocks: int) -> int:
+    """Number of programs for kernels that reduce over rows into per-program partial sums."""
+    if interpreted() or device.type != "cuda":
+        return max(1, min(n_row_blocks, 2))
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    return max(1, min(n_row_blocks, 2 * sms))
+
+
+def elementwise_block() -> int:
+    return 1 << 16 if interpreted() else 1024
+
+
+def as_rows(x: torch.Tensor) -> torch.Tensor:
+    """View ``x`` as a 2-D (rows, last dim) tensor whose last dimension is contiguous."""
+    if x.stride(-1) != 1:
+        x = x.contiguous()
+    x2 = x.reshape(-1, x.shape[-1])
+    if x2.shape[0] > 1 and x2.stride(-1) != 1:
+        x2 = x2.contiguous()
+    return x2

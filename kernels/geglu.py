@@ -1,0 +1,108 @@
+"""GeGLU: ``h = gelu(gate) * up`` with the exact (erf) GELU or its tanh approximation.
+
+Everything is computed in float32 and rounded once. ``tanh`` is written with ``exp`` (of a non-positive number, so it cannot overflow) because the
+Triton interpreter cannot run libdevice's ``tanh``.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._launch import cdiv, elementwise_block
+
+@triton.jit
+def _tanh(x):
+    e = tl.exp(-2.0 * tl.abs(x))
+    t = (1.0 - e) / (1.0 + e)
+    return tl.where(x < 0, -t, t)
+
+
+@triton.jit
+def _gelu_and_grad(g, TANH: tl.constexpr):
+    if TANH:
+        inner = 0.7978845608028654 * (g + 0.044715 * g * g * g)
+        t = _tanh(inner)
+        act = 0.5 * g * (1.0 + t)
+        dact = 0.5 * (1.0 + t) + 0.5 * g * (1.0 - t * t) * 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * g * g)
+    else:
+        cdf = 0.5 * (1.0 + tl.math.erf(g * 0.7071067811865476))
+        act = g * cdf
+        dact = cdf + g * 0.3989422804014327 * tl.exp(-0.5 * g * g)
+    return act, dact
+
+
+@triton.jit
+def _geglu_fwd(G, U, H, n, TANH: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    g = tl.load(G + offs, mask=mask, other=0.0).to(tl.float32)
+    u = tl.load(U + offs, mask=mask, other=0.0).to(tl.float32)
+    act, _ = _gelu_and_grad(g, TANH)
+    tl.store(H + offs, (act * u).to(H.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _geglu_bwd(DH, G, U, DG, DU, H, n, TANH: tl.constexpr, WITH_H: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    dh = tl.load(DH + offs, mask=mask, other=0.0).to(tl.float32)
+    g = tl.load(G + offs, mask=mask, other=0.0).to(tl.float32)
+    u = tl.load(U + offs, mask=mask, other=0.0).to(tl.float32)
+    act, dact = _gelu_and_grad(g, TANH)
+    tl.store(DU + offs, (dh * act).to(DU.dtype.element_ty), mask=mask)
+    tl.store(DG + offs, (dh * u * dact).to(DG.dtype.element_ty), mask=mask)
+    if WITH_H:
+        tl.store(H + offs, (act * u).to(H.dtype.element_ty), mask=mask)
+
+
+def _is_tanh(approximate: str) -> bool:
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"geglu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return approximate == "tanh"
+
+
+def geglu_forward(gate: torch.Tensor, up: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    gate, up = gate.contiguous(), up.contiguous()
+    h = torch.empty_like(gate)
+    n = gate.numel()
+    block = elementwise_block()
+    _geglu_fwd[(cdiv(n, block),)](gate, up, h, n, TANH=_is_tanh(approximate), BLOCK=block)
+    return h
+
+
+def geglu_backward(dh: torch.Tensor, gate: torch.Tensor, up: torch.Tensor, approximate: str = "none",
+                   with_h: bool = False):
+    """Returns ``(dgate, dup, h or None)``."""
+    dh, gate, up = dh.contiguous(), gate.contiguous(), up.contiguous()
+    dg, du = torch.empty_like(gate), torch.empty_like(up)
+    h = torch.empty_like(gate) if with_h else dg
+    n = gate.numel()
+    block = elementwise_block()
+    _geglu_bwd[(cdiv(n, block),)](dh, gate, up, dg, du, h, n, TANH=_is_tanh(approximate), WITH_H=with_h,
+                                  BLOCK=block)
+    return dg, du, (h if with_h else None)
+
+
+class GeGLUFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, gate, up, approximate):
+        ctx.save_for_backward(gate, up)
+        ctx.approximate = approximate
+        return geglu_forward(gate, up, approximate)
+
+    @staticmethod
+    def backward(ctx, dh):
+        gate, up = ctx.saved_tensors
+        dg, du, _ = geglu_backward(dh, gate, up, ctx.approximate)
+        return dg, du, None
+
+
+def geglu(gate: torch.Tensor, up: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """``gelu(gate) * up``; ``approximate`` is ``"none"`` (erf, as ``F.gelu``) or ``"tanh"``
+    (as ``F.gelu(approximate="tanh")``, Gemma's ``gelu_pytorch_tanh``)."""
+    _is_tanh(approximate)
+    if gate.shape != up.shape:
+        raise ValueError(f"geglu: gate {tuple(gate.shape)} and up {tuple(up.shape)} differ in shape")
+    return GeGLUFunction.apply(gate, up, approximate)
