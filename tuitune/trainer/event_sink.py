@@ -1,0 +1,77 @@
+"""The trainer's outbox: every event goes to events.jsonl and, while the parent lives, to the queue."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue as queue_module
+from typing import Any
+
+from tuitune import events as ev
+from tuitune.runs import CONTROL_FILE, RunDir
+
+
+class EventSink:
+    def __init__(self, run: RunDir, events_queue=None):
+        self.run = run
+        self.queue = events_queue
+        self._parent = os.getppid()
+
+    def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
+        event = ev.make(type_, **fields)
+        self.run.append_event(event)
+        if self.queue is not None:
+            if os.getppid() != self._parent:  # the UI is gone: the file alone keeps the record
+                self.queue = None
+            else:
+                try:
+                    self.queue.put_nowait(event)
+                except (queue_module.Full, OSError, ValueError):
+                    self.queue = None
+        return event
+
+    def log(self, text: str, level: str = "info") -> None:
+        self.emit(ev.LOG, level=level, text=text)
+
+    def warning(self, text: str) -> None:
+        self.emit(ev.WARNING, text=text)
+
+
+class ControlInbox:
+    """Controls from the controls queue and from the run's controls.jsonl (for detached runs)."""
+
+    def __init__(self, run: RunDir, controls_queue=None):
+        self.queue = controls_queue
+        self.path = run.path / CONTROL_FILE
+        self._offset = self.path.stat().st_size if self.path.exists() else 0
+
+    def drain(self) -> list[str]:
+        found: list[str] = []
+        if self.queue is not None:
+            while True:
+                try:
+                    item = self.queue.get_nowait()
+                except queue_module.Empty:
+                    break
+                except (OSError, ValueError, EOFError):
+                    self.queue = None
+                    break
+                if item in ev.CONTROLS:
+                    found.append(item)
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                handle.seek(self._offset)
+                text = handle.read()
+        except FileNotFoundError:
+            return found
+        complete, _, _rest = text.rpartition("\n")
+        if complete or text.endswith("\n"):
+            self._offset += len((complete + "\n").encode("utf-8"))
+            for line in complete.splitlines():
+                try:
+                    command = json.loads(line).get("control")
+                except (json.JSONDecodeError, AttributeError):
+                    continue
+                if command in ev.CONTROLS:
+                    found.append(command)
+        return found
