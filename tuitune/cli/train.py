@@ -1,0 +1,203 @@
+"""`tuitune train`: headless fine-tuning with a progress line; the same trainer process as the TUI."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from tuitune import events as ev
+from tuitune.config import Config, apply_overrides, load_config
+from tuitune.errors import TuituneError
+from tuitune.runs import RunDir
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="fine-tune headless (no arguments: the embedded default on the bundled sample)",
+        description="Fine-tune a model with LoRA or QLoRA without the TUI. Flags override the config file. "
+                    "With no config and no flags it fine-tunes the embedded default model on the bundled "
+                    "sample data.")
+    parser.add_argument("config", nargs="?", help="a config TOML file (see `tuitune init-config`)")
+    parser.add_argument("--model", help="catalog name, model folder, .gguf file or hub id")
+    parser.add_argument("--data", help="dataset file or folder")
+    parser.add_argument("--method", choices=["auto", "lora", "qlora"])
+    parser.add_argument("--max-steps", type=int, help="optimizer steps (overrides epochs)")
+    parser.add_argument("--output", help="runs root folder")
+    parser.add_argument("--name", help="run name")
+    parser.add_argument("--resume", metavar="RUN", help="resume a run from its last checkpoint")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="override any config field, e.g. --set training.learning_rate=1e-4")
+    parser.add_argument("--detach", action="store_true",
+                        help="start the run in the background and return; follow it with `tuitune runs`")
+    parser.set_defaults(func=run)
+
+
+def resolve_config(args) -> Config:
+    config = load_config(args.config) if args.config else Config()
+    overrides = {
+        "model.name": args.model, "data.path": args.data, "model.method": args.method,
+        "training.max_steps": args.max_steps, "output.dir": args.output, "output.name": args.name,
+    }
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise TuituneError(f"--set {item!r} is not SECTION.FIELD=VALUE (for example "
+                               "--set training.learning_rate=1e-4).")
+        overrides[key.strip()] = value.strip()
+    if args.data:
+        overrides["data.path"] = str(Path(args.data).expanduser().resolve()) if Path(args.data).expanduser().exists() else args.data
+    return apply_overrides(config, overrides)
+
+
+def run(args) -> int:
+    from tuitune.trainer.launcher import start_training
+
+    resume_from = None
+    run_dir = None
+    if args.resume:
+        run_dir = RunDir.open(args.resume, args.output)
+        if run_dir.is_live():
+            raise TuituneError(f"Run {run_dir.name} is still training (pid {run_dir.trainer_pid()}).")
+        checkpoints = run_dir.checkpoints()
+        if not checkpoints:
+            raise TuituneError(f"Run {run_dir.name} has no complete checkpoint to resume from "
+                               f"({run_dir.checkpoints_dir} is empty). Start a new run instead.")
+        resume_from = str(checkpoints[-1])
+        config = run_dir.load_config()
+        if args.max_steps is not None:
+            config = apply_overrides(config, {"training.max_steps": args.max_steps})
+    else:
+        config = resolve_config(args)
+    handle = start_training(config, run_dir, resume_from=resume_from)
+    print(f"run: {handle.run_dir.path}", flush=True)
+    if resume_from:
+        print(f"resuming from {resume_from}", flush=True)
+    if args.detach:
+        handle.detach()
+        print("training in the background; `tuitune runs` shows its status; the log is "
+              f"{handle.run_dir.log_path}")
+        return 0
+    return follow(handle)
+
+
+def follow(handle) -> int:
+    """Print progress until the trainer finishes. Ctrl+C asks for a stop with checkpoint; twice kills."""
+    bar = ProgressLine(sys.stdout)
+    interrupts = 0
+
+    def on_sigint(signum, frame):
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1:
+            bar.message("stopping after this step with a checkpoint (ctrl+c again to abandon)")
+            handle.stop()
+        else:
+            handle.terminate()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        while True:
+            events = handle.poll(timeout=0.5)
+            for event in events:
+                bar.show(event)
+            if handle.finished is not None:
+                break
+            if not events and not handle.is_alive():
+                for event in handle.poll():
+                    bar.show(event)
+                if handle.finished is None:
+                    bar.message(f"the trainer process ended without a result (exit code "
+                                f"{handle.process.exitcode}); see {handle.run_dir.log_path}")
+                    return 1
+                break
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    handle.join(timeout=30)
+    final = handle.finished
+    bar.end()
+    if final["type"] == ev.FAILED:
+        print(f"error: {final.get('message')}\n{final.get('advice', '')}", file=sys.stderr)
+        return 1
+    summary = final.get("summary", {})
+    verb = "stopped" if summary.get("stopped") else "finished"
+    loss = summary.get("final_loss")
+    print(f"{verb}: {summary.get('steps')} steps in {_duration(summary.get('runtime_s'))}, "
+          f"final loss {loss:.4f}" if loss is not None else f"{verb}: no steps ran")
+    print(f"adapter: {summary.get('adapter_path')}")
+    return 0
+
+
+class ProgressLine:
+    def __init__(self, stream):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.first_loss: float | None = None
+        self._last_plain = 0.0
+        self._open = False
+
+    def show(self, event: dict) -> None:
+        kind = event["type"]
+        if kind == ev.STEP:
+            if self.first_loss is None:
+                self.first_loss = event.get("loss")
+            self._step(event)
+        elif kind == ev.STARTED:
+            self.message(f"{event.get('model')} · {event.get('method', '').upper()} · {event.get('device')} · "
+                         f"{event.get('trainable_params', 0):,} trainable of {event.get('total_params', 0):,} · "
+                         f"{event.get('rows')} rows · kernels {event.get('kernels')}")
+        elif kind in (ev.LOG, ev.WARNING):
+            level = "warning" if kind == ev.WARNING else event.get("level", "info")
+            if level in ("info", "warning", "error"):
+                self.message(f"{level}: {event.get('text')}" if level != "info" else event.get("text", ""))
+        elif kind == ev.CHECKPOINT:
+            self.message(f"checkpoint: {event.get('path')}")
+        elif kind == ev.EVAL:
+            self.message(f"eval loss at step {event.get('step')}: {event.get('eval_loss'):.4f}")
+        elif kind in (ev.PAUSED, ev.RESUMED):
+            self.message(f"{kind} at step {event.get('step')}")
+
+    def _step(self, e: dict) -> None:
+        step, total = e.get("step", 0), max(1, e.get("max_steps") or 1)
+        width = 24
+        filled = int(width * min(step, total) / total)
+        parts = [f"step {step}/{total}", "[" + "#" * filled + "." * (width - filled) + "]",
+                 f"loss {e['loss']:.4f}"]
+        if e.get("lr") is not None:
+            parts.append(f"lr {e['lr']:.2e}")
+        if e.get("tokens_per_s"):
+            parts.append(f"{e['tokens_per_s']:,.0f} tok/s")
+        if e.get("eta_s") is not None:
+            parts.append(f"ETA {_duration(e['eta_s'])}")
+        line = "  ".join(parts)
+        if self.tty:
+            columns = shutil.get_terminal_size((100, 20)).columns
+            self.stream.write("\r" + line[: columns - 1].ljust(min(columns - 1, len(line) + 2)))
+            self._open = True
+        elif time.monotonic() - self._last_plain >= 2 or step == total:
+            self.stream.write(line + "\n")
+            self._last_plain = time.monotonic()
+        self.stream.flush()
+
+    def message(self, text: str) -> None:
+        self.end()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def end(self) -> None:
+        if self._open:
+            self.stream.write("\n")
+            self._open = False
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
