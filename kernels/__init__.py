@@ -14,7 +14,8 @@ The functional API (see each function's docstring)::
     lora_o(x, o)
 
 Importing this package imports no kernel module and launches nothing: each name is loaded from its
-module on first use. This package must never import tuitune or textual.
+module on first use. Module names differ from the function names on purpose (importing a submodule
+sets an attribute of that name on the package, which must stay the function). This package must never import tuitune or textual.
 """
 
 from __future__ import annotations
@@ -22,16 +23,16 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "rms_norm": "rms_norm",
-    "rope": "rope",
-    "swiglu": "swiglu",
-    "geglu": "geglu",
-    "cross_entropy": "cross_entropy",
-    "fused_linear_cross_entropy": "fused_linear_cross_entropy",
+    "rms_norm": "rmsnorm",
+    "rope": "rotary",
+    "swiglu": "glu_silu",
+    "geglu": "glu_gelu",
+    "cross_entropy": "chunked_cross_entropy",
+    "fused_linear_cross_entropy": "linear_cross_entropy",
     "nf4_dequantize": "nf4",
-    "lora_mlp": "lora_mlp",
-    "lora_qkv": "lora_qkv",
-    "lora_o": "lora_o",
+    "lora_mlp": "fused_lora_mlp",
+    "lora_qkv": "fused_lora_qkv",
+    "lora_o": "fused_lora_o",
     "LoRAWeights": "lora_weights",
 }
 
