@@ -1,0 +1,176 @@
+"""One config field in the hyperparameters form: its name, editor, help text, range and problem.
+
+The editor follows the field's type: a Switch for booleans, a Select for fields with choices, an
+Input with a validator (tuitune.config.check_value, the same rule the config loader applies) for
+everything else. The field posts `FormField.Changed` with the coerced value and its problem (None
+when valid) whenever the user edits it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.validation import ValidationResult, Validator
+from textual.widgets import Input, Label, Select, Static, Switch
+
+from tuitune.config import FieldSpec, _fmt, check_value
+
+
+def range_text(spec: FieldSpec) -> str:
+    """The allowed values of a field, for the form and for messages."""
+    if spec.choices:
+        return "one of " + ", ".join(spec.choices)
+    if spec.type is bool:
+        return "on or off"
+    if spec.min is not None or spec.max is not None:
+        return f"{_fmt(spec.min)} to {_fmt(spec.max)}"
+    if spec.type is list:
+        return "comma-separated names"
+    return "text"
+
+
+def value_to_text(value: Any) -> str:
+    """How a config value is shown in an Input."""
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, float):
+        return _fmt(value) if value.is_integer() else f"{value:g}"
+    return "" if value is None else str(value)
+
+
+class ConfigValueValidator(Validator):
+    """Validates Input text with the config's own check for one field."""
+
+    def __init__(self, spec: FieldSpec) -> None:
+        super().__init__()
+        self.spec = spec
+
+    def validate(self, value: str) -> ValidationResult:
+        _, problem = check_value(self.spec, value)
+        return self.failure(problem) if problem else self.success()
+
+
+class FormField(Vertical):
+    """A labelled editor for one FieldSpec."""
+
+    DEFAULT_CSS = """
+    FormField {
+        height: auto;
+        padding: 0 1;
+        margin-bottom: 1;
+    }
+    FormField > Horizontal {
+        height: auto;
+    }
+    FormField .field-name {
+        width: 28;
+        padding-top: 1;
+        text-style: bold;
+    }
+    FormField Input, FormField Select {
+        width: 1fr;
+    }
+    FormField Switch {
+        width: auto;
+    }
+    FormField .field-help {
+        color: $text-muted;
+        padding-left: 28;
+    }
+    FormField .field-problem {
+        color: $error;
+        padding-left: 28;
+        display: none;
+    }
+    FormField.-invalid .field-problem {
+        display: block;
+    }
+    """
+
+    class Changed(Message):
+        """The user changed a field: `value` is coerced when `problem` is None."""
+
+        def __init__(self, field: "FormField", value: Any, problem: str | None) -> None:
+            super().__init__()
+            self.field = field
+            self.value = value
+            self.problem = problem
+
+        @property
+        def control(self) -> "FormField":
+            return self.field
+
+    def __init__(self, spec: FieldSpec, value: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("id", "field-" + spec.key.replace(".", "-"))
+        super().__init__(**kwargs)
+        self.spec = spec
+        self._initial = value
+        self.problem: str | None = None
+
+    @property
+    def editor_id(self) -> str:
+        return "edit-" + self.spec.key.replace(".", "-")
+
+    def compose(self) -> ComposeResult:
+        spec = self.spec
+        with Horizontal():
+            yield Label(spec.name, classes="field-name")
+            if spec.type is bool:
+                yield Switch(value=bool(self._initial), id=self.editor_id)
+            elif spec.choices:
+                yield Select([(c, c) for c in spec.choices], value=self._initial, allow_blank=False,
+                             id=self.editor_id)
+            else:
+                yield Input(value_to_text(self._initial), id=self.editor_id,
+                            validators=[ConfigValueValidator(spec)],
+                            tooltip=f"{spec.help} ({range_text(spec)})")
+        yield Static(f"{spec.help} [{range_text(spec)}]", classes="field-help", markup=False)
+        yield Static("", classes="field-problem", markup=False)
+
+    # reading and writing
+    def current(self) -> tuple[Any, str | None]:
+        """The editor's value coerced to the field's type, and its problem (None when valid)."""
+        spec = self.spec
+        if spec.type is bool:
+            return bool(self.query_one(Switch).value), None
+        if spec.choices:
+            return check_value(spec, self.query_one(Select).value)
+        return check_value(spec, self.query_one(Input).value)
+
+    def set_value(self, value: Any) -> None:
+        """Show `value` in the editor (presets, loaded configs).
+
+        The editor's own change message follows later and posts an equal Changed, which is harmless.
+        """
+        if self.spec.type is bool:
+            self.query_one(Switch).value = bool(value)
+        elif self.spec.choices:
+            self.query_one(Select).value = value
+        else:
+            self.query_one(Input).value = value_to_text(value)
+        self._show_problem(self.current()[1])
+
+    def _show_problem(self, problem: str | None) -> None:
+        self.problem = problem
+        self.set_class(problem is not None, "-invalid")
+        self.query_one(".field-problem", Static).update(problem or "")
+
+    def _report(self) -> None:
+        value, problem = self.current()
+        self._show_problem(problem)
+        self.post_message(self.Changed(self, value, problem))
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self._report()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        self._report()
+
+    def on_switch_changed(self, event: Switch.Changed) -> None:
+        event.stop()
+        self._report()
