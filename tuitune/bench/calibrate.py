@@ -1,0 +1,70 @@
+"""Measure peak GPU memory over a grid of configurations, for calibrating `tuitune.fit`.
+
+`python -m tuitune.bench.calibrate OUT_DIR [--paths hf,tuitune] [--shapes llama-1b,llama-8b]`
+builds the shapes' checkpoints, then runs one worker process per (shape, method, path), each
+measuring several (batch, seq) points in its own peak-memory window, and writes one JSON file per
+process plus `calibration.json` with everything. Results are written as they come, so a run cut
+short still leaves what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from tuitune.bench.runner import ensure_checkpoint, run_path
+from tuitune.bench.shapes import get_shape
+from tuitune.bench.worker import Job
+
+# (shape, method) -> [batch, seq, steps, warmup] points, smallest first so that the allocator's
+# cache from one point never hides the next one's peak.
+GRID: dict[tuple[str, str, str], list[list[int]]] = {
+    ("llama-1b", "qlora", "none"): [[1, 1024, 3, 1], [2, 2048, 3, 1]],
+    ("llama-1b", "qlora", "standard"): [[1, 1024, 3, 1], [4, 1024, 3, 1], [2, 2048, 8, 2], [1, 4096, 3, 1], [4, 4096, 3, 1]],
+    ("llama-1b", "lora", "standard"): [[1, 1024, 3, 1], [4, 1024, 3, 1], [2, 2048, 3, 1], [1, 4096, 3, 1]],
+    ("llama-8b", "qlora", "standard"): [[1, 2048, 3, 1], [2, 2048, 6, 2], [1, 4096, 3, 1]],
+    ("llama-8b", "lora", "standard"): [[1, 2048, 3, 1], [2, 2048, 3, 1]],
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tuitune.bench.calibrate")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--paths", default="hf,tuitune")
+    parser.add_argument("--shapes", default="llama-1b,llama-8b")
+    parser.add_argument("--methods", default="qlora,lora")
+    parser.add_argument("--rank", type=int, default=16)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    shapes = args.shapes.split(",")
+    everything = []
+    for name in shapes:
+        t0 = time.perf_counter()
+        folder = ensure_checkpoint(get_shape(name))
+        print(f"checkpoint {name}: {folder} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    for (name, method, checkpointing), points in GRID.items():
+        if name not in shapes or method not in args.methods.split(","):
+            continue
+        shape = get_shape(name)
+        for path in args.paths.split(","):
+            t0 = time.perf_counter()
+            job = Job(checkpoint=str(ensure_checkpoint(shape)), vocab=shape.vocab, path=path, method=method,
+                      rank=args.rank, points=points, checkpointing=checkpointing)
+            result = {"shape": name, "checkpointing_mode": checkpointing, **run_path(job)}
+            everything.append(result)
+            (args.out / "calibration.json").write_text(json.dumps(everything, indent=1))
+            print(f"{name} {method} {path} checkpointing {checkpointing}: {time.perf_counter() - t0:.0f} s", flush=True)
+            for p in result.get("points", []):
+                print(f"  b{p['batch']}x{p['seq']}: peak alloc {p.get('peak_allocated_gb', 0):.2f} reserved "
+                      f"{p.get('peak_reserved_gb', 0):.2f} measured {p.get('measured_peak_gb', 0):.2f} GiB, "
+                      f"{p.get('tokens_per_s') or 0:,.0f} tok/s {p.get('error', '')}", flush=True)
+            if "error" in result:
+                print(f"  failed: {result['error']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Run the bench: build the shape's checkpoint, then each path in its own process, then compare.
+
+This module imports no torch: the checkpoint build and every measured path run as child
+processes (`tuitune.bench.shapes`, `tuitune.bench.worker`), so one path's allocator state and
+CUDA context never leak into another's numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from tuitune.bench.shapes import BenchShape, checkpoint_dir, get_shape
+from tuitune.bench.worker import Job
+from tuitune.errors import TuituneError
+
+PATH_LABELS = {"hf": "baseline (hf)", "tuitune": "tuitune"}
+WORKER_TIMEOUT_S = 3600
+
+
+def _child_env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return env
+
+
+def ensure_checkpoint(shape: BenchShape, *, timeout: float = WORKER_TIMEOUT_S) -> Path:
+    folder = checkpoint_dir(shape)
+    marker = folder / "tuitune-shape.json"
+    if marker.is_file() and json.loads(marker.read_text()) == asdict(shape):
+        return folder
+    proc = subprocess.run([sys.executable, "-m", "tuitune.bench.shapes", shape.name], capture_output=True,
+                          text=True, timeout=timeout, env=_child_env())
+    if proc.returncode != 0:
+        raise TuituneError(f"Building the random-weight {shape.name} checkpoint in {folder} failed:\n"
+                           f"{_tail(proc.stderr)}\nCheck the free disk space there, then run the bench again.")
+    return folder
+
+
+def _tail(text: str, lines: int = 12) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def run_path(job: Job, *, timeout: float = WORKER_TIMEOUT_S) -> dict:
+    """Run one worker process; its result dict, or {"error": ...} when it failed."""
+    with tempfile.TemporaryDirectory(prefix="tuitune-bench-") as tmp:
+        job_file, result_file = Path(tmp) / "job.json", Path(tmp) / "result.json"
+        job_file.write_text(json.dumps(asdict(job)))
+        try:
+            proc = subprocess.run([sys.executable, "-m", "tuitune.bench.worker", str(job_file), str(result_file)],
+                                  capture_output=True, text=True, timeout=timeout, env=_child_env())
+        except subprocess.TimeoutExpired:
+            return {"path": job.path, "error": f"timed out after {timeout:.0f} s"}
+        if proc.returncode != 0 or not result_file.exists():
+            return {"path": job.path, "error": _tail(proc.stderr) or f"exit status {proc.returncode}"}
+        return json.loads(result_file.read_text())
+
+
+def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, method: str = "qlora",
+              baseline: str = "hf", warmup: int | None = None, device: str = "auto",
+              checkpointing: str = "standard") -> dict:
+    shape = get_shape(shape_name)
+    if steps < 1:
+        raise TuituneError("--steps must be at least 1.")
+    if warmup is None:
+        warmup = min(2, steps - 1)
+    if not 0 <= warmup < steps:
+        raise TuituneError(f"--warmup must be between 0 and steps - 1 ({steps - 1}); got {warmup}.")
+    checkpoint = ensure_checkpoint(shape)
+    paths = (["hf"] if baseline == "hf" else []) + ["tuitune"]
+    runs = {}
+    for path in paths:
+        job = Job(checkpoint=str(checkpoint), vocab=shape.vocab, path=path, method=method, rank=rank,
+                  points=[[batch, seq, steps, warmup]], checkpointing=checkpointing, device=device)
+        runs[path] = run_path(job)
+    return {
+        "shape": shape_name, "method": method, "rank": rank, "batch": batch, "seq": seq, "steps": steps,
+        "warmup": warmup, "checkpointing": checkpointing, "runs": runs, "ratios": ratios(runs),
+    }
+
+
+def _point(run: dict) -> dict:
+    points = run.get("points") or [{}]
+    return points[0]
+
+
+def ratios(runs: dict) -> dict:
+    """tuitune ÷ baseline for speed and memory (None where either side is missing)."""
+    if "hf" not in runs or "tuitune" not in runs:
+        return {}
+    base, ours = _point(runs["hf"]), _point(runs["tuitune"])
+
+    def div(key):
+        a, b = ours.get(key), base.get(key)
+        return a / b if a is not None and b else None
+
+    return {"tokens_per_s": div("tokens_per_s"), "peak_allocated": div("peak_allocated_gb"),
+            "peak_reserved": div("peak_reserved_gb")}
+
+
+def _fmt(value, unit: str = "", digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "tok":
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}{unit}"
+
+
+def format_report(result: dict) -> str:
+    runs = result["runs"]
+    first = next(iter(runs.values()))
+    device = first.get("device_name") or first.get("device") or "?"
+    lines = [
+        f"tuitune bench: {result['shape']}, {result['method']} r{result['rank']}, batch {result['batch']} x "
+        f"{result['seq']}, {result['steps']} steps ({result['warmup']} warm-up, not timed), on {device}",
+        "",
+        f"{'':16}{'tokens/s':>12}{'peak alloc':>14}{'peak reserved':>16}{'final loss':>12}",
+    ]
+    for path, run in runs.items():
+        label = PATH_LABELS.get(path, path)
+        if "error" in run:
+            lines.append(f"{label:16}failed: {run['error'].splitlines()[-1] if run['error'] else '?'}")
+            continue
+        p = _point(run)
+        if "error" in p:
+            lines.append(f"{label:16}{p['error']}")
+            continue
+        loss = p.get("losses", [None])[-1]
+        lines.append(f"{label:16}{_fmt(p.get('tokens_per_s'), 'tok'):>12}"
+                     f"{_fmt(p.get('peak_allocated_gb'), ' GiB'):>14}{_fmt(p.get('peak_reserved_gb'), ' GiB'):>16}"
+                     f"{_fmt(loss, '', 3):>12}")
+    r = result.get("ratios") or {}
+    if r:
+        lines.append(f"{'ratio':16}{_fmt(r.get('tokens_per_s'), 'x'):>12}{_fmt(r.get('peak_allocated'), 'x'):>14}"
+                     f"{_fmt(r.get('peak_reserved'), 'x'):>16}")
+    lines.append("")
+    for path, run in runs.items():
+        if "error" not in run:
+            lines.append(f"{PATH_LABELS.get(path, path)}: kernels {run.get('kernels')}; checkpointing "
+                         f"{run.get('checkpointing')}; optimizer {run.get('optimizer')}; "
+                         f"{run.get('trainable_params', 0):,} trainable parameters")
+        else:
+            lines.append(f"{PATH_LABELS.get(path, path)} failed:\n{run['error']}")
+    if first.get("device") == "cpu":
+        lines.append("No CUDA device: ran on the CPU, so there are no GPU memory figures.")
+    return "\n".join(lines)

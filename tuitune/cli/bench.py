@@ -1,0 +1,61 @@
+"""`tuitune bench`: the stock path against tuitune's on a random-weight checkpoint of a named shape."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tuitune.bench.shapes import SHAPES
+from tuitune.errors import TuituneError
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench", help="compare tokens/s and peak GPU memory of the stock path and tuitune's",
+        description="Build (once, cached) a random-weight checkpoint of a named shape, then train it on "
+                    "random tokens with the stock transformers + PEFT + bitsandbytes path and with tuitune's "
+                    "kernels, each in its own process, and print tokens/s, peak GPU memory and the ratios.")
+    p.add_argument("--shape", required=True, choices=sorted(SHAPES), help="model shape")
+    p.add_argument("--batch", type=_positive, default=2, help="sequences per step (default 2)")
+    p.add_argument("--seq", type=_positive, default=2048, help="tokens per sequence (default 2048)")
+    p.add_argument("--rank", type=_positive, default=16, help="LoRA rank (default 16)")
+    p.add_argument("--steps", type=_positive, default=10, help="training steps per path (default 10)")
+    p.add_argument("--warmup", type=int, default=None, help="leading steps left out of the timing (default 2)")
+    p.add_argument("--method", choices=["qlora", "lora"], default="qlora", help="default qlora")
+    p.add_argument("--baseline", choices=["hf", "none"], default="hf",
+                   help="hf runs the stock path too (default); none runs tuitune's only")
+    p.add_argument("--checkpointing", choices=["standard", "offloaded", "none"], default="standard",
+                   help="activation checkpointing on both paths (default standard)")
+    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="default: cuda if present")
+    p.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tuitune.bench.runner import format_report, run_bench
+
+    if args.json:
+        target = Path(args.json).expanduser()
+        if target.parent and not target.parent.exists():
+            raise TuituneError(f"--json {args.json}: the folder {target.parent} does not exist. "
+                               "Create it or pick another path.")
+    result = run_bench(args.shape, batch=args.batch, seq=args.seq, rank=args.rank, steps=args.steps,
+                       method=args.method, baseline=args.baseline, warmup=args.warmup, device=args.device,
+                       checkpointing=args.checkpointing)
+    print(format_report(result))
+    if args.json:
+        Path(args.json).expanduser().write_text(json.dumps(result, indent=2))
+        print(f"\nnumbers written to {args.json}")
+    failed = [path for path, r in result["runs"].items() if "error" in r]
+    return 1 if failed else 0
