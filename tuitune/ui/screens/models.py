@@ -1,0 +1,312 @@
+"""Models screen: the catalog and local models, with the VRAM fit of QLoRA, LoRA and full fine-tuning.
+
+The fit is pure arithmetic (tuitune.fit) against a memory budget: a GPU's free memory picked in the
+Select, or any number typed into the VRAM field. Changing sequence length, batch or rank recomputes
+every row at once. Enter on a row makes that model the run's model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.validation import Integer, Number
+from textual.widgets import DataTable, Footer, Header, Input, Label, Select, Static
+
+from tuitune.ui.widgets.theme_colors import theme_colors
+
+METHOD_LABELS = {"qlora": "QLoRA", "lora": "LoRA", "full": "Full"}
+CUSTOM = "custom"
+DEFAULT_VRAM_GB = 24.0  # what the VRAM field says with no GPU: a common consumer card
+
+
+@dataclass(frozen=True)
+class FitQuery:
+    free_gb: float
+    seq: int
+    batch: int
+    rank: int
+    checkpointing: str
+
+
+@dataclass
+class FitCell:
+    status: str  # fits | tight | does not fit | n/a
+    total_gb: float | None
+    largest: tuple[int, int] | None
+
+
+def compute_fit(spec: Any, method: str, query: FitQuery) -> FitCell:
+    """One model × method against the budget (n/a when the shape is unknown)."""
+    from tuitune import fit
+
+    if not getattr(spec, "shape_known", True):
+        return FitCell("n/a", None, None)
+    checkpointing = query.checkpointing != "none"
+    estimate = fit.estimate(spec, method, batch=query.batch, seq=query.seq, rank=query.rank,
+                            checkpointing=checkpointing)
+    status = fit.fit_status(estimate.total_gb, query.free_gb)
+    largest = fit.largest_fit(spec, method, query.free_gb, rank=query.rank, checkpointing=checkpointing)
+    return FitCell(status, estimate.total_gb, largest)
+
+
+def model_ref(spec: Any) -> str:
+    """What goes into config.model.name: the catalog name, or the folder/file of a local model."""
+    return spec.path if spec.source == "local" and spec.path else spec.name
+
+
+class ModelsScreen(Screen):
+    """Catalog + local models with per-method fit for the chosen memory budget."""
+
+    TITLE = "Models"
+    BINDINGS = [
+        Binding("enter", "choose", "Use model", id="models.choose", show=False),
+        Binding("ctrl+r", "rescan", "Rescan", id="models.rescan", tooltip="Look for local models again"),
+        Binding("ctrl+f", "focus_folder", "Folder", id="models.folder",
+                tooltip="Type a folder to scan for models"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="models-screen")
+        self.specs: list[Any] = []
+        self.fits: dict[str, dict[str, FitCell]] = {}
+        self.query_values: FitQuery | None = None
+        self._gpus: list[Any] = []
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        config = self.app.config
+        yield Header(icon="▣")
+        with Horizontal(id="models-controls", classes="controls"):
+            yield Label("GPU", classes="control-label")
+            yield Select([(f"Custom VRAM", CUSTOM)], value=CUSTOM, allow_blank=False, id="gpu-select",
+                         compact=True)
+            yield Label("VRAM GiB", classes="control-label")
+            yield Input(str(DEFAULT_VRAM_GB), id="vram", compact=True, validators=[Number(0.1, 100000)],
+                        tooltip="Memory budget in GiB (a GPU's free memory, or any size to plan for)")
+        with Horizontal(id="models-shape", classes="controls"):
+            yield Label("Seq", classes="control-label")
+            yield Input(str(config.model.max_seq_length), id="seq", compact=True,
+                        validators=[Integer(16, 131072)], tooltip="Sequence length in tokens")
+            yield Label("Batch", classes="control-label")
+            yield Input(str(config.training.batch_size), id="batch", compact=True,
+                        validators=[Integer(1, 4096)], tooltip="Examples per forward pass")
+            yield Label("Rank", classes="control-label")
+            yield Input(str(config.lora.r), id="rank", compact=True,
+                        validators=[Integer(1, 1024)], tooltip="LoRA rank")
+            yield Label("Folder", classes="control-label")
+            yield Input(placeholder="more models: a folder or .gguf, Enter", id="folder", compact=True)
+        yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="model-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#models-table", DataTable)
+        table.add_column(" ", key="chosen", width=1)
+        table.add_column("Model", key="name")
+        table.add_column("Params", key="params")
+        table.add_column("Context", key="context")
+        table.add_column("Source", key="source")
+        for method, label in METHOD_LABELS.items():
+            table.add_column(label, key=method)
+        table.focus()
+        self.theme_signal = self.app.theme_changed_signal.subscribe(self, lambda _theme: self.refill())
+        self.app.config_changed_signal.subscribe(self, lambda _config: self.refill())
+        self.load_gpus()
+        self.load_models()
+
+    # ------------------------------------------------------------------ data
+    @work(thread=True, exclusive=True, group="models-gpus", name="GPU list", exit_on_error=False)
+    def load_gpus(self) -> None:
+        snapshot = self.app.gpu_source.snapshot()
+        self.app.call_from_thread(self.show_gpus, list(snapshot.gpus or []))
+
+    def show_gpus(self, gpus: list[Any]) -> None:
+        self._gpus = gpus
+        select = self.query_one("#gpu-select", Select)
+        options = [(f"{g.index}: {g.name} ({_gb(g.memory_free_gb)} free)", str(g.index)) for g in gpus]
+        select.set_options(options + [("Custom VRAM", CUSTOM)])
+        if gpus:
+            select.value = str(gpus[0].index)  # fills the VRAM field via on_select_changed
+        else:
+            self.recompute()
+
+    @work(thread=True, exclusive=True, group="models-scan", name="model scan", exit_on_error=False)
+    def load_models(self, folder: str = "") -> None:
+        from tuitune.catalog import all_models
+
+        specs = all_models([folder] if folder else [])
+        self.app.call_from_thread(self.show_models, specs, folder)
+
+    def show_models(self, specs: list[Any], folder: str) -> None:
+        local = sum(1 for s in specs if s.source == "local")
+        self.specs = specs
+        self.fits = {}
+        if folder:
+            self.notify(f"{local} local model(s) found (HF cache, converted, {folder})", title="Models")
+        self.refill()
+        self.recompute()
+
+    def current_query(self) -> FitQuery | None:
+        """The budget and shape typed in, or None while a field is invalid."""
+        values = {}
+        for field in ("vram", "seq", "batch", "rank"):
+            widget = self.query_one(f"#{field}", Input)
+            result = widget.validate(widget.value)
+            if result is not None and not result.is_valid:
+                return None
+            values[field] = widget.value
+        return FitQuery(float(values["vram"]), int(values["seq"]), int(values["batch"]), int(values["rank"]),
+                        self.app.config.training.gradient_checkpointing)
+
+    def recompute(self) -> None:
+        query = self.current_query()
+        if query is None:
+            self.query_one("#model-detail", Static).update(
+                "[b]Fix the highlighted field[/b]: VRAM 0.1–100000 GiB, seq 16–131072, batch 1–4096, rank 1–1024.")
+            return
+        self.query_values = query
+        self.fit_all(list(self.specs), query)
+
+    @work(thread=True, exclusive=True, group="models-fit", name="fit estimate", exit_on_error=False)
+    def fit_all(self, specs: list[Any], query: FitQuery) -> None:
+        fits = {s.name + "|" + (s.path or ""): {m: compute_fit(s, m, query) for m in METHOD_LABELS} for s in specs}
+        self.app.call_from_thread(self.show_fits, fits, query)
+
+    def show_fits(self, fits: dict[str, dict[str, FitCell]], query: FitQuery) -> None:
+        if query != self.query_values:
+            return  # an older computation finished late
+        self.fits = fits
+        self.refill()
+
+    # ------------------------------------------------------------------ table
+    def refill(self) -> None:
+        table = self.query_one("#models-table", DataTable)
+        colors = theme_colors(self.app)
+        chosen_name = self.app.config.model.name
+        cursor_key = None
+        if table.row_count and table.cursor_row < table.row_count:
+            cursor_key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        table.clear()
+        for index, spec in enumerate(self.specs):
+            cells = self.fits.get(spec.name + "|" + (spec.path or ""), {})
+            chosen = "●" if model_ref(spec) == chosen_name or spec.name == chosen_name else ""
+            row = [chosen, spec.name, spec.params_label, _ctx(spec.context), spec.source]
+            row += [fit_text(cells.get(m), colors) for m in METHOD_LABELS]
+            table.add_row(*row, key=str(index))
+        if cursor_key is not None and cursor_key.isdigit() and int(cursor_key) < table.row_count:
+            table.move_cursor(row=int(cursor_key))
+        self.show_detail()
+
+    def highlighted_spec(self) -> Any:
+        table = self.query_one("#models-table", DataTable)
+        if not self.specs or not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        return self.specs[int(key)]
+
+    def show_detail(self) -> None:
+        spec = self.highlighted_spec()
+        detail = self.query_one("#model-detail", Static)
+        if spec is None:
+            detail.update("Looking for models…")
+            return
+        query = self.query_values
+        cells = self.fits.get(spec.name + "|" + (spec.path or ""), {})
+        colors = theme_colors(self.app)
+        text = Text.assemble((spec.name, "bold"), f"  {spec.family} · {spec.architecture} · "
+                             f"{spec.params_label} params · context {_ctx(spec.context)}")
+        if spec.hf_id or spec.path:
+            text.append(f"\n{spec.path or spec.hf_id}", style="dim")
+        if query is not None:
+            text.append(f"\nBudget {query.free_gb:g} GiB · seq {query.seq} · batch {query.batch} · rank {query.rank}:")
+            for method, label in METHOD_LABELS.items():
+                cell = cells.get(method)
+                text.append(f"\n  {label:<6}")
+                text.append_text(fit_text(cell, colors, long=True))
+        text.append("\nEnter: use this model for the run", style="dim")
+        detail.update(text)
+
+    # ------------------------------------------------------------------ events
+    @on(DataTable.RowHighlighted, "#models-table")
+    def _highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        self.show_detail()
+
+    @on(DataTable.RowSelected, "#models-table")
+    def _selected(self, _event: DataTable.RowSelected) -> None:
+        self.action_choose()
+
+    @on(Select.Changed, "#gpu-select")
+    def _gpu_changed(self, event: Select.Changed) -> None:
+        if event.value == CUSTOM or event.value is Select.BLANK:
+            return
+        gpu = next((g for g in self._gpus if str(g.index) == event.value), None)
+        if gpu is not None and gpu.memory_free_gb is not None:
+            vram = self.query_one("#vram", Input)
+            with vram.prevent(Input.Changed):
+                vram.value = f"{gpu.memory_free_gb:.1f}"
+        self.recompute()
+
+    @on(Input.Changed, "#vram")
+    def _vram_typed(self, _event: Input.Changed) -> None:
+        select = self.query_one("#gpu-select", Select)
+        if select.value != CUSTOM:
+            with select.prevent(Select.Changed):
+                select.value = CUSTOM
+        self.recompute()
+
+    @on(Input.Changed, "#seq, #batch, #rank")
+    def _shape_typed(self, _event: Input.Changed) -> None:
+        self.recompute()
+
+    @on(Input.Submitted, "#folder")
+    def _folder_submitted(self, event: Input.Submitted) -> None:
+        self.load_models(event.value.strip())
+
+    def action_choose(self) -> None:
+        spec = self.highlighted_spec()
+        if spec is None:
+            return
+        self.app.config.model.name = model_ref(spec)
+        self.app.config_edited()
+        self.notify(f"The run will fine-tune {spec.name}", title="Model chosen")
+
+    def action_rescan(self) -> None:
+        self.load_models(self.query_one("#folder", Input).value.strip())
+
+    def action_focus_folder(self) -> None:
+        self.query_one("#folder", Input).focus()
+
+
+def fit_text(cell: FitCell | None, colors: dict[str, str], *, long: bool = False) -> Text:
+    """"fits 9.2G 8×2048" coloured by status; long form for the detail panel."""
+    if cell is None:
+        return Text("…", style="dim")
+    if cell.status == "n/a":
+        return Text("n/a (shape unknown)" if long else "n/a", style="dim")
+    color = {"fits": colors["fits"], "tight": colors["tight"]}.get(cell.status, colors["no_fit"])
+    status = "no fit" if cell.status == "does not fit" and not long else cell.status
+    text = Text(status, style=f"bold {color}")
+    text.append(f" {cell.total_gb:.1f}G" if not long else f", needs {cell.total_gb:.1f} GiB")
+    if cell.largest:
+        batch, seq = cell.largest
+        text.append(f" {batch}×{seq}" if not long else f"; largest that fits: batch {batch} × seq {seq}")
+    elif long:
+        text.append("; nothing fits at any batch or length")
+    return text
+
+
+def _gb(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} GiB"
+
+
+def _ctx(tokens: int) -> str:
+    if not tokens:
+        return "?"
+    return f"{tokens // 1024}k" if tokens >= 1024 and tokens % 1024 == 0 else str(tokens)

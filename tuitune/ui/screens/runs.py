@@ -1,0 +1,171 @@
+"""Runs screen: every run under the runs root with status, duration and final loss; open, resume, delete."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from tuitune.ui.widgets.confirm import ConfirmModal
+from tuitune.ui.widgets.theme_colors import theme_colors
+
+REFRESH_S = 3.0
+STATUS_ROLE = {"running": "loss", "paused": "tight", "finished": "fits", "stopped": "tight",
+               "failed": "no_fit", "interrupted": "no_fit", "created": "muted"}
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def started_text(ts: float | None) -> str:
+    return "—" if ts is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+class RunsScreen(Screen):
+    """All runs, newest first; refreshed from disk every few seconds."""
+
+    TITLE = "Runs"
+    BINDINGS = [
+        Binding("o", "open", "Open", id="runs.open", tooltip="Show the run on the Monitor screen"),
+        Binding("r", "resume", "Resume", id="runs.resume", tooltip="Continue from the last checkpoint"),
+        Binding("d", "delete", "Delete", id="runs.delete", tooltip="Delete the run folder (asks first)"),
+        Binding("ctrl+r", "reload", "Reload", id="runs.reload", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="runs-screen")
+        self.runs: list[Any] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="▣")
+        yield Static("", id="runs-root")
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="run-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        from tuitune.paths import runs_root
+
+        self.query_one("#runs-root", Static).update(f"Runs in [b]{runs_root(self.app.runs_root)}[/b]")
+        table = self.query_one("#runs-table", DataTable)
+        table.add_column("Run", key="name")
+        table.add_column("Status", key="status")
+        table.add_column("Model", key="model")
+        table.add_column("Steps", key="steps")
+        table.add_column("Duration", key="duration")
+        table.add_column("Final loss", key="loss")
+        table.add_column("Started", key="started")
+        table.focus()
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.fill(self.runs))
+        self.reload()
+        self._timer = self.set_interval(REFRESH_S, self.reload)
+
+    def on_screen_suspend(self) -> None:
+        self._timer.pause()
+
+    def on_screen_resume(self) -> None:
+        if hasattr(self, "_timer"):
+            self._timer.resume()
+            self.reload()
+
+    @work(thread=True, exclusive=True, group="runs-list", name="runs list", exit_on_error=False)
+    def reload(self) -> None:
+        from tuitune.runs import list_runs
+
+        runs = list_runs(self.app.runs_root)
+        self.app.call_from_thread(self.fill, runs)
+
+    def fill(self, runs: list[Any]) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        colors = theme_colors(self.app)
+        selected = self.selected_run()
+        self.runs = runs
+        table.clear()
+        for run in runs:
+            color = colors.get(STATUS_ROLE.get(run.status, "muted"), colors["text"])
+            steps = f"{run.step}/{run.max_steps}" if run.max_steps else str(run.step or "—")
+            loss = f"{run.final_loss:.4f}" if run.final_loss is not None else "—"
+            table.add_row(run.name, Text(run.status, style=f"bold {color}"), run.model or "—", steps,
+                          duration_text(run.duration_s), loss, started_text(run.started_at), key=run.name)
+        if selected is not None:
+            names = [run.name for run in runs]
+            if selected.name in names:
+                table.move_cursor(row=names.index(selected.name))
+        self.show_detail()
+
+    def selected_run(self) -> Any:
+        table = self.query_one("#runs-table", DataTable)
+        if not self.runs or not table.row_count or table.cursor_row >= len(self.runs):
+            return None
+        name = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        return next((run for run in self.runs if run.name == name), None)
+
+    def show_detail(self) -> None:
+        run = self.selected_run()
+        detail = self.query_one("#run-detail", Static)
+        if run is None:
+            detail.update("No runs yet. Start one from the Params screen (4) or with `tuitune train`.")
+            return
+        text = Text.assemble((run.name, "bold"), f"  {run.status}")
+        text.append(f"\n{run.path}", style="dim")
+        if run.error:
+            text.append(f"\n{run.error}", style=theme_colors(self.app)["no_fit"])
+        detail.update(text)
+
+    @on(DataTable.RowHighlighted, "#runs-table")
+    def _highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        self.show_detail()
+
+    @on(DataTable.RowSelected, "#runs-table")
+    def _selected(self, _event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.app.open_run(Path(run.path))
+
+    def action_resume(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.app.resume_run(Path(run.path))
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def action_delete(self) -> None:
+        run = self.selected_run()
+        if run is None:
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.delete_run(Path(run.path))
+
+        self.app.push_screen(ConfirmModal(f"Delete run {run.name}?\n\n{run.path}\n\nIts checkpoints, adapter "
+                                          "and exports are removed for good."), answer)
+
+    def delete_run(self, path: Path) -> None:
+        from tuitune.errors import TuituneError
+        from tuitune.runs import RunDir
+
+        try:
+            RunDir(path).delete()
+        except (TuituneError, OSError) as exc:
+            self.app.report(exc, "Run not deleted")
+            return
+        self.notify(f"Deleted {path.name}", title="Runs")
+        self.reload()
