@@ -1,0 +1,125 @@
+import warnings
+
+import pytest
+import torch
+
+import reference as ref
+from conftest import DTYPES, ON_GPU
+from tolerances import check
+from tuitune.kernels import LoRAWeights, lora_mlp, lora_o, lora_qkv, nf4_dequantize
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    import bitsandbytes as bnb
+
+# (tokens, hidden, intermediate, rank)
+SHAPES = [(1, 64, 96, 8), (13, 96, 160, 16)] + ([(4096, 2048, 8192, 16)] if ON_GPU else [])
+
+
+def _proj(out_f, in_f, dtype, device, base, rank, adapter_dtype, bias=False):
+    w = torch.randn(out_f, in_f, device=device) / in_f**0.5
+    if base == "nf4":
+        p = bnb.nn.Params4bit(w.to(dtype).cpu(), requires_grad=False, quant_type="nf4", compress_statistics=True,
+                              blocksize=64).to(device)
+        dense64 = nf4_dequantize(p, torch.float64 if not ON_GPU else torch.float32).double()
+        weight = p
+    else:
+        weight = w.to(dtype)
+        dense64 = weight.double()
+    b = (torch.randn(out_f, device=device) * 0.1).to(dtype) if bias else None
+    a = (torch.randn(rank, in_f, device=device) / in_f**0.5).to(adapter_dtype).requires_grad_()
+    bb = (torch.randn(out_f, rank, device=device) * 0.1).to(adapter_dtype).requires_grad_()
+    return LoRAWeights(weight, b, a, bb, 2.0), dense64
+
+
+def _ref_proj(x64, p, dense64):
+    a64, b64 = ref.up(p.lora_a), ref.up(p.lora_b)
+    bias = None if p.bias is None else p.bias.double()
+    return ref.lora_linear(x64, dense64, bias, a64, b64, p.scaling), (a64, b64)
+
+
+CASES = [(d, base, ad) for d in DTYPES for base in ("dense", "nf4") for ad in ("same", "float32")
+         if not (d == torch.float32 and ad == "float32")]
+
+
+@pytest.mark.parametrize("dtype,base,adapter", CASES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_lora_o(device, dtype, base, adapter, shape):
+    n, hidden, inter, r = shape
+    ad = dtype if adapter == "same" else torch.float32
+    p, w64 = _proj(hidden, inter, dtype, device, base, r, ad)
+    x = torch.randn(n, inter, device=device, dtype=dtype, requires_grad=True)
+    y = lora_o(x, p)
+    dy = torch.randn_like(y)
+    y.backward(dy)
+    x64 = ref.up(x)
+    y64, (a64, b64) = _ref_proj(x64, p, w64)
+    y64.backward(dy.double())
+    check(f"lora_o.{base}.y", y, y64, dtype)
+    check(f"lora_o.{base}.dx", x.grad, x64.grad, dtype)
+    check(f"lora_o.{base}.dA", p.lora_a.grad, a64.grad, dtype)
+    check(f"lora_o.{base}.dB", p.lora_b.grad, b64.grad, dtype)
+
+
+@pytest.mark.parametrize("dtype,base,adapter", CASES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_lora_qkv_with_bias(device, dtype, base, adapter, shape):
+    n, hidden, _, r = shape
+    ad = dtype if adapter == "same" else torch.float32
+    kv = hidden // 4 + 8
+    projs = [_proj(o, hidden, dtype, device, base, r, ad, bias=True) for o in (hidden, kv, kv)]
+    x = torch.randn(2, n, hidden, device=device, dtype=dtype, requires_grad=True)
+    outs = lora_qkv(x, *(p for p, _ in projs))
+    grads = [torch.randn_like(o) for o in outs]
+    torch.autograd.backward(outs, grads)
+    x64 = ref.up(x)
+    refs = [_ref_proj(x64, p, w64) for p, w64 in projs]
+    torch.autograd.backward([y for y, _ in refs], [g.double() for g in grads])
+    for name, out, (p, _), (y64, (a64, b64)) in zip("qkv", outs, projs, refs):
+        check(f"lora_qkv.{base}.{name}", out, y64, dtype)
+        check(f"lora_qkv.{base}.dA", p.lora_a.grad, a64.grad, dtype)
+        check(f"lora_qkv.{base}.dB", p.lora_b.grad, b64.grad, dtype)
+    check(f"lora_qkv.{base}.dx", x.grad, x64.grad, dtype)
+
+
+@pytest.mark.parametrize("dtype,base,adapter", CASES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("activation", ["swiglu", "geglu_tanh"])
+def test_lora_mlp(device, dtype, base, adapter, shape, activation):
+    n, hidden, inter, r = shape
+    ad = dtype if adapter == "same" else torch.float32
+    (g, g64), (u, u64), (d, d64) = (_proj(inter, hidden, dtype, device, base, r, ad),
+                                    _proj(inter, hidden, dtype, device, base, r, ad),
+                                    _proj(hidden, inter, dtype, device, base, r, ad))
+    x = torch.randn(n, hidden, device=device, dtype=dtype, requires_grad=True)
+    y = lora_mlp(x, g, u, d, activation=activation)
+    dy = torch.randn_like(y)
+    y.backward(dy)
+    x64 = ref.up(x)
+    gy, (ga, gb) = _ref_proj(x64, g, g64)
+    uy, (ua, ub) = _ref_proj(x64, u, u64)
+    h64 = ref.swiglu(gy, uy) if activation == "swiglu" else ref.geglu(gy, uy, "tanh")
+    y64, (da, db) = _ref_proj(h64, d, d64)
+    y64.backward(dy.double())
+    tag = f"lora_mlp.{base}"
+    check(f"{tag}.y", y, y64, dtype)
+    check(f"{tag}.dx", x.grad, x64.grad, dtype)
+    for p, a64, b64 in ((g, ga, gb), (u, ua, ub), (d, da, db)):
+        check(f"{tag}.dA", p.lora_a.grad, a64.grad, dtype)
+        check(f"{tag}.dB", p.lora_b.grad, b64.grad, dtype)
+
+
+def test_lora_projection_without_adapter(device):
+    w = torch.randn(24, 40, device=device)
+    p = LoRAWeights(w)
+    x = torch.randn(3, 40, device=device, requires_grad=True)
+    y = lora_o(x, p)
+    y.sum().backward()
+    check("lora_o.no_adapter.y", y, x.double() @ w.double().t(), torch.float32)
+    check("lora_o.no_adapter.dx", x.grad, torch.ones(3, 24, dtype=torch.float64) @ w.double().cpu(), torch.float32)
+
+
+def test_lora_mlp_rejects_unknown_activation(device):
+    p = LoRAWeights(torch.zeros(4, 4, device=device))
+    with pytest.raises(ValueError, match="activation"):
+        lora_mlp(torch.zeros(1, 4, device=device), p, p, p, activation="relu")
