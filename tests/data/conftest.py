@@ -1,0 +1,23 @@
+"""Fixtures for the data tests: SmolLM2's tokenizer (no model weights) ."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The embedded default's tokenizer (ChatML template with a default system prompt)."""
+    from tuitune.trainer.model_loading import load_tokenizer
+
+    return load_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def plain_tokenizer(tokenizer):
+    """The same tokenizer without a chat template (the Alpaca prompt path)."""
+    tok = copy.deepcopy(tokenizer)
+    tok.chat_template = None
+    return tok
