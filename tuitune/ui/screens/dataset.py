@@ -9,6 +9,7 @@ which fill the statistics, the histogram and the recommended max length.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -33,6 +34,7 @@ TABLE_ROWS = 500          # raw rows shown in the table (the file may hold milli
 CELL_CHARS = 60           # a table cell shows at most this many characters
 PROGRESS_INTERVAL = 0.1   # seconds between progress messages from the loader
 HISTOGRAM_BLOCKS = " ▁▂▃▄▅▆▇█"
+TOKEN_SAMPLE_ROWS = 20_000  # larger datasets get their token lengths measured on an even sample
 
 # Usable row counts of the datasets inspected in this session, by resolved path; the
 # hyperparameters screen turns them into total steps.
@@ -232,7 +234,8 @@ class DatasetScreen(Screen):
                     yield Static("", id="ds-formatted-text", markup=False)
                 with Horizontal(id="ds-use-row"):
                     yield Button("Use this dataset", id="ds-use", variant="success", disabled=True)
-                    yield Button("Use max length", id="ds-use-length", disabled=True)
+                    yield Button("Use max length", id="ds-use-length", disabled=True,
+                                 tooltip="Set model.max_seq_length to the recommended length")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -271,11 +274,13 @@ class DatasetScreen(Screen):
         self.query_one("#ds-use-length", Button).disabled = True
         self.query_one("#ds-progress", ProgressBar).update(total=100, progress=0)
         self.query_one("#ds-phase", Label).update("reading")
-        self._load(path, self.app.config.data.format, self.app.config.model.name,
-                   self.app.config.model.max_seq_length, self._generation)
+        config = self.app.config
+        self._load(path, config.data.format, config.model.name, config.model.max_seq_length,
+                   config.data.system_prompt, self._generation)
 
     @work(thread=True, exclusive=True, group="dataset-load", exit_on_error=False)
-    def _load(self, path: str, fmt: str, model: str, max_seq_length: int, generation: int) -> None:
+    def _load(self, path: str, fmt: str, model: str, max_seq_length: int, system_prompt: str,
+              generation: int) -> None:
         from tuitune.data import inspect_data, load_rows
 
         worker = get_current_worker()
@@ -308,7 +313,13 @@ class DatasetScreen(Screen):
             tokenizer = loader(model)
             if worker.is_cancelled:
                 return
-            report = inspect_data(data, tokenizer=tokenizer, max_seq_length=max_seq_length)
+            measured = data
+            if data.usable_rows > TOKEN_SAMPLE_ROWS:
+                # Every n-th row: the statistics of a large file without tokenizing all of it.
+                stride = -(-data.usable_rows // TOKEN_SAMPLE_ROWS)
+                measured = dataclasses.replace(data, rows=data.rows[::stride])
+            report = inspect_data(measured, tokenizer=tokenizer, max_seq_length=max_seq_length,
+                                  system_prompt=system_prompt or None)
         except TuituneError as exc:
             self.post_message(self.LoadFailed(generation, "tokens", str(exc)))
             return
@@ -361,9 +372,12 @@ class DatasetScreen(Screen):
         report = message.report
         self.query_one(TokenHistogram).set_lengths(list(getattr(report, "lengths", []) or []),
                                                    self.app.config.model.max_seq_length)
-        self._show_problems(self.data.problems + [p for p in report.problems if p not in self.data.problems])
+        self._show_problems(report.problems)
         self._show_summary()
-        self.query_one("#ds-use-length", Button).disabled = not report.recommended_max_seq_length
+        use_length = self.query_one("#ds-use-length", Button)
+        use_length.disabled = not report.recommended_max_seq_length
+        if report.recommended_max_seq_length:
+            use_length.label = f"Use max length {report.recommended_max_seq_length}"
         table = self.query_one("#ds-table", DataTable)
         if table.row_count:
             self._show_formatted(table.cursor_row)
@@ -396,15 +410,18 @@ class DatasetScreen(Screen):
         if data is None:
             return
         lines = [
-            f"file       {data.path}",
+            f"file       {Path(str(data.path)).name}",
             f"format     {data.format} ({data.format_reason})",
             f"rows       {data.row_count:,} ({data.usable_rows:,} usable)",
         ]
         if report is not None:
+            measured = len(report.lengths)
+            if measured < data.usable_rows:
+                lines.append(f"tokens     measured on an even sample of {measured:,} rows")
             lines += [
                 f"tokens     mean {report.mean_tokens:,.0f}  median {report.median_tokens:,.0f}  "
                 f"p95 {report.p95_tokens:,}  p99 {report.p99_tokens:,}  max {report.max_tokens:,}",
-                f"max length recommended {report.recommended_max_seq_length:,} "
+                f"max length {report.recommended_max_seq_length or '-'} recommended "
                 f"(config: {self.app.config.model.max_seq_length:,})",
             ]
         else:

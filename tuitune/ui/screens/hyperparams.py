@@ -149,7 +149,7 @@ class HyperparamsScreen(Screen):
     HyperparamsScreen .section-title {
         text-style: bold; color: $accent; padding: 1 1 0 1;
     }
-    HyperparamsScreen .section-help { color: $text-muted; padding: 0 1 1 1; }
+    HyperparamsScreen .section-help { color: $text-muted; padding: 0 1; }
     HyperparamsScreen .side-title { text-style: bold; margin-top: 1; }
     HyperparamsScreen #hp-presets { height: auto; }
     HyperparamsScreen #hp-presets Button { min-width: 8; width: 1fr; }
@@ -254,15 +254,15 @@ class HyperparamsScreen(Screen):
         else:
             steps_text = f"{steps} ({rows} rows × {config.training.num_epochs:g} epochs)"
         lines = [
-            f"effective batch  {effective_batch(config)} "
+            f"batch   {effective_batch(config)} effective "
             f"({config.training.batch_size} × {config.training.gradient_accumulation_steps} accumulation)",
-            f"total steps      {steps_text}",
-            f"model            {config.model.name}",
-            f"data             {config.data.path or 'bundled sample'}",
-            f"GPU              {self.fit.summary}",
+            f"steps   {steps_text}",
+            f"model   {config.model.name}",
+            f"data    {config.data.path or 'bundled sample'}",
+            f"GPU     {self.fit.summary}",
         ]
         if self.problems:
-            lines.append(f"invalid fields   {len(self.problems)}: {', '.join(sorted(self.problems))}")
+            lines.append(f"invalid {len(self.problems)}: {', '.join(sorted(self.problems))}")
         self.query_one("#hp-summary", Static).update("\n".join(lines))
         self._refresh_fit()
 

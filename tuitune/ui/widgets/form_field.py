@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.message import Message
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Label, Select, Static, Switch
@@ -58,16 +58,14 @@ class FormField(Vertical):
 
     DEFAULT_CSS = """
     FormField {
+        layout: grid;
+        grid-size: 2;
+        grid-columns: 24 1fr;
+        grid-rows: auto;
         height: auto;
         padding: 0 1;
-        margin-bottom: 1;
-    }
-    FormField > Horizontal {
-        height: auto;
     }
     FormField .field-name {
-        width: 28;
-        padding-top: 1;
         text-style: bold;
     }
     FormField Input, FormField Select {
@@ -75,18 +73,17 @@ class FormField(Vertical):
     }
     FormField Switch {
         width: auto;
+        height: 1;
+        border: none;
+        padding: 0;
     }
     FormField .field-help {
+        column-span: 2;
+        padding-left: 24;
         color: $text-muted;
-        padding-left: 28;
     }
-    FormField .field-problem {
+    FormField.-invalid .field-help {
         color: $error;
-        padding-left: 28;
-        display: none;
-    }
-    FormField.-invalid .field-problem {
-        display: block;
     }
     """
 
@@ -116,19 +113,21 @@ class FormField(Vertical):
 
     def compose(self) -> ComposeResult:
         spec = self.spec
-        with Horizontal():
-            yield Label(spec.name, classes="field-name")
-            if spec.type is bool:
-                yield Switch(value=bool(self._initial), id=self.editor_id)
-            elif spec.choices:
-                yield Select([(c, c) for c in spec.choices], value=self._initial, allow_blank=False,
-                             id=self.editor_id)
-            else:
-                yield Input(value_to_text(self._initial), id=self.editor_id,
-                            validators=[ConfigValueValidator(spec)],
-                            tooltip=f"{spec.help} ({range_text(spec)})")
-        yield Static(f"{spec.help} [{range_text(spec)}]", classes="field-help", markup=False)
-        yield Static("", classes="field-problem", markup=False)
+        yield Label(spec.name, classes="field-name")
+        if spec.type is bool:
+            yield Switch(value=bool(self._initial), id=self.editor_id, animate=False)
+        elif spec.choices:
+            yield Select([(c, c) for c in spec.choices], value=self._initial, allow_blank=False,
+                         id=self.editor_id, compact=True)
+        else:
+            yield Input(value_to_text(self._initial), id=self.editor_id,
+                        validators=[ConfigValueValidator(spec)],
+                        tooltip=f"{spec.help} ({range_text(spec)})", compact=True)
+        yield Static(self.help_text, classes="field-help", markup=False)
+
+    @property
+    def help_text(self) -> str:
+        return f"{self.spec.help} [{range_text(self.spec)}]"
 
     # reading and writing
     def current(self) -> tuple[Any, str | None]:
@@ -154,9 +153,12 @@ class FormField(Vertical):
         self._show_problem(self.current()[1])
 
     def _show_problem(self, problem: str | None) -> None:
+        """The help line turns into the problem while the value is invalid."""
+        if problem == self.problem:
+            return
         self.problem = problem
         self.set_class(problem is not None, "-invalid")
-        self.query_one(".field-problem", Static).update(problem or "")
+        self.query_one(".field-help", Static).update(problem or self.help_text)
 
     def _report(self) -> None:
         value, problem = self.current()
