@@ -48,9 +48,11 @@ class GpuScreen(Screen):
 
     def on_screen_suspend(self) -> None:
         self._timer.pause()
+        self._suspended = True
 
     def on_screen_resume(self) -> None:
-        if hasattr(self, "_timer"):
+        if getattr(self, "_suspended", False):  # back from another screen: fresh figures at once
+            self._suspended = False
             self._timer.resume()
             self.refresh_snapshot()
 

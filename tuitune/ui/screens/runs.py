@@ -75,9 +75,11 @@ class RunsScreen(Screen):
 
     def on_screen_suspend(self) -> None:
         self._timer.pause()
+        self._suspended = True
 
     def on_screen_resume(self) -> None:
-        if hasattr(self, "_timer"):
+        if getattr(self, "_suspended", False):
+            self._suspended = False
             self._timer.resume()
             self.reload()
 

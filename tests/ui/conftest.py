@@ -1,0 +1,74 @@
+"""UI test fixtures: isolated user folders, a fake GPU, a fake trainer, a fixture runs root."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from uifakes import FakeTrainerFactory, make_runs
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests run on asyncio through anyio's pytest plugin: mark them (or the module) `anyio`."""
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_ui(tmp_path, monkeypatch):
+    """Settings, themes and runs in tmp; UTC so dates in snapshots do not depend on the machine."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("TUITUNE_RUNS", str(tmp_path / "runs"))
+    monkeypatch.delenv("TUITUNE_FAKE_GPU", raising=False)
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    os.environ.pop("TZ", None)
+    time.tzset()
+
+
+@pytest.fixture
+def runs_root(tmp_path) -> Path:
+    root = tmp_path / "fixture-runs"
+    root.mkdir()
+    make_runs(root)
+    return root
+
+
+@pytest.fixture
+def trainer_factory() -> FakeTrainerFactory:
+    return FakeTrainerFactory()
+
+
+@pytest.fixture
+def h200():
+    from tuitune.hardware import FakeGpuSource
+
+    return FakeGpuSource.h200()
+
+
+@pytest.fixture
+def no_gpu():
+    from tuitune.hardware import FakeGpuSource
+
+    return FakeGpuSource.none()
+
+
+@pytest.fixture
+def make_app(h200, trainer_factory, tmp_path):
+    """Build a TuituneApp wired to fakes; keyword arguments override the defaults."""
+    from tuitune.ui.app import TuituneApp
+
+    def build(**kwargs):
+        kwargs.setdefault("gpu_source", h200)
+        kwargs.setdefault("runs_root", tmp_path / "runs")
+        kwargs.setdefault("trainer_factory", trainer_factory)
+        return TuituneApp(**kwargs)
+
+    return build
