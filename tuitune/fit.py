@@ -1,0 +1,238 @@
+"""Will it fit? GPU memory needed to fine-tune a model, by arithmetic on its shapes (no torch).
+
+The estimate is the peak device memory a training step holds: the caching allocator's peak
+reservation plus the CUDA context, which is what a GPU's "used" figure shows. Every term is
+computed from the shapes; the per-token constants were fitted to peaks measured on an H200 with
+the stock transformers + PEFT + bitsandbytes path (BENCHMARKS.md has the table, and
+tests/core/test_calibration.py holds every measured point to within 15%).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from tuitune.catalog import ModelSpec
+
+GIB = 1024**3
+METHODS = ("qlora", "lora", "full")
+CHECKPOINTING = ("standard", "none", "offloaded")
+OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit", "adamw_torch", "sgd")
+SEVEN_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+STATUSES = ("fits", "tight", "does not fit")
+# Architectures tuitune's patcher gives its kernels (and so the fused loss); others train stock.
+KERNEL_ARCHITECTURES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"})
+TIGHT_MARGIN = 0.10  # within 10% of the free memory counts as tight
+
+# NF4 with double quantization: 4 bits a weight, an 8-bit absmax per 64 weights and an fp32
+# second-level scale per 256 absmax values.
+NF4_BYTES = (4 + 8 / 64 + 32 / (64 * 256)) / 8
+
+# Per token, fitted to the H200 peaks (peak reservation, so allocator slack is included):
+# - bf16 elements one decoder layer keeps for backward, per hidden unit and per FFN unit.
+#   Hidden-sized: norm inputs and fp32 upcasts, q/k/v/o and their fp32 copies for the LoRA
+#   branch, attention output; FFN-sized: gate, up, the activation, their product, and down's input.
+ACT_PER_HIDDEN = 13.2
+ACT_PER_FFN = 6.0
+# - stock loss: bf16 logits, their fp32 upcast, log-softmax output and its gradient.
+LOGITS_BYTES_STOCK = 13.3
+# - fused linear + cross-entropy: chunks of logits no larger than the hidden states (fp32, with grad).
+LOGITS_BYTES_FUSED_PER_HIDDEN = 8.0
+# - model-wide hidden-sized buffers: the final norm, the gradient flowing back from the head.
+GLOBAL_PER_HIDDEN = 39.0
+CUDA_CONTEXT_GB = 0.15  # measured: device memory held beyond the allocator's reservation
+OFFLOAD_LAYERS_ON_GPU = 2  # checkpointed layer inputs in flight while offloading to the CPU
+
+
+@dataclass
+class FitEstimate:
+    method: str
+    total_gb: float
+    breakdown: dict[str, float] = field(default_factory=dict)
+    batch: int = 0
+    seq: int = 0
+    exact: bool = True  # False when the model's shapes are unknown (only weights are counted)
+
+    @property
+    def tokens(self) -> int:
+        return self.batch * self.seq
+
+
+def _projection_shapes(spec: ModelSpec) -> dict[str, tuple[int, int, int]]:
+    """{projection: (in, out, copies per layer)} for the seven LoRA targets."""
+    h, hd = spec.hidden, spec.attn_head_dim
+    q_out, kv_out = spec.heads * hd, spec.kv_heads * hd
+    ffn = spec.expert_intermediate or spec.intermediate
+    experts = spec.num_experts if spec.num_experts > 1 else 1
+    return {
+        "q_proj": (h, q_out, 1), "k_proj": (h, kv_out, 1), "v_proj": (h, kv_out, 1), "o_proj": (q_out, h, 1),
+        "gate_proj": (h, ffn, experts), "up_proj": (h, ffn, experts), "down_proj": (ffn, h, experts),
+    }
+
+
+def lora_params(spec: ModelSpec, rank: int, target_modules: Sequence[str] | int = SEVEN_PROJECTIONS) -> int:
+    if isinstance(target_modules, int):
+        target_modules = SEVEN_PROJECTIONS[:target_modules]
+    shapes = _projection_shapes(spec)
+    per_layer = sum(rank * (i + o) * n for name, (i, o, n) in shapes.items() if name in target_modules)
+    return per_layer * spec.layers
+
+
+def _embedding_params(spec: ModelSpec) -> int:
+    return spec.vocab * spec.hidden * (1 if spec.tied_embeddings else 2)
+
+
+def _optimizer_bytes(optimizer: str, param_bytes: int) -> float:
+    """Bytes of optimizer state per trainable parameter."""
+    if optimizer in ("adamw_8bit", "paged_adamw_8bit"):
+        return 2.0
+    if optimizer == "sgd":
+        return 0.0
+    return 2.0 * param_bytes  # two moments in the parameter's dtype
+
+
+def estimate(spec: ModelSpec, method: str, *, batch: int = 2, seq: int = 2048, rank: int = 16,
+             checkpointing: str = "standard", fused_loss: bool = True,
+             target_modules: Sequence[str] | int = SEVEN_PROJECTIONS,
+             optimizer: str = "adamw_8bit") -> FitEstimate:
+    """Peak GPU memory (GiB) to train `spec` with `method` at `batch` × `seq` tokens.
+
+    `fused_loss` is tuitune's fused linear + cross-entropy (no full logits); False is the stock
+    loss. `checkpointing` is none, standard (each layer's input kept) or offloaded (to CPU).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if checkpointing not in CHECKPOINTING:
+        raise ValueError(f"checkpointing must be one of {CHECKPOINTING}, got {checkpointing!r}")
+    total_params = int(spec.params_b * 1e9)
+    if not spec.shape_known:
+        weights = total_params * (NF4_BYTES if method == "qlora" else 2)
+        gb = weights / GIB + CUDA_CONTEXT_GB
+        return FitEstimate(method, gb, {"weights": weights / GIB, "lora": 0.0, "gradients": 0.0,
+                                        "optimizer": 0.0, "activations": 0.0, "logits": 0.0,
+                                        "overhead": CUDA_CONTEXT_GB}, batch, seq, exact=False)
+    h, layers = spec.hidden, spec.layers
+    embed = _embedding_params(spec)
+    linear = max(total_params - embed, 0)
+    tokens = batch * seq
+
+    # Weights, and the trainable parameters with their gradients and optimizer state.
+    if method == "qlora":
+        weights = linear * NF4_BYTES + embed * 2
+    else:
+        weights = total_params * 2.0
+    if method == "full":
+        n_lora, lora_bytes = 0, 0.0
+        gradients = total_params * 2.0
+        optimizer_state = total_params * _optimizer_bytes(optimizer, 2)
+    else:
+        n_lora = lora_params(spec, rank, target_modules)
+        lora_bytes = n_lora * 4.0  # PEFT keeps adapters in fp32
+        gradients = n_lora * 4.0
+        optimizer_state = n_lora * _optimizer_bytes(optimizer, 4)
+
+    # Activations: checkpointed layer inputs plus the layers whose intermediates are alive at once.
+    ffn = (spec.expert_intermediate or spec.intermediate) * max(spec.experts_per_token, 1)
+    per_layer = 2.0 * (ACT_PER_HIDDEN * h + ACT_PER_FFN * ffn) * tokens
+    layer_input = 2.0 * h * tokens
+    if checkpointing == "none":
+        activations = layers * per_layer
+    elif checkpointing == "standard":
+        activations = layers * layer_input + per_layer
+    else:
+        activations = OFFLOAD_LAYERS_ON_GPU * layer_input + per_layer
+    activations += GLOBAL_PER_HIDDEN * h * tokens
+
+    if fused_loss:
+        logits = LOGITS_BYTES_FUSED_PER_HIDDEN * h * tokens
+    else:
+        logits = LOGITS_BYTES_STOCK * spec.vocab * tokens
+
+    breakdown_bytes = {
+        "weights": weights, "lora": lora_bytes, "gradients": gradients, "optimizer": optimizer_state,
+        "activations": activations, "logits": logits,
+    }
+    breakdown = {k: v / GIB for k, v in breakdown_bytes.items()}
+    breakdown["overhead"] = CUDA_CONTEXT_GB
+    return FitEstimate(method, sum(breakdown.values()), breakdown, batch, seq)
+
+
+def fit_status(total_gb: float, free_gb: float) -> str:
+    """fits, tight (within 10% of the free memory) or does not fit."""
+    if total_gb > free_gb:
+        return "does not fit"
+    if total_gb > free_gb * (1 - TIGHT_MARGIN):
+        return "tight"
+    return "fits"
+
+
+DEFAULT_SEQS = (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
+DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def largest_fit(spec: ModelSpec, method: str, free_gb: float, *, rank: int = 16,
+                checkpointing: str = "standard", fused_loss: bool = True,
+                seqs: Sequence[int] = DEFAULT_SEQS, batches: Sequence[int] = DEFAULT_BATCHES,
+                optimizer: str = "adamw_8bit") -> tuple[int, int] | None:
+    """The (batch, seq) with the most tokens whose estimate has status "fits" (longer seq wins ties).
+
+    Sequence lengths beyond the model's context are skipped. None when not even the smallest fits.
+    """
+    best: tuple[int, int] | None = None
+    limit = spec.context or max(seqs)
+    for seq in sorted(s for s in seqs if s <= limit):
+        for batch in sorted(batches):
+            est = estimate(spec, method, batch=batch, seq=seq, rank=rank, checkpointing=checkpointing,
+                           fused_loss=fused_loss, optimizer=optimizer)
+            if fit_status(est.total_gb, free_gb) != "fits":
+                break
+            if best is None or batch * seq >= best[0] * best[1]:
+                best = (batch, seq)
+    return best
+
+
+@dataclass
+class MethodFit:
+    method: str
+    estimate: FitEstimate
+    status: str  # fits | tight | does not fit | unknown
+    largest: tuple[int, int] | None
+
+    @property
+    def largest_label(self) -> str:
+        return f"{self.largest[0]}×{self.largest[1]}" if self.largest else "—"
+
+
+@dataclass
+class FitRow:
+    """One model against one free-memory figure: every method's status and largest batch × seq."""
+
+    spec: ModelSpec
+    free_gb: float
+    methods: dict[str, MethodFit]
+
+    def __getitem__(self, method: str) -> MethodFit:
+        return self.methods[method]
+
+
+def kernels_supported(spec: ModelSpec) -> bool:
+    return spec.architecture in KERNEL_ARCHITECTURES
+
+
+def fit_row(spec: ModelSpec, free_gb: float, *, batch: int = 2, seq: int = 2048, rank: int = 16,
+            checkpointing: str = "standard", fused_loss: bool | None = None,
+            optimizer: str = "adamw_8bit") -> FitRow:
+    """`fused_loss=None` uses the fused loss where tuitune's kernels support the architecture."""
+    if fused_loss is None:
+        fused_loss = kernels_supported(spec)
+    methods = {}
+    for method in METHODS:
+        est = estimate(spec, method, batch=batch, seq=seq, rank=rank, checkpointing=checkpointing,
+                       fused_loss=fused_loss, optimizer=optimizer)
+        if not est.exact:
+            methods[method] = MethodFit(method, est, "unknown", None)
+            continue
+        largest = largest_fit(spec, method, free_gb, rank=rank, checkpointing=checkpointing,
+                              fused_loss=fused_loss, optimizer=optimizer)
+        methods[method] = MethodFit(method, est, fit_status(est.total_gb, free_gb), largest)
+    return FitRow(spec, free_gb, methods)
