@@ -106,7 +106,7 @@ def _chat_spans(tokenizer, messages: list[dict], full: str) -> list[tuple[int, i
     return spans
 
 
-def render_chat(tokenizer, messages: list[dict]) -> Rendered:
+def render_chat(tokenizer, messages: list[dict], spans: bool = True) -> Rendered:
     try:
         try:
             full = _apply(tokenizer, messages)
@@ -117,7 +117,8 @@ def render_chat(tokenizer, messages: list[dict]) -> Rendered:
             full = _apply(tokenizer, messages)
     except Exception as exc:  # noqa: BLE001 - jinja errors carry the template's own message
         raise TemplateFailure(f"the chat template refused it: {exc}") from None
-    return Rendered(full, _chat_spans(tokenizer, messages, full), add_special_tokens=False)
+    found = _chat_spans(tokenizer, messages, full) if spans else []
+    return Rendered(full, found, add_special_tokens=False)
 
 
 def render_alpaca(tokenizer, row: Row, messages: list[dict]) -> Rendered:
@@ -150,8 +151,13 @@ def render_alpaca(tokenizer, row: Row, messages: list[dict]) -> Rendered:
     return Rendered(text, spans, add_special_tokens=True)
 
 
-def render_row(row: Row, tokenizer, *, system_prompt: str | None = None) -> Rendered:
-    """The training text of one row and the spans of its assistant replies."""
+def render_row(row: Row, tokenizer, *, system_prompt: str | None = None,
+               spans: bool = True) -> Rendered:
+    """The training text of one row and the spans of its assistant replies.
+
+    `spans=False` skips locating the replies (two extra template renders per reply) when only
+    the text is needed, as for counting tokens.
+    """
     if row.kind == "preference":
         raise TuituneError(preference_refusal())
     if row.kind == "text":
@@ -160,7 +166,7 @@ def render_row(row: Row, tokenizer, *, system_prompt: str | None = None) -> Rend
         return Rendered(text, [(0, len(text))], add_special_tokens=True)
     messages = with_system_prompt(row.messages, system_prompt)
     if has_chat_template(tokenizer):
-        return render_chat(tokenizer, messages)
+        return render_chat(tokenizer, messages, spans)
     return render_alpaca(tokenizer, row, messages)
 
 

@@ -51,30 +51,56 @@ def _offsets_supported(tokenizer) -> bool:
     return bool(getattr(tokenizer, "is_fast", False))
 
 
-def encode_rendered(rendered: Rendered, tokenizer, responses_only: bool) -> tuple[list[int], list[int]]:
-    """Token ids of the rendered text and, per token, 1 when it gets loss."""
-    if _offsets_supported(tokenizer):
-        enc = tokenizer(rendered.text, add_special_tokens=rendered.add_special_tokens,
-                        return_offsets_mapping=True)
-        ids = list(enc["input_ids"])
-        if not responses_only:
-            return ids, [1] * len(ids)
-        mask = []
-        spans = rendered.spans
-        for start, end in enc["offset_mapping"]:
-            hit = end > start and any(start < s_end and end > s_start for s_start, s_end in spans)
-            mask.append(1 if hit else 0)
-        return ids, mask
-    # Slow tokenizers have no offsets: tokenize the pieces between span boundaries separately.
+def _mask_from_offsets(offsets, spans: list[tuple[int, int]]) -> list[int]:
+    """1 for each token whose characters overlap a span (special tokens included)."""
+    return [1 if end > start and any(start < s_end and end > s_start for s_start, s_end in spans)
+            else 0 for start, end in offsets]
+
+
+def _encode_pieces(rendered: Rendered, tokenizer, responses_only: bool) -> tuple[list[int], list[int]]:
+    """For slow tokenizers (no offsets): tokenize the pieces between span boundaries apart."""
     ids: list[int] = []
     mask: list[int] = []
     cuts = sorted({0, len(rendered.text), *(b for span in rendered.spans for b in span)})
     for index, (start, end) in enumerate(zip(cuts, cuts[1:])):
-        piece_ids = tokenizer(rendered.text[start:end],
-                              add_special_tokens=rendered.add_special_tokens and index == 0)["input_ids"]
+        piece = tokenizer(rendered.text[start:end],
+                          add_special_tokens=rendered.add_special_tokens and index == 0)["input_ids"]
         inside = any(s <= start and end <= e for s, e in rendered.spans)
-        ids.extend(piece_ids)
-        mask.extend([1 if (inside or not responses_only) else 0] * len(piece_ids))
+        ids.extend(piece)
+        mask.extend([1 if (inside or not responses_only) else 0] * len(piece))
+    return ids, mask
+
+
+def encode_batch(items: list[tuple[Rendered, bool]], tokenizer) -> list[tuple[list[int], list[int]]]:
+    """(input_ids, mask) for each (rendered text, responses_only), tokenized in batches."""
+    out: list = [None] * len(items)
+    if not _offsets_supported(tokenizer):
+        return [_encode_pieces(rendered, tokenizer, only) for rendered, only in items]
+    for special in (False, True):
+        chosen = [i for i, (rendered, _) in enumerate(items) if rendered.add_special_tokens is special]
+        if not chosen:
+            continue
+        enc = tokenizer([items[i][0].text for i in chosen], add_special_tokens=special,
+                        return_offsets_mapping=True)
+        for position, i in enumerate(chosen):
+            rendered, only = items[i]
+            ids = list(enc["input_ids"][position])
+            mask = (_mask_from_offsets(enc["offset_mapping"][position], rendered.spans) if only
+                    else [1] * len(ids))
+            out[i] = (ids, mask)
+    return out
+
+
+def encode_rendered(rendered: Rendered, tokenizer, responses_only: bool) -> tuple[list[int], list[int]]:
+    """Token ids of the rendered text and, per token, 1 when it gets loss."""
+    return encode_batch([(rendered, responses_only)], tokenizer)[0]
+
+
+def _finish(row: Row, ids: list[int], mask: list[int], tokenizer) -> tuple[list[int], list[int]]:
+    eos_id = getattr(tokenizer, "eos_token_id", None)
+    if row.kind == "text" and eos_id is not None and (not ids or ids[-1] != eos_id):
+        ids.append(eos_id)
+        mask.append(1)
     return ids, mask
 
 
@@ -83,11 +109,7 @@ def encode_row(row: Row, tokenizer, *, responses_only: bool = True,
     """(input_ids, completion_mask) of one row, untruncated. Plain text gets loss everywhere."""
     rendered = render_row(row, tokenizer, system_prompt=system_prompt)
     ids, mask = encode_rendered(rendered, tokenizer, responses_only and row.kind != "text")
-    eos_id = getattr(tokenizer, "eos_token_id", None)
-    if row.kind == "text" and eos_id is not None and (not ids or ids[-1] != eos_id):
-        ids.append(eos_id)
-        mask.append(1)
-    return ids, mask
+    return _finish(row, ids, mask, tokenizer)
 
 
 def _as_rows(data: Any) -> list[Row]:
@@ -109,8 +131,37 @@ def _as_rows(data: Any) -> list[Row]:
     return out
 
 
+def _add(out: TokenizedRows, row: Row, ids: list[int], mask: list[int], max_seq_length: int,
+         packing: bool) -> None:
+    """Append one encoded row to `out`, truncating (or, packed plain text, splitting) it."""
+    chunks = [(ids, mask)]
+    if len(ids) > max_seq_length:
+        if packing and row.kind == "text":
+            chunks = [(ids[i:i + max_seq_length], mask[i:i + max_seq_length])
+                      for i in range(0, len(ids), max_seq_length)]
+            out.problems.append(Problem(row.number, P.TOO_LONG,
+                                        f"{len(ids)} tokens, over the max sequence length "
+                                        f"{max_seq_length}; split into {len(chunks)} pieces"))
+        else:
+            chunks = [(ids[:max_seq_length], mask[:max_seq_length])]
+            out.problems.append(Problem(row.number, P.TOO_LONG,
+                                        f"{len(ids)} tokens, over the max sequence length "
+                                        f"{max_seq_length}; truncated to the first "
+                                        f"{max_seq_length}"))
+    for chunk_ids, chunk_mask in chunks:
+        if not any(chunk_mask):
+            out.problems.append(Problem(row.number, P.NO_LOSS_TOKENS,
+                                        "after truncation no assistant token is left; raise "
+                                        "the max sequence length or shorten the prompt"))
+            continue
+        out.input_ids.append(chunk_ids)
+        out.completion_mask.append(chunk_mask)
+        out.numbers.append(row.number)
+
+
 def tokenize_rows(data: Any, tokenizer, *, max_seq_length: int, responses_only: bool = True,
-                  packing: bool = False, system_prompt: str | None = None) -> TokenizedRows:
+                  packing: bool = False, system_prompt: str | None = None,
+                  batch_size: int = 256) -> TokenizedRows:
     """Tokenize canonical rows (a LoadedData, Rows, or dicts with `messages`/`text`).
 
     Rows over `max_seq_length` tokens are truncated (keeping the start) and reported as
@@ -123,36 +174,24 @@ def tokenize_rows(data: Any, tokenizer, *, max_seq_length: int, responses_only: 
     if any(row.kind == "preference" for row in rows):
         raise TuituneError(preference_refusal())
     out = TokenizedRows()
+    pending: list[tuple[Row, Rendered]] = []
+
+    def flush() -> None:
+        encoded = encode_batch([(r, responses_only and row.kind != "text") for row, r in pending],
+                               tokenizer)
+        for (row, _), (ids, mask) in zip(pending, encoded):
+            _add(out, row, *_finish(row, ids, mask, tokenizer), max_seq_length, packing)
+        pending.clear()
+
     for row in rows:
         try:
-            ids, mask = encode_row(row, tokenizer, responses_only=responses_only,
-                                   system_prompt=system_prompt)
+            pending.append((row, render_row(row, tokenizer, system_prompt=system_prompt)))
         except TemplateFailure as exc:
             out.problems.append(Problem(row.number, P.TEMPLATE_ERROR, str(exc)))
-            continue
-        chunks = [(ids, mask)]
-        if len(ids) > max_seq_length:
-            if packing and row.kind == "text":
-                chunks = [(ids[i:i + max_seq_length], mask[i:i + max_seq_length])
-                          for i in range(0, len(ids), max_seq_length)]
-                out.problems.append(Problem(row.number, P.TOO_LONG,
-                                            f"{len(ids)} tokens, over the max sequence length "
-                                            f"{max_seq_length}; split into {len(chunks)} pieces"))
-            else:
-                chunks = [(ids[:max_seq_length], mask[:max_seq_length])]
-                out.problems.append(Problem(row.number, P.TOO_LONG,
-                                            f"{len(ids)} tokens, over the max sequence length "
-                                            f"{max_seq_length}; truncated to the first "
-                                            f"{max_seq_length}"))
-        for chunk_ids, chunk_mask in chunks:
-            if not any(chunk_mask):
-                out.problems.append(Problem(row.number, P.NO_LOSS_TOKENS,
-                                            "after truncation no assistant token is left; raise "
-                                            "the max sequence length or shorten the prompt"))
-                continue
-            out.input_ids.append(chunk_ids)
-            out.completion_mask.append(chunk_mask)
-            out.numbers.append(row.number)
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    out.problems.sort(key=lambda p: p.row)
     return out
 
 
@@ -226,7 +265,8 @@ def token_lengths(rows: Iterable[Row], tokenizer, *, system_prompt: str | None =
             variants = [Row(row.number, messages=row.messages + row.chosen),
                         Row(row.number, messages=row.messages + row.rejected)]
         try:
-            rendered = [render_row(v, tokenizer, system_prompt=system_prompt) for v in variants]
+            rendered = [render_row(v, tokenizer, system_prompt=system_prompt, spans=False)
+                        for v in variants]
         except TemplateFailure as exc:
             problems.append(Problem(row.number, P.TEMPLATE_ERROR, str(exc)))
             continue
