@@ -219,3 +219,10 @@ def test_trl_sft_trainer_turns_the_mask_into_labels(tokenizer, tmp_path):
         assert sorted("".join(labelled).split(END)) == sorted(expected.split(END))
     default = prepared(False)[0]  # without completion_only_loss every token is a label
     assert all(label != -100 for label in default["labels"])
+
+
+def test_conversation_opening_with_an_assistant_turn(tokenizer):
+    messages = [{"role": "assistant", "content": "Ahoy, what do ye need?"},
+                {"role": "user", "content": "Gold."}, {"role": "assistant", "content": "Arr, none left."}]
+    ids, mask = encode_row(Row(1, messages=messages), tokenizer)
+    assert masked_runs(tokenizer, ids, mask) == ["Ahoy, what do ye need?" + END, "Arr, none left." + END]

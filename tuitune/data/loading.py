@@ -17,7 +17,9 @@ from tuitune.errors import TuituneError
 Progress = Callable[[int, int], None]
 
 # Share of the progress bar given to indexing the file, by kind; parsing rows takes the rest.
-_INDEX_SHARE = {"jsonl": 0.15, "json": 0.5, "csv": 0.8, "parquet": 0.3, "arrow": 0.1, "hub": 0.1}
+_INDEX_SHARE = {"jsonl": 0.15, "json": 0.5, "csv": 0.8, "parquet": 0.3}
+_KIND_BY_SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
+                   ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
 @dataclass
@@ -94,19 +96,17 @@ def load_rows(path: str | Path | RecordSource, format: str | None = None,
     """
     forced = resolve_format_name(format)
     if isinstance(path, RecordSource):
-        source = path
-        total = _total_bytes(source)
-        parse_report = _scaled(progress, total, 0.0, 1.0)
+        source, index_share = path, 0.0
     else:
-        probe_total = Path(str(path)).expanduser()
-        total = probe_total.stat().st_size if probe_total.is_file() else 1
-        kind_guess = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
-                      ".tsv": "csv", ".parquet": "parquet"}.get(probe_total.suffix.lower(), "jsonl")
-        share = _INDEX_SHARE[kind_guess]
-        source = open_source(path, _scaled(progress, max(total, 1), 0.0, share))
-        total = _total_bytes(source)
-        parse_report = _scaled(progress, total, _INDEX_SHARE.get(source.kind, share),
-                               1.0 - _INDEX_SHARE.get(source.kind, share))
+        local = Path(str(path)).expanduser()
+        if local.is_file():
+            index_share = _INDEX_SHARE.get(_KIND_BY_SUFFIX.get(local.suffix.lower(), "jsonl"))
+            total = max(local.stat().st_size, 1)
+            source = open_source(path, _scaled(progress, total, 0.0, index_share))
+        else:  # folders and hub datasets: progress only over the rows
+            source, index_share = open_source(path), 0.0
+    total = _total_bytes(source)
+    parse_report = _scaled(progress, total, index_share, 1.0 - index_share)
     where = source.path
     count = len(source)
     if count == 0:

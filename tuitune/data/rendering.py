@@ -78,11 +78,13 @@ def _chat_spans(tokenizer, messages: list[dict], full: str) -> list[tuple[int, i
         if message["role"] != "assistant":
             continue
         span = None
-        try:
-            prefix = _apply(tokenizer, messages[:index], True) if index else ""
-            upto = _apply(tokenizer, messages[:index + 1]).rstrip()
-        except Exception:  # noqa: BLE001 - a template may refuse a partial conversation
-            prefix = upto = None
+        prefix = upto = None
+        if index:  # a reply that opens the conversation has no prompt to render
+            try:
+                prefix = _apply(tokenizer, messages[:index], True)
+                upto = _apply(tokenizer, messages[:index + 1]).rstrip()
+            except Exception:  # noqa: BLE001 - a template may refuse a partial conversation
+                prefix = upto = None
         if (prefix is not None and len(prefix) >= cursor and len(upto) > len(prefix)
                 and full.startswith(prefix) and full.startswith(upto)):
             span = (len(prefix), len(upto))
