@@ -21,7 +21,7 @@ def no_gpu_text(reason: str | None) -> str:
             "tuitune trains on the CPU instead: LoRA in float32 (QLoRA needs a CUDA GPU), "
             "best with small models — the embedded SmolLM2-135M takes a few seconds a step. "
             "To plan a run for a GPU machine, type its memory into the VRAM field of the "
-            "Models screen (key 2).")
+            "Models screen (F3).")
 
 
 class GpuScreen(Screen):

@@ -32,7 +32,9 @@ class FitQuery:
     seq: int
     batch: int
     rank: int
-    checkpointing: str
+    checkpointing: str = "standard"
+    fused_loss: bool = True
+    optimizer: str = "adamw_8bit"
 
 
 @dataclass
@@ -40,20 +42,34 @@ class FitCell:
     status: str  # fits | tight | does not fit | n/a
     total_gb: float | None
     largest: tuple[int, int] | None
+    breakdown: dict[str, float] | None = None
 
 
-def compute_fit(spec: Any, method: str, query: FitQuery) -> FitCell:
-    """One model × method against the budget (n/a when the shape is unknown)."""
+def compute_fits(spec: Any, query: FitQuery) -> dict[str, FitCell]:
+    """Every method for one model against the budget (n/a where the model's shape is unknown)."""
     from tuitune import fit
 
-    if not getattr(spec, "shape_known", True):
-        return FitCell("n/a", None, None)
-    checkpointing = query.checkpointing != "none"
-    estimate = fit.estimate(spec, method, batch=query.batch, seq=query.seq, rank=query.rank,
-                            checkpointing=checkpointing)
-    status = fit.fit_status(estimate.total_gb, query.free_gb)
-    largest = fit.largest_fit(spec, method, query.free_gb, rank=query.rank, checkpointing=checkpointing)
-    return FitCell(status, estimate.total_gb, largest)
+    row = fit.fit_row(spec, query.free_gb, batch=query.batch, seq=query.seq, rank=query.rank,
+                      checkpointing=query.checkpointing, fused_loss=query.fused_loss, optimizer=query.optimizer)
+    cells = {}
+    for method, result in row.methods.items():
+        if result.status == "unknown":
+            cells[method] = FitCell("n/a", result.estimate.total_gb, None)
+        else:
+            cells[method] = FitCell(result.status, result.estimate.total_gb, result.largest,
+                                    dict(result.estimate.breakdown))
+    return cells
+
+
+def query_optimizer(name: str) -> str:
+    """The config's optimizer as the estimator knows it ("auto" is 8-bit AdamW on a GPU)."""
+    from tuitune import fit
+
+    return name if name in fit.OPTIMIZERS else "adamw_8bit"
+
+
+def spec_key(spec: Any) -> str:
+    return f"{spec.name}|{spec.path or ''}"
 
 
 def model_ref(spec: Any) -> str:
@@ -162,8 +178,9 @@ class ModelsScreen(Screen):
             if result is not None and not result.is_valid:
                 return None
             values[field] = widget.value
+        training = self.app.config.training
         return FitQuery(float(values["vram"]), int(values["seq"]), int(values["batch"]), int(values["rank"]),
-                        self.app.config.training.gradient_checkpointing)
+                        training.gradient_checkpointing, training.use_kernels, query_optimizer(training.optimizer))
 
     def recompute(self) -> None:
         query = self.current_query()
@@ -176,7 +193,7 @@ class ModelsScreen(Screen):
 
     @work(thread=True, exclusive=True, group="models-fit", name="fit estimate", exit_on_error=False)
     def fit_all(self, specs: list[Any], query: FitQuery) -> None:
-        fits = {s.name + "|" + (s.path or ""): {m: compute_fit(s, m, query) for m in METHOD_LABELS} for s in specs}
+        fits = {spec_key(s): compute_fits(s, query) for s in specs}
         self.app.call_from_thread(self.show_fits, fits, query)
 
     def show_fits(self, fits: dict[str, dict[str, FitCell]], query: FitQuery) -> None:
@@ -195,7 +212,7 @@ class ModelsScreen(Screen):
             cursor_key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
         table.clear()
         for index, spec in enumerate(self.specs):
-            cells = self.fits.get(spec.name + "|" + (spec.path or ""), {})
+            cells = self.fits.get(spec_key(spec), {})
             chosen = "●" if model_ref(spec) == chosen_name or spec.name == chosen_name else ""
             row = [chosen, spec.name, spec.params_label, _ctx(spec.context), spec.source]
             row += [fit_text(cells.get(m), colors) for m in METHOD_LABELS]
@@ -218,7 +235,7 @@ class ModelsScreen(Screen):
             detail.update("Looking for models…")
             return
         query = self.query_values
-        cells = self.fits.get(spec.name + "|" + (spec.path or ""), {})
+        cells = self.fits.get(spec_key(spec), {})
         colors = theme_colors(self.app)
         text = Text.assemble((spec.name, "bold"), f"  {spec.family} · {spec.architecture} · "
                              f"{spec.params_label} params · context {_ctx(spec.context)}")
