@@ -30,6 +30,26 @@ GRID: dict[tuple[str, str, str], list[list[int]]] = {
 }
 
 
+def peak_points(results: list[dict]) -> list[dict]:
+    """One flat record per measured point: the configuration and its peaks (for tests/core)."""
+    points = []
+    for run in results:
+        for p in run.get("points", []):
+            if "measured_peak_gb" not in p:
+                continue
+            points.append({
+                "shape": run["shape"], "method": run["method"], "path": run["path"], "rank": run["rank"],
+                "checkpointing": run.get("checkpointing_mode", "standard"),
+                "kernels": run.get("kernels"), "batch": p["batch"], "seq": p["seq"],
+                "peak_allocated_gb": round(p["peak_allocated_gb"], 3),
+                "peak_reserved_gb": round(p["peak_reserved_gb"], 3),
+                "context_gb": round(p["context_gb"], 3),
+                "measured_peak_gb": round(p["measured_peak_gb"], 3),
+                "tokens_per_s": round(p["tokens_per_s"]) if p.get("tokens_per_s") else None,
+            })
+    return points
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tuitune.bench.calibrate")
     parser.add_argument("out", type=Path)

@@ -72,12 +72,13 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
         warmup = min(2, steps - 1)
     if not 0 <= warmup < steps:
         raise TuituneError(f"--warmup must be between 0 and steps - 1 ({steps - 1}); got {warmup}.")
-    checkpoint = ensure_checkpoint(shape)
+    checkpoint = checkpoint_dir(shape)  # the first worker builds it when it is not cached yet
     paths = (["hf"] if baseline == "hf" else []) + ["tuitune"]
     runs = {}
     for path in paths:
         job = Job(checkpoint=str(checkpoint), vocab=shape.vocab, path=path, method=method, rank=rank,
-                  points=[[batch, seq, steps, warmup]], checkpointing=checkpointing, device=device)
+                  points=[[batch, seq, steps, warmup]], checkpointing=checkpointing, device=device,
+                  shape=shape.name)
         runs[path] = run_path(job)
     return {
         "shape": shape_name, "method": method, "rank": rank, "batch": batch, "seq": seq, "steps": steps,

@@ -27,6 +27,14 @@ class BenchShape:
     tied: bool
     context: int = 8192
 
+    def model_spec(self):
+        """The shape as a catalog ModelSpec, for the fit estimator."""
+        from tuitune.catalog import ModelSpec, count_params
+
+        spec = ModelSpec(self.name, "bench", "", 0.0, self.hidden, self.layers, self.heads, self.kv_heads,
+                         self.intermediate, self.vocab, self.context, self.tied, "llama", source="local")
+        return ModelSpec(**{**spec.__dict__, "params_b": count_params(spec) / 1e9})
+
     def llama_config(self) -> dict:
         return {
             "architectures": ["LlamaForCausalLM"],

@@ -29,6 +29,7 @@ class Job:
     seed: int = 0
     checkpointing: str = "standard"
     device: str = "auto"
+    shape: str = ""  # when set, build the shape's checkpoint first if it is not cached yet
 
 
 def _device(job: Job):
@@ -179,6 +180,12 @@ def run(job: Job) -> dict:
     import torch
 
     device = _device(job)
+    if job.shape:
+        from tuitune.bench.shapes import build_checkpoint, get_shape
+
+        job.checkpoint = str(build_checkpoint(get_shape(job.shape)))
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     torch.manual_seed(job.seed)
     t0 = time.perf_counter()
     model, report = load_model(job, device)

@@ -1,0 +1,129 @@
+"""`tuitune gpu`, `tuitune models` and `tuitune bench` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tuitune.cli.main import main
+
+
+def test_gpu_with_no_gpu(monkeypatch, capsys):
+    monkeypatch.setenv("TUITUNE_FAKE_GPU", "none")
+    assert main(["gpu"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("No GPU: No NVIDIA driver found (NVML library not found).")
+    assert "Training will run on the CPU (16 cores, 125.7 GiB RAM)" in out
+    assert "RAM      31.4 GiB used of 125.7 GiB" in out and "211.3 GiB free of 458.0 GiB" in out
+
+
+def test_gpu_with_an_h200(monkeypatch, capsys):
+    monkeypatch.setenv("TUITUNE_FAKE_GPU", "h200")
+    assert main(["gpu"]) == 0
+    out = capsys.readouterr().out
+    assert "NVIDIA driver 580.159.04, CUDA 13.0" in out
+    assert "GPU 0  NVIDIA H200  (compute capability 9.0)" in out
+    assert "0.6 GiB used, 139.8 GiB free, 140.4 GiB total" in out
+    assert "utilisation 0 %, temperature 35 °C, power 78 / 700 W" in out
+    assert "No GPU" not in out
+
+
+def test_gpu_with_unsupported_queries_shows_na(monkeypatch, capsys):
+    monkeypatch.setenv("TUITUNE_FAKE_GPU", "unsupported")
+    assert main(["gpu"]) == 0
+    out = capsys.readouterr().out
+    assert "utilisation n/a, temperature n/a, power n/a / n/a W" in out and "compute capability n/a" in out
+
+
+def test_gpu_on_this_machine_runs():
+    proc = subprocess.run([sys.executable, "-m", "tuitune.cli.main", "gpu"], capture_output=True, text=True,
+                          timeout=60, env={k: v for k, v in os.environ.items() if k != "TUITUNE_FAKE_GPU"})
+    assert proc.returncode == 0, proc.stderr
+    assert "Host" in proc.stdout and "Traceback" not in proc.stderr
+
+
+def _rows(out: str) -> dict[str, str]:
+    return {line.split()[0]: line for line in out.splitlines()[4:] if line.strip()}
+
+
+def test_models_with_given_vram(monkeypatch, capsys):
+    monkeypatch.setenv("TUITUNE_FAKE_GPU", "none")
+    assert main(["models", "--vram", "24"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Fit for 24 GiB free (--vram); batch 2 x 2048 tokens, LoRA rank 16")
+    rows = _rows(out)
+    assert {"llama-3.1-8b", "qwen2.5-72b", "gemma-2-27b", "smollm2-135m-instruct"} <= set(rows)
+    eight = rows["llama-3.1-8b"].split()
+    assert eight[1:5] == ["Llama", "3.1", "8.0B", "128k"]
+    assert eight[5] == "fits" and "no" in eight[8:]
+    assert rows["qwen2.5-72b"].split()[4] == "no"
+    assert rows["smollm2-135m-instruct"].endswith("[embedded]")
+
+
+def test_models_assumes_24_gib_without_a_gpu(monkeypatch, capsys):
+    monkeypatch.setenv("TUITUNE_FAKE_GPU", "none")
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "24 GiB free, assumed (No NVIDIA driver found" in out and "pass --vram" in out
+
+
+def test_models_uses_the_detected_gpu_and_options(monkeypatch, capsys):
+    monkeypatch.setenv("TUITUNE_FAKE_GPU", "h200")
+    assert main(["models", "--seq", "4096", "--batch", "1", "--rank", "64", "--no-kernels"]) == 0
+    out = capsys.readouterr().out
+    assert "139.8 GiB free on GPU 0 (NVIDIA H200); batch 1 x 4096 tokens, LoRA rank 64" in out
+    assert "stock loss (full logits)" in out
+    assert _rows(out)["llama-3.1-70b"].split()[5] == "fits"  # 70B QLoRA on an H200
+
+
+def test_models_lists_a_local_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TUITUNE_FAKE_GPU", "none")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "config.json").write_text(json.dumps(
+        {"model_type": "qwen2", "hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14,
+         "num_key_value_heads": 2, "intermediate_size": 4864, "vocab_size": 151936,
+         "max_position_embeddings": 32768, "tie_word_embeddings": True}))
+    assert main(["models", "--vram", "8", "--local", str(tmp_path)]) == 0
+    row = _rows(capsys.readouterr().out)["mine"]
+    assert "494M" in row and row.endswith("[local]")
+
+
+def test_models_rejects_bad_numbers(capsys):
+    with pytest.raises(SystemExit):
+        main(["models", "--vram", "-3"])
+    assert "positive number of GiB" in capsys.readouterr().err
+
+
+def test_bench_rejects_unknown_shape(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--shape", "llama-405b"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(180)
+def test_bench_tiny_on_cpu(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "tuitune.cli.main", "bench", "--shape", "tiny", "--batch", "2",
+                           "--seq", "32", "--rank", "8", "--steps", "3", "--json", str(out)],
+                          capture_output=True, text=True, timeout=170, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "baseline (hf)" in proc.stdout and "tuitune" in proc.stdout and "ratio" in proc.stdout
+    assert "No CUDA device: ran on the CPU" in proc.stdout
+    result = json.loads(out.read_text())
+    assert set(result["runs"]) == {"hf", "tuitune"}
+    for run in result["runs"].values():
+        assert run["device"] == "cpu" and run["trainable_params"] > 0
+        point = run["points"][0]
+        assert len(point["losses"]) == 3 and all(math.isfinite(x) for x in point["losses"])
+        assert point["tokens_per_s"] > 0
+    # same seed, same data, same weights: the first losses agree whether or not kernels applied
+    assert result["runs"]["hf"]["points"][0]["losses"][0] == pytest.approx(
+        result["runs"]["tuitune"]["points"][0]["losses"][0], rel=1e-3)
+    assert result["ratios"]["tokens_per_s"] > 0
+    assert (tmp_path / "cache" / "tuitune" / "bench" / "tiny" / "config.json").exists()
