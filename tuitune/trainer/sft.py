@@ -196,6 +196,8 @@ def build_trainer(config: Config, plan: Plan, model, tokenizer, train_set, eval_
                   sink: EventSink, inbox: ControlInbox):
     from trl import SFTConfig, SFTTrainer
 
+    from tuitune.data import SFT_SETTINGS
+
     from tuitune.trainer.callback import EventsCallback
 
     t = config.training
@@ -217,8 +219,7 @@ def build_trainer(config: Config, plan: Plan, model, tokenizer, train_set, eval_
         gradient_checkpointing=False,  # handled by apply_speedups
         include_num_input_tokens_seen="non_padding", dataloader_num_workers=0,
         max_length=config.model.max_seq_length, packing=config.data.packing,
-        dataset_kwargs={"skip_prepare_dataset": False},
-        completion_only_loss=config.data.responses_only, remove_unused_columns=True,
+        remove_unused_columns=True, **SFT_SETTINGS,
     )
     callback = EventsCallback(run, sink, inbox, save_total_limit=config.output.save_total_limit,
                               samples_per_step=t.batch_size * t.gradient_accumulation_steps)

@@ -45,6 +45,7 @@ def _redirect_output(log_path) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
 def _run(config_data, run, events_queue, controls_queue, resume_from) -> int:
