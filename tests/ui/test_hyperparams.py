@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tuitune.config import FIELDS, Config, load_config
+from tuitune.hardware import FakeGpuSource
 from tuitune.runs import RunDir
 from tuitune.ui.app import TuituneApp
 from tuitune.ui.screens.dataset import remember_row_count
@@ -19,13 +20,6 @@ from tuitune.ui.widgets.form_field import FormField
 pytestmark = pytest.mark.anyio
 
 T0 = 1_767_225_600.0
-
-
-class NoGpuSource:
-    def snapshot(self):
-        from tuitune import hardware
-
-        return hardware.FakeGpuSource.none().snapshot()
 
 
 class FakeHandle:
@@ -69,7 +63,7 @@ class FakeFactory:
 
 
 def make_app(tmp_path: Path, gpu_source=None, factory=None) -> TuituneApp:
-    return TuituneApp(gpu_source=gpu_source or NoGpuSource(), runs_root=tmp_path / "runs",
+    return TuituneApp(gpu_source=gpu_source or FakeGpuSource.none(), runs_root=tmp_path / "runs",
                       trainer_factory=factory, remember_theme=False, settings_path=tmp_path / "settings.toml")
 
 
@@ -236,6 +230,39 @@ async def test_save_and_load_config_toml(tmp_path):
         await pilot.pause(0.2)
         assert app.config.lora.r == 48, "a bad file must leave the config alone"
         assert text_of(screen, "#hp-message").startswith("Could not load")
+
+
+async def test_start_is_refused_when_the_run_does_not_fit_the_gpu(tmp_path):
+    factory = FakeFactory()
+    gpu = FakeGpuSource.h200(used_gb=124.4)  # 16 GB free on the best GPU
+    app = make_app(tmp_path, gpu_source=gpu, factory=factory)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_form(app, pilot)
+        await set_input(pilot, screen, "model.name", "llama-3.1-70b")
+        await wait_for(pilot, lambda: "(does not fit)" in text_of(screen, "#hp-summary"))
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.1)
+        message = text_of(screen, "#hp-message")
+        assert "the run does not fit the GPU: qlora llama-3.1-70b at batch 2 x 1024 tokens" in message
+        assert "16.0 GB is free" in message
+        assert factory.calls == []
+
+        await set_input(pilot, screen, "model.name", "llama-3.1-8b")
+        await wait_for(pilot, lambda: "of 16.0 GB free (fits)" in text_of(screen, "#hp-summary"))
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: len(factory.calls) == 1)
+
+
+async def test_cpu_training_has_no_gpu_memory_limit(tmp_path):
+    factory = FakeFactory()
+    app = make_app(tmp_path, gpu_source=FakeGpuSource.h200(used_gb=139.0), factory=factory)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_form(app, pilot)
+        await set_input(pilot, screen, "model.name", "llama-3.1-70b")
+        screen.query_one("#edit-training-device").value = "cpu"
+        await wait_for(pilot, lambda: "CPU training: no GPU memory limit" in text_of(screen, "#hp-summary"))
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: len(factory.calls) == 1)
 
 
 @pytest.mark.timeout(60)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tuitune.config import Config
+from tuitune.hardware import FakeGpuSource
 from tuitune.runs import CONTROL_FILE, RunDir
 from tuitune.ui.app import TuituneApp
 from tuitune.ui.screens.monitor import MonitorScreen
@@ -19,15 +20,6 @@ from tuitune.ui.widgets.loss_chart import LossChart
 pytestmark = pytest.mark.anyio
 
 T0 = 1_767_225_600.0  # fixed timestamps: snapshots and log stamps never depend on the clock
-
-
-class FakeGpuSource:
-    """No GPU: the monitor never asks, other screens get an empty snapshot."""
-
-    def snapshot(self):
-        from tuitune import hardware
-
-        return hardware.FakeGpuSource.none().snapshot()
 
 
 class FakeHandle:
@@ -97,7 +89,7 @@ def make_run(root: Path, name: str = "20260101-000000-demo") -> RunDir:
 
 
 def make_app(tmp_path: Path, **kwargs) -> TuituneApp:
-    return TuituneApp(gpu_source=FakeGpuSource(), runs_root=tmp_path / "runs", remember_theme=False,
+    return TuituneApp(gpu_source=FakeGpuSource.none(), runs_root=tmp_path / "runs", remember_theme=False,
                       settings_path=tmp_path / "settings.toml", **kwargs)
 
 

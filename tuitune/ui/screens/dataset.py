@@ -13,7 +13,7 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -31,7 +31,7 @@ from tuitune.config import FIELDS
 from tuitune.errors import TuituneError
 
 TABLE_ROWS = 500          # raw rows shown in the table (the file may hold millions)
-CELL_CHARS = 60           # a table cell shows at most this many characters
+CELL_CHARS = 40           # a table cell shows at most this many characters
 PROGRESS_INTERVAL = 0.1   # seconds between progress messages from the loader
 HISTOGRAM_BLOCKS = " ▁▂▃▄▅▆▇█"
 TOKEN_SAMPLE_ROWS = 20_000  # larger datasets get their token lengths measured on an even sample
@@ -200,9 +200,6 @@ class DatasetScreen(Screen):
             super().__init__()
             self.generation, self.stage, self.error = generation, stage, error
 
-    # The tokenizer loader: a model name or path -> tokenizer. Tests replace it with a small fake.
-    tokenizer_loader: Callable[[str], Any] | None = None
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._generation = 0
@@ -309,8 +306,7 @@ class DatasetScreen(Screen):
             return
         self.post_message(self.Loaded(generation, data, time.monotonic() - started))
         try:
-            loader = self.tokenizer_loader or _load_tokenizer
-            tokenizer = loader(model)
+            tokenizer = load_tokenizer_for(model)
             if worker.is_cancelled:
                 return
             measured = data
@@ -466,10 +462,11 @@ class DatasetScreen(Screen):
             return
         config = self.app.config
         choices = FIELDS["data.format"].choices or []
-        config.data.path = str(self.data.path)
+        local = Path(str(self.data.path)).expanduser()
+        config.data.path = str(local.resolve()) if local.exists() else str(self.data.path)
         config.data.format = self.data.format if self.data.format in choices else "auto"
         self.app.config_edited()
-        self.notify(f"The run uses {self.data.path} ({self.data.format}, {self.data.usable_rows:,} rows).",
+        self.notify(f"The run uses {config.data.path} ({self.data.format}, {self.data.usable_rows:,} rows).",
                     title="Dataset")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -491,7 +488,8 @@ class _Cancelled(Exception):
     """Raised inside the loader's progress callback when a newer load replaced this one."""
 
 
-def _load_tokenizer(model: str) -> Any:
+def load_tokenizer_for(model: str) -> Any:
+    """The tokenizer of the run's model (imports transformers: call it from a worker thread only)."""
     from tuitune.trainer.model_loading import load_tokenizer
 
     return load_tokenizer(model)

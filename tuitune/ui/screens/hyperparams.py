@@ -119,15 +119,18 @@ def check_fit(config: Config, gpu_source: Any) -> FitCheck:
     if free is None:
         return FitCheck("CPU training: no GPU memory limit", None)
     spec = catalog.get_model(config.model.name)
-    if spec is None or not spec.shape_known:
+    if spec is None:
         return FitCheck(f"fit unknown: {config.model.name} is not in the catalog "
                         f"({free:.1f} GB free)", None)
     method = config.model.method if config.model.method != "auto" else "qlora"
+    optimizer = config.training.optimizer if config.training.optimizer in fit.OPTIMIZERS else "adamw_8bit"
     estimate = fit.estimate(spec, method, batch=config.training.batch_size, seq=config.model.max_seq_length,
-                            rank=config.lora.r, checkpointing=config.training.gradient_checkpointing)
-    status = str(fit.fit_status(estimate.total_gb, free))
-    text = f"{method}: needs {estimate.total_gb:.1f} GB of {free:.1f} GB free ({status.replace('_', ' ')})"
-    if status in ("no_fit", "does not fit", "does_not_fit"):
+                            rank=config.lora.r, checkpointing=config.training.gradient_checkpointing,
+                            fused_loss=config.training.use_kernels, target_modules=config.lora.target_modules,
+                            optimizer=optimizer)
+    status = fit.fit_status(estimate.total_gb, free)
+    text = f"{method}: needs {estimate.total_gb:.1f} GB of {free:.1f} GB free ({status})"
+    if status == "does not fit":
         return FitCheck(text, f"the run does not fit the GPU: {method} {spec.name} at batch "
                               f"{config.training.batch_size} x {config.model.max_seq_length} tokens needs about "
                               f"{estimate.total_gb:.1f} GB and {free:.1f} GB is free. Lower the batch size or "
