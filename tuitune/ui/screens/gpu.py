@@ -43,8 +43,13 @@ class GpuScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, self._recolour)
         self.refresh_snapshot()
         self._timer = self.set_interval(REFRESH_S, self.refresh_snapshot)
+
+    def _recolour(self, _theme: Any) -> None:
+        if self.snapshot is not None:
+            self.show_snapshot(self.snapshot)
 
     def on_screen_suspend(self) -> None:
         self._timer.pause()

@@ -21,7 +21,7 @@ TIPS = """\
 • F2–F7 switch screens everywhere; digits 1–6 too, except inside a text field.
 • Mouse capture gets in the way of copying text: start with [b]tuitune --no-mouse[/b].
 • Box drawing needs a UTF-8 locale (LANG=C.UTF-8).  [b]--inline[/b] runs below the prompt.
-• Remap a key in ~/.config/tuitune/settings.toml:  [keymap]  "screen.gpu" = "g,f2"
+• Remap a key in ~/.config/tuitune/settings.toml:  \\[keymap]  "screen.gpu" = "g,f2"
 """
 
 
@@ -78,16 +78,16 @@ class HelpScreen(Screen):
         app = self.app
         table = Table(title="Keys", title_justify="left", expand=False, show_edge=False, pad_edge=False)
         table.add_column("Key", style="bold", no_wrap=True)
-        table.add_column("Action")
-        table.add_column("Where")
-        table.add_column("Binding id", style="dim", no_wrap=True)
+        table.add_column("Action", no_wrap=True)
+        table.add_column("Where", no_wrap=True)
+        table.add_column("Binding id", style="dim", overflow="fold")
         app_bindings = _rows(TuituneApp.BINDINGS)
         by_id = {b.id: b for b in app_bindings}
         for mode, (_, _, _, label) in SCREENS.items():
             main = by_id[f"screen.{mode}"]
             alt = by_id[f"screen.{mode}.fkey"]
             table.add_row(f"{_key_names(alt, app)} / {_key_names(main, app)}", f"{label} screen", "anywhere",
-                          f"{main.id}, {alt.id}")
+                          f"{alt.id}, {main.id}")
         for binding in app_bindings:
             if not binding.id.startswith("screen."):
                 table.add_row(_key_names(binding, app), binding.description, "anywhere", binding.id)

@@ -119,10 +119,16 @@ class RunsScreen(Screen):
         run = self.selected_run()
         detail = self.query_one("#run-detail", Static)
         if run is None:
-            detail.update("No runs yet. Start one from the Params screen (4) or with `tuitune train`.")
+            detail.update("No runs yet. Start one from the Params screen (F5) or with `tuitune train`.")
             return
+        from tuitune.runs import RunDir
+
         text = Text.assemble((run.name, "bold"), f"  {run.status}")
         text.append(f"\n{run.path}", style="dim")
+        checkpoints = RunDir(run.path).checkpoints()
+        if checkpoints:
+            text.append(f"\nCheckpoints: {', '.join(c.name for c in checkpoints)}"
+                        + ("" if run.status in ("running", "paused", "finished") else "  (r resumes from the last)"))
         if run.error:
             text.append(f"\n{run.error}", style=theme_colors(self.app)["no_fit"])
         detail.update(text)
