@@ -42,3 +42,27 @@ def check(name: str, actual: torch.Tensor, reference: torch.Tensor, dtype: torch
     assert not bad.any(), (
         f"{name} ({dtype}): {int(bad.sum())} of {err.numel()} elements off; max abs error {max_abs:.3e}, "
         f"max error / max|ref| {max_rel:.3e} (atol {atol} x {scale:.3e}, rtol {rtol})")
+
+
+# Whole-model comparisons (patched vs stock model, same weights, same dtype): the stock model is the
+# reference, so both sides carry rounding. Same rule as above, per dtype.
+MODEL_TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
+    torch.float32: (1e-4, 1e-3),
+    torch.bfloat16: (4e-2, 5e-2),
+}
+
+
+def check_model(name: str, actual: torch.Tensor, stock: torch.Tensor, dtype: torch.dtype) -> None:
+    """Assert a patched model's output or gradient matches the stock model's (MODEL_TOLERANCES)."""
+    atol, rtol = MODEL_TOLERANCES[dtype]
+    a = actual.detach().to(torch.float64).cpu()
+    r = stock.detach().to(torch.float64).cpu()
+    assert a.shape == r.shape, f"{name}: shape {tuple(a.shape)} != stock {tuple(r.shape)}"
+    scale = r.abs().max().item() if r.numel() else 0.0
+    err = (a - r).abs()
+    max_abs = err.max().item() if err.numel() else 0.0
+    RECORDED.append({"name": name, "dtype": str(dtype).removeprefix("torch."), "max_abs": max_abs,
+                     "max_rel": max_abs / scale if scale > 0 else max_abs})
+    bad = err > atol * max(scale, 1e-30) + rtol * r.abs()
+    assert not bad.any(), (f"{name} ({dtype}): {int(bad.sum())} of {err.numel()} elements off; max abs error "
+                           f"{max_abs:.3e} (scale {scale:.3e}, atol {atol}, rtol {rtol})")

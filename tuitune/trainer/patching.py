@@ -1,0 +1,337 @@
+"""Swap tuitune's Triton kernels into a PEFT-wrapped causal LM, module instance by module instance.
+
+`apply_kernels(model)` is called explicitly by the trainer (never at import). It replaces the
+``forward`` of the model's own module instances -- RMSNorms, attention blocks, MLPs and the
+causal-LM head -- with functions that call `tuitune.kernels`; no library source and no class is
+changed, so other models in the same process stay on the stock path. Supported: Llama, Mistral,
+Qwen2, Qwen3, Gemma, Gemma 2 and Phi-3 as written in transformers 5.x. Any other architecture is
+left untouched and the report says why.
+
+What each replacement does:
+- RMSNorm -> `rms_norm` (offset 1.0 for Gemma's ``1 + weight``), including Qwen3's q/k norms.
+- attention -> `lora_qkv` (or Phi-3's fused ``qkv_proj`` through `lora_o`), `rope` on q and k in
+  one launch, the model's configured attention function, and `lora_o` for the output projection.
+- MLP -> `lora_mlp` (SwiGLU or GeGLU by the config's activation; Phi-3's fused ``gate_up_proj``
+  goes through `lora_o` + `swiglu` + `lora_o`).
+- causal-LM head -> with ``labels`` (or TRL's ``fused_lm_head=True``): `fused_linear_cross_entropy`
+  over the non-ignored positions, never forming the logits; without labels the stock forward runs,
+  so generation is unchanged.
+A projection the fused path cannot reproduce exactly (DoRA, LoRA dropout > 0, several active
+adapters, merged or disabled adapters, a trainable base weight, 8-bit base) is called as the stock
+module inside the patched forward, so results never change, only speed.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import types
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+
+SUPPORTED = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3")
+_PATCHED = "_tuitune_patched"
+
+
+@dataclass
+class PatchReport:
+    architecture: str
+    supported: bool
+    reason: str | None = None
+    replaced: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Arch:
+    norm_offset: float = 0.0
+    sliding_window: str = "none"  # "none": not passed; "config": config.sliding_window; "module": self.sliding_window
+    attn_softcap: bool = False
+    fused_qkv: bool = False
+    fused_gate_up: bool = False
+
+
+_ARCHS = {
+    "llama": _Arch(),
+    "mistral": _Arch(sliding_window="config"),
+    "qwen2": _Arch(sliding_window="module"),
+    "qwen3": _Arch(sliding_window="module"),
+    "gemma": _Arch(norm_offset=1.0),
+    "gemma2": _Arch(norm_offset=1.0, sliding_window="module", attn_softcap=True),
+    "phi3": _Arch(sliding_window="config", fused_qkv=True, fused_gate_up=True),
+}
+
+_ACTIVATIONS = {"silu": "swiglu", "swish": "swiglu", "gelu": "geglu", "gelu_pytorch_tanh": "geglu_tanh",
+                "gelu_new": "geglu_tanh"}
+
+
+def apply_kernels(model) -> PatchReport:
+    """Patch ``model`` (a PEFT model, or a bare transformers causal LM) in place; see the module doc.
+
+    Idempotent: modules already patched are skipped. Returns what was replaced, per kind.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    arch_name = getattr(config, "model_type", None) or type(base).__name__
+    if arch_name not in _ARCHS:
+        return PatchReport(arch_name, False, f"no tuitune kernels for model type '{arch_name}' (supported: "
+                                             f"{', '.join(SUPPORTED)})")
+    backbone = getattr(base, "model", None)
+    layers = getattr(backbone, "layers", None)
+    if layers is None or not hasattr(base, "lm_head"):
+        return PatchReport(arch_name, False, f"{type(base).__name__} is not a causal LM with a decoder stack "
+                                             "(expected .model.layers and .lm_head)")
+    device = next(base.parameters()).device
+    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        return PatchReport(arch_name, False, f"the model is on {device.type}; Triton kernels need a CUDA GPU")
+    arch = _ARCHS[arch_name]
+    activation = _ACTIVATIONS.get(getattr(config, "hidden_activation", None) or getattr(config, "hidden_act", ""))
+    counts: Counter[str] = Counter()
+    for module in base.modules():
+        if type(module).__name__.endswith("RMSNorm") and _patch(module, _rms_norm_forward, offset=arch.norm_offset):
+            counts["rms_norm"] += 1
+    for layer in layers:
+        attn = getattr(layer, "self_attn", None)
+        if attn is not None and _patch(attn, _attention_forward, arch=arch):
+            counts["attention"] += 1
+        mlp = getattr(layer, "mlp", None)
+        if mlp is not None and activation is not None:
+            if arch.fused_gate_up and _patch(mlp, _fused_gate_up_mlp_forward):
+                counts["mlp"] += 1
+            elif not arch.fused_gate_up and _patch(mlp, _mlp_forward, activation=activation):
+                counts["mlp"] += 1
+    if _plain_linear(base.lm_head) and _patch_lm_head(base):
+        counts["causal_lm_loss"] += 1
+    if not counts:
+        return PatchReport(arch_name, True, "already patched", {})
+    return PatchReport(arch_name, True, None, dict(counts))
+
+
+def _patch(module, fn, **attrs) -> bool:
+    if getattr(module, _PATCHED, False):
+        return False
+    for k, v in attrs.items():
+        setattr(module, f"_tuitune_{k}", v)
+    module.forward = types.MethodType(fn, module)
+    setattr(module, _PATCHED, True)
+    return True
+
+
+# ----------------------------------------------------------------------------------------- norms
+
+def _rms_norm_forward(self, hidden_states):
+    from tuitune.kernels import rms_norm
+
+    eps = getattr(self, "variance_epsilon", None)
+    if eps is None:
+        eps = self.eps
+    return rms_norm(hidden_states, self.weight, eps, offset=self._tuitune_offset)
+
+
+# ----------------------------------------------------------------------------------- projections
+
+def lora_weights_of(module):
+    """A `LoRAWeights` view of a PEFT LoRA linear (or a plain / 4-bit linear), or None when the fused
+    path would not reproduce the module exactly."""
+    from tuitune.kernels import LoRAWeights
+
+    if hasattr(module, "base_layer") and hasattr(module, "lora_A"):
+        if getattr(module, "merged", False) or getattr(module, "disable_adapters", False):
+            return None
+        active = [a for a in module.active_adapters if a in module.lora_A]
+        base = module.get_base_layer()
+        if not active:
+            return _plain_weights(base)
+        if len(active) > 1:
+            return None
+        name = active[0]
+        if getattr(module, "use_dora", {}).get(name, False):
+            return None
+        dropout = module.lora_dropout[name]
+        if isinstance(dropout, torch.nn.Dropout) and dropout.p > 0 and module.training:
+            return None
+        a, b = module.lora_A[name], module.lora_B[name]
+        if not isinstance(a, torch.nn.Linear) or a.bias is not None or b.bias is not None:
+            return None
+        plain = _plain_weights(base)
+        if plain is None:
+            return None
+        return LoRAWeights(plain.weight, plain.bias, a.weight, b.weight, float(module.scaling[name]))
+    return _plain_weights(module)
+
+
+def _plain_weights(module):
+    from tuitune.kernels import LoRAWeights
+
+    if not isinstance(module, torch.nn.Linear):
+        return None
+    w = module.weight
+    four_bit = getattr(w, "quant_state", None) is not None
+    if not four_bit and (type(module).forward is not torch.nn.Linear.forward or not w.dtype.is_floating_point):
+        return None  # an 8-bit or otherwise custom linear: leave it to its own forward
+    if w.requires_grad or (module.bias is not None and module.bias.requires_grad):
+        return None
+    return LoRAWeights(w, module.bias)
+
+
+def _plain_linear(module) -> bool:
+    return type(module) is torch.nn.Linear and getattr(module, "bias", None) is None
+
+
+def _project(module, x):
+    from tuitune.kernels import lora_o
+
+    w = lora_weights_of(module)
+    return module(x) if w is None else lora_o(x, w)
+
+
+# ------------------------------------------------------------------------------------- attention
+
+def _attention_forward(self, hidden_states, position_embeddings=None, attention_mask=None, cache=None, **kwargs):
+    from tuitune.kernels import lora_o, lora_qkv, rope
+
+    if "past_key_values" in kwargs:
+        cache = kwargs.pop("past_key_values")
+    arch: _Arch = self._tuitune_arch
+    input_shape = hidden_states.shape[:-1]
+    hidden_shape = (*input_shape, -1, self.head_dim)
+    if arch.fused_qkv:
+        qkv = _project(self.qkv_proj, hidden_states)
+        q_end = self.config.num_attention_heads * self.head_dim
+        kv = self.num_key_value_heads * self.head_dim
+        q, k, v = qkv[..., :q_end], qkv[..., q_end:q_end + kv], qkv[..., q_end + kv:]
+    else:
+        ws = [lora_weights_of(m) for m in (self.q_proj, self.k_proj, self.v_proj)]
+        if all(w is not None for w in ws):
+            q, k, v = lora_qkv(hidden_states, *ws)
+        else:
+            q, k, v = (self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states))
+    q, k, v = q.view(hidden_shape), k.view(hidden_shape), v.view(hidden_shape)
+    if hasattr(self, "q_norm"):
+        q, k = self.q_norm(q), self.k_norm(k)
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    cos, sin = position_embeddings
+    q, k = rope(q, k, cos, sin)
+    if cache is not None:
+        k, v = cache.update(k, v, self.layer_idx, kwargs=kwargs)
+
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    eager = sys.modules[type(self).__module__].eager_attention_forward
+    attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager)
+    extra = {}
+    if arch.sliding_window == "config":
+        extra["sliding_window"] = getattr(self.config, "sliding_window", None)
+    elif arch.sliding_window == "module":
+        extra["sliding_window"] = self.sliding_window
+    if arch.attn_softcap:
+        extra["softcap"] = self.attn_logit_softcapping
+    out, weights = attention_interface(
+        self, q, k, v, attention_mask, dropout=0.0 if not self.training else self.attention_dropout,
+        scaling=self.scaling, **extra, **kwargs)
+    out = out.reshape(*input_shape, -1).contiguous()
+    w_o = lora_weights_of(self.o_proj)
+    out = self.o_proj(out) if w_o is None else lora_o(out, w_o)
+    return out, weights
+
+
+# ------------------------------------------------------------------------------------------- MLP
+
+def _mlp_forward(self, x):
+    from tuitune.kernels import geglu, lora_mlp, swiglu
+
+    activation = self._tuitune_activation
+    ws = [lora_weights_of(m) for m in (self.gate_proj, self.up_proj, self.down_proj)]
+    if all(w is not None for w in ws):
+        return lora_mlp(x, *ws, activation=activation)
+    gate, up = self.gate_proj(x), self.up_proj(x)
+    if activation == "swiglu":
+        h = swiglu(gate, up)
+    else:
+        h = geglu(gate, up, approximate="tanh" if activation == "geglu_tanh" else "none")
+    return self.down_proj(h)
+
+
+def _fused_gate_up_mlp_forward(self, x):
+    from tuitune.kernels import swiglu
+
+    gate, up = _project(self.gate_up_proj, x).chunk(2, dim=-1)
+    return _project(self.down_proj, swiglu(gate, up))
+
+
+# ------------------------------------------------------------------------------- causal-LM loss
+
+def _patch_lm_head(base) -> bool:
+    if getattr(base, "_tuitune_lm_head_patched", False):
+        return False
+    stock = type(base).forward
+
+    @functools.wraps(stock)
+    def forward(self, *args, labels=None, fused_lm_head=False, shift_labels=None, num_items_in_batch=None,
+                **kwargs):
+        if (labels is None and shift_labels is None) or args:
+            if labels is not None:
+                kwargs["labels"] = labels
+            if shift_labels is not None:
+                kwargs["shift_labels"] = shift_labels
+            if num_items_in_batch is not None:
+                kwargs["num_items_in_batch"] = num_items_in_batch
+            return stock(self, *args, **kwargs)
+        return _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm_head, kwargs)
+
+    base.forward = types.MethodType(forward, base)
+    base._tuitune_lm_head_patched = True
+    return True
+
+
+def _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm_head, kwargs):
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    from tuitune.kernels.linear_cross_entropy import fused_linear_cross_entropy_rows
+
+    kwargs.pop("logits_to_keep", None)
+    if "past_key_values" in kwargs:
+        kwargs["cache"] = kwargs.pop("past_key_values")
+    outputs = self.model(**kwargs)
+    hidden = outputs.last_hidden_state
+    if shift_labels is None:
+        hidden, target = hidden[:, :-1], labels[:, 1:]
+    else:
+        target = shift_labels
+    target = target.to(hidden.device)
+    mask = target != -100
+    softcap = getattr(self.config, "final_logit_softcapping", None)
+    nll, entropy, top1 = fused_linear_cross_entropy_rows(hidden[mask], self.lm_head.weight, target[mask],
+                                                         softcap=softcap)
+    denom = mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+    loss = nll.sum() / denom
+    if not fused_lm_head:
+        return CausalLMOutputWithPast(loss=loss, logits=None, hidden_states=outputs.hidden_states,
+                                      attentions=outputs.attentions)
+    zeros = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+    return _fused_output_class()(
+        loss=loss, log_probs=zeros.masked_scatter(mask, -nll), entropy=zeros.masked_scatter(mask, entropy),
+        is_top1=torch.zeros_like(mask).masked_scatter(mask, top1), label_mask=mask)
+
+
+@functools.cache
+def _fused_output_class():
+    """The output of ``forward(..., fused_lm_head=True)``: the fields TRL's SFT/DPO trainers read."""
+    from dataclasses import dataclass as model_output_dataclass
+
+    from transformers.utils import ModelOutput
+
+    @model_output_dataclass
+    class FusedLMOutput(ModelOutput):
+        loss: torch.Tensor | None = None
+        log_probs: torch.Tensor | None = None
+        entropy: torch.Tensor | None = None
+        log_sum_sq_probs: torch.Tensor | None = None
+        mean_logits: torch.Tensor | None = None
+        is_top1: torch.Tensor | None = None
+        label_mask: torch.Tensor | None = None
+        aux_loss: torch.Tensor | None = None
+
+    return FusedLMOutput
