@@ -149,11 +149,20 @@ _BY_NAME = {spec.name: spec for spec in CATALOG}
 
 
 def get_model(name: str) -> ModelSpec | None:
-    """A catalog entry by name or hub id (case-insensitive); local models by name or path."""
+    """A catalog entry by name or hub id (case-insensitive); a model folder or .gguf file by path;
+    a model found on disk (`find_local_models`) by its name."""
     key = name.strip().lower()
     for spec in CATALOG:
         if spec.name == key or spec.hf_id.lower() == key:
             return spec
+    path = Path(name.strip()).expanduser()
+    try:
+        if path.is_dir() and (path / "config.json").is_file():
+            return spec_from_config(path, name=path.name)
+        if path.is_file() and path.suffix.lower() == ".gguf":
+            return spec_from_gguf(path)
+    except OSError:
+        pass
     for spec in find_local_models():
         if spec.name.lower() == key or (spec.path and os.path.abspath(spec.path) == os.path.abspath(name)):
             return spec

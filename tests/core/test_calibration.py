@@ -19,7 +19,7 @@ def _id(p: dict) -> str:
 
 
 def _estimate(p: dict) -> float:
-    fused = p["path"] == "tuitune" and "applied" in str(p.get("kernels"))
+    fused = p["path"] == "tuitune" and str(p.get("kernels")).startswith("applied")
     return estimate(SHAPES[p["shape"]].model_spec(), p["method"], batch=p["batch"], seq=p["seq"], rank=p["rank"],
                     checkpointing=p["checkpointing"], fused_loss=fused).total_gb
 

@@ -115,6 +115,7 @@ def test_user_folder_one_level_deep_and_multimodal_config(tmp_path, monkeypatch)
     (root / "vlm" / "config.json").write_text(json.dumps({"model_type": "llava", "text_config": LLAMA_CONFIG}))
     (root / "a" / "deeper").mkdir()
     (root / "a" / "deeper" / "config.json").write_text(json.dumps(LLAMA_CONFIG))
+    assert get_model(str(root / "a")).hidden == 2048  # a folder by path, even outside any cache
     specs = {s.name: s for s in find_local_models([root])}
     assert set(specs) == {"a", "vlm"}
     assert specs["vlm"].hidden == 2048
@@ -157,6 +158,7 @@ def test_gguf_header_is_read_without_loading_tensors(tmp_path, monkeypatch):
     assert (tied.hidden, tied.layers, tied.heads, tied.kv_heads, tied.intermediate, tied.vocab, tied.context) == (
         64, 2, 4, 2, 176, 100, 1024)
     assert tied.tied_embeddings and not spec_from_gguf(tmp_path / "untied.gguf").tied_embeddings
+    assert get_model(str(tmp_path / "untied.gguf")).layers == 2
     names = {s.name for s in find_local_models([tmp_path])}
     assert names == {"tied.gguf", "untied.gguf"}
     (tmp_path / "junk.gguf").write_bytes(b"not a gguf at all")

@@ -93,8 +93,7 @@ def _apply_tuitune(model, mode: str) -> dict:
     except ImportError as exc:
         report["kernels"] = f"unavailable ({exc})"
     else:
-        result = apply_kernels(model)
-        report["kernels"] = f"applied: {_describe(result)}"
+        report["kernels"] = _describe_patch(apply_kernels(model))
     if mode == "none":
         return report
     try:
@@ -108,6 +107,18 @@ def _apply_tuitune(model, mode: str) -> dict:
         result = enable_checkpointing(model, mode)
         report["checkpointing"] = f"tuitune {mode}: {_describe(result)}"
     return report
+
+
+def _describe_patch(result) -> str:
+    """'applied (what was replaced)' or 'not applied: why', from the patcher's report."""
+    if getattr(result, "supported", True) is False:
+        return f"not applied: {getattr(result, 'reason', None) or _describe(result)}"
+    replaced = getattr(result, "replaced", None)
+    if isinstance(replaced, dict):
+        if not replaced:
+            return f"not applied: {getattr(result, 'reason', None) or 'nothing replaced'}"
+        return "applied (" + ", ".join(f"{k} {v}" for k, v in replaced.items()) + ")"
+    return f"applied: {_describe(result)}"
 
 
 def _describe(result) -> str:
