@@ -19,9 +19,17 @@ def _id(p: dict) -> str:
 
 
 def _estimate(p: dict) -> float:
+    # written out here (not via tuitune.bench.calibrate.estimate_for) so the test pins the rule too
     fused = p["path"] == "tuitune" and str(p.get("kernels")).startswith("applied")
     return estimate(SHAPES[p["shape"]].model_spec(), p["method"], batch=p["batch"], seq=p["seq"], rank=p["rank"],
                     checkpointing=p["checkpointing"], fused_loss=fused).total_gb
+
+
+def test_markdown_table_lists_every_point():
+    from tuitune.bench.calibrate import markdown_table
+
+    table = markdown_table(POINTS).splitlines()
+    assert len(table) == len(POINTS) + 2 and table[0].startswith("| shape |")
 
 
 def test_enough_calibration_points():

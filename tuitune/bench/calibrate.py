@@ -50,33 +50,62 @@ def peak_points(results: list[dict]) -> list[dict]:
     return points
 
 
+def estimate_for(point: dict) -> float:
+    """The fit estimate for a measured point (fused loss only where tuitune's patcher applied)."""
+    from tuitune.bench.shapes import SHAPES
+    from tuitune.fit import estimate
+
+    fused = point["path"] == "tuitune" and str(point.get("kernels")).startswith("applied")
+    return estimate(SHAPES[point["shape"]].model_spec(), point["method"], batch=point["batch"], seq=point["seq"],
+                    rank=point["rank"], checkpointing=point["checkpointing"], fused_loss=fused).total_gb
+
+
+def markdown_table(points: list[dict]) -> str:
+    """Measured against estimated, one row per point, for BENCHMARKS.md."""
+    rows = ["| shape | method | path | checkpointing | batch × seq | peak allocated | peak reserved | "
+            "measured peak | estimate | error |", "|---|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for p in points:
+        est = estimate_for(p)
+        err = (est / p["measured_peak_gb"] - 1) * 100
+        rows.append(f"| {p['shape']} | {p['method']} | {p['path']} | {p['checkpointing']} | {p['batch']} × {p['seq']} "
+                    f"| {p['peak_allocated_gb']:.2f} | {p['peak_reserved_gb']:.2f} | {p['measured_peak_gb']:.2f} "
+                    f"| {est:.2f} | {err:+.1f}% |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tuitune.bench.calibrate")
-    parser.add_argument("out", type=Path)
+    parser.add_argument("out", type=Path, nargs="?")
     parser.add_argument("--paths", default="hf,tuitune")
-    parser.add_argument("--shapes", default="llama-1b,llama-8b")
-    parser.add_argument("--methods", default="qlora,lora")
+    parser.add_argument("--jobs", default=",".join(":".join(k) for k in GRID),
+                        help="shape:method:checkpointing entries of GRID, run in this order")
     parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--table", type=Path, metavar="PEAKS_JSON",
+                        help="print the measured-vs-estimated markdown table of a peaks file and exit")
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_table(json.loads(args.table.read_text())["points"]))
+        return 0
+    if args.out is None:
+        parser.error("OUT is required unless --table is given")
     args.out.mkdir(parents=True, exist_ok=True)
-    shapes = args.shapes.split(",")
     everything = []
-    for name in shapes:
-        t0 = time.perf_counter()
-        folder = ensure_checkpoint(get_shape(name))
-        print(f"checkpoint {name}: {folder} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    for (name, method, checkpointing), points in GRID.items():
-        if name not in shapes or method not in args.methods.split(","):
-            continue
+    for entry in args.jobs.split(","):
+        name, method, checkpointing = entry.split(":")
+        points = GRID[(name, method, checkpointing)]
         shape = get_shape(name)
+        t0 = time.perf_counter()
+        folder = ensure_checkpoint(shape)
+        print(f"checkpoint {name}: {folder} ({time.perf_counter() - t0:.0f} s)", flush=True)
         for path in args.paths.split(","):
             t0 = time.perf_counter()
-            job = Job(checkpoint=str(ensure_checkpoint(shape)), vocab=shape.vocab, path=path, method=method,
+            job = Job(checkpoint=str(folder), vocab=shape.vocab, path=path, method=method,
                       rank=args.rank, points=points, checkpointing=checkpointing)
             result = {"shape": name, "checkpointing_mode": checkpointing, **run_path(job)}
             everything.append(result)
             (args.out / "calibration.json").write_text(json.dumps(everything, indent=1))
-            print(f"{name} {method} {path} checkpointing {checkpointing}: {time.perf_counter() - t0:.0f} s", flush=True)
+            print(f"{name} {method} {path} checkpointing {checkpointing}: {time.perf_counter() - t0:.0f} s "
+                  f"(kernels {result.get('kernels')}; checkpointing {result.get('checkpointing')})", flush=True)
             for p in result.get("points", []):
                 print(f"  b{p['batch']}x{p['seq']}: peak alloc {p.get('peak_allocated_gb', 0):.2f} reserved "
                       f"{p.get('peak_reserved_gb', 0):.2f} measured {p.get('measured_peak_gb', 0):.2f} GiB, "
