@@ -151,7 +151,10 @@ async def test_palette_offers_tuitune_actions_and_runs(make_app, runs_root):
             assert wanted in names
         app.live_handle = app.start_training()
         await pilot.pause()
-        assert "Open the live run" in [name for name, _, _ in provider.commands()]
+        live = {name: callback for name, callback, _ in provider.commands()}
+        assert "Open the live run" in live
+        live["Stop training"]()
+        assert app.live_handle.controls == ["stop"]
 
 
 async def test_start_training_creates_a_run_and_opens_the_monitor(make_app, trainer_factory, tmp_path):

@@ -36,10 +36,17 @@ class TuituneCommands(Provider):
             ("Save config…", app.action_save_config, "Write the current config to a TOML file"),
             ("Help: keys", app.action_help, "The key map and terminal tips (F1)"),
         ]
-        if handle_alive(app.live_handle):
-            found.append(("Open the live run", partial(app.open_run, app.live_handle.run_dir.path)
-                          if getattr(app.live_handle, "run_dir", None) is not None else partial(app.switch_mode, "monitor"),
-                          "Show the run that is training now"))
+        handle = app.live_handle
+        if handle_alive(handle):
+            run_dir = getattr(handle, "run_dir", None)
+            if run_dir is not None:
+                found.append(("Open the live run", partial(app.open_run, run_dir.path), "Show the run training now"))
+            for method, label, help_text in (("pause", "Pause training", "Pause after the current step"),
+                                             ("resume", "Resume training", "Continue a paused run"),
+                                             ("save_now", "Save a checkpoint now", "Checkpoint without stopping"),
+                                             ("stop", "Stop training", "Final checkpoint, then stop")):
+                if hasattr(handle, method):
+                    found.append((label, getattr(handle, method), help_text))
         for name in sorted(app.available_themes):
             if name != app.theme:
                 found.append((f"Theme: {name}", partial(setattr, app, "theme", name), "Switch the colour theme"))
