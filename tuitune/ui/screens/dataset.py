@@ -244,6 +244,12 @@ class DatasetScreen(Screen):
         if path:
             self.query_one("#ds-path", Input).value = path
 
+    def on_screen_resume(self) -> None:
+        # A config loaded elsewhere may name a dataset: offer it when nothing was typed here.
+        path_input = self.query_one("#ds-path", Input)
+        if not path_input.value and self.app.config.data.path:
+            path_input.value = self.app.config.data.path
+
     # opening
     def action_open(self) -> None:
         self.open_path(self.query_one("#ds-path", Input).value.strip())

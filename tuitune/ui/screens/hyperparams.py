@@ -22,7 +22,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from tuitune.config import FIELDS, SECTION_HELP, Config, cross_field_problems
-from tuitune.ui.screens.dataset import known_row_count
+from tuitune.ui.screens.dataset import PathSuggester, known_row_count
 from tuitune.ui.widgets.form_field import FormField
 
 # Presets: dotted field name -> value. Fields they do not name keep the user's values.
@@ -189,7 +189,7 @@ class HyperparamsScreen(Screen):
                 yield Label("Run", classes="side-title")
                 yield Static("", id="hp-summary", markup=False)
                 yield Label("Config file (TOML)", classes="side-title")
-                yield Input(placeholder="path/to/run.toml", id="hp-toml-path")
+                yield Input(placeholder="path/to/run.toml", id="hp-toml-path", suggester=PathSuggester())
                 with Horizontal(id="hp-file-row"):
                     yield Button("Save", id="hp-save")
                     yield Button("Load", id="hp-load")

@@ -20,12 +20,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Label, Log, ProgressBar, Static
 from textual.worker import get_current_worker
 
 from tuitune import events as ev
 from tuitune.runs import EventFollower, RunDir, summarize
+from tuitune.ui.widgets.confirm import ConfirmModal
 from tuitune.ui.widgets.loss_chart import LossChart, format_value
 
 BATCH_SECONDS = 0.25      # the worker posts at most this often: at most 4 redraws a second
@@ -137,39 +138,6 @@ class RunView:
     last_step: dict[str, Any] = field(default_factory=dict)
     eval_loss: float | None = None
     max_steps: int = 0
-
-
-class ConfirmStop(ModalScreen[bool]):
-    """Ask before stopping a run: a stray key must not end hours of training."""
-
-    BINDINGS = [Binding("y", "answer(True)", "Stop the run"), Binding("n,escape", "answer(False)", "Keep running")]
-
-    DEFAULT_CSS = """
-    ConfirmStop { align: center middle; }
-    ConfirmStop > Vertical {
-        width: 60; height: auto; padding: 1 2;
-        border: thick $warning; background: $surface;
-    }
-    ConfirmStop Horizontal { height: auto; margin-top: 1; }
-    ConfirmStop Button { margin-right: 2; }
-    """
-
-    def __init__(self, run_name: str) -> None:
-        super().__init__()
-        self.run_name = run_name
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label(f"Stop {self.run_name}? It saves a final checkpoint, then finishes.", markup=False)
-            with Horizontal():
-                yield Button("Stop (y)", variant="error", id="confirm-stop")
-                yield Button("Keep running (n)", id="cancel-stop")
-
-    def action_answer(self, answer: bool) -> None:
-        self.dismiss(answer)
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "confirm-stop")
 
 
 class MonitorScreen(Screen):
@@ -468,7 +436,8 @@ class MonitorScreen(Screen):
             if stop:
                 self._control(ev.STOP, "Stop requested: a final checkpoint is being saved.")
 
-        self.app.push_screen(ConfirmStop(self.run.name), answered)
+        question = f"Stop {self.run.name}? It saves a final checkpoint, then finishes."
+        self.app.push_screen(ConfirmModal(question, confirm_label="Stop (y)"), answered)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         actions = {"monitor-pause": self.action_pause, "monitor-resume": self.action_resume,
