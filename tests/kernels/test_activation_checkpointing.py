@@ -1,0 +1,77 @@
+"""Checkpointed training gives the stock losses and gradients and keeps far fewer activations."""
+
+import pytest
+import torch
+
+from conftest import ON_GPU
+from tiny_models import batch, build_base, with_lora
+from tolerances import check_model
+from tuitune.trainer.activation_checkpointing import enable_checkpointing
+from tuitune.trainer.patching import apply_kernels
+
+
+def _run(model, inputs):
+    model.zero_grad(set_to_none=True)
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model(**inputs).loss
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    return loss.detach(), grads, sum(saved)
+
+
+def _model(kernels: bool, device):
+    model = with_lora(build_base("llama", num_hidden_layers=3), "llama").to(device)
+    if kernels:
+        apply_kernels(model)
+    return model.train()
+
+
+@pytest.mark.parametrize("kernels", [False, True], ids=["stock", "kernels"])
+def test_checkpointing_matches_no_checkpointing(kernels):
+    device = "cuda" if ON_GPU else "cpu"
+    inputs = batch(device=device, seq=16)
+    reference = _model(kernels, device)
+    assert enable_checkpointing(reference, "none") == "none"
+    loss0, grads0, saved0 = _run(reference, inputs)
+    modes = ["standard", "offloaded"]
+    for mode in modes:
+        model = _model(kernels, device)
+        applied = enable_checkpointing(model, mode)
+        assert applied == (mode if ON_GPU or mode != "offloaded" else "standard")
+        loss, grads, saved = _run(model, inputs)
+        check_model(f"checkpointing.{mode}.loss", loss, loss0, torch.float32)
+        for name in grads0:
+            check_model(f"checkpointing.{mode}.lora_grad", grads[name], grads0[name], torch.float32)
+        assert saved < saved0 / 2, f"{mode}: saved {saved} bytes vs {saved0} without checkpointing"
+
+
+def test_checkpointing_can_be_switched_off_again_and_eval_is_untouched():
+    model = _model(False, "cpu")
+    inputs = batch()
+    enable_checkpointing(model, "standard")
+    enable_checkpointing(model, "none")
+    layer = model.get_base_model().model.layers[0]
+    assert "forward" not in layer.__dict__
+    _, _, saved_none = _run(model, inputs)
+    enable_checkpointing(model, "standard")
+    model.eval()
+    with torch.no_grad():
+        assert model(**inputs).loss.isfinite()
+
+
+def test_checkpointing_turns_off_transformers_own():
+    model = _model(False, "cpu")
+    model.get_base_model().gradient_checkpointing_enable()
+    enable_checkpointing(model, "standard")
+    assert not model.get_base_model().is_gradient_checkpointing
+
+
+def test_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match="none, standard, offloaded"):
+        enable_checkpointing(_model(False, "cpu"), "aggressive")

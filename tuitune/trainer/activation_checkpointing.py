@@ -1,0 +1,181 @@
+"""Activation checkpointing that keeps only each decoder layer's input, optionally in pinned CPU memory.
+
+`enable_checkpointing(model, mode)` wraps the ``forward`` of every decoder layer instance:
+
+- ``"none"``: layers run as written (any wrapping done before is removed).
+- ``"standard"``: in training, a layer runs without recording its graph and keeps only its input
+  hidden states; the backward pass runs the layer again from that input and back-propagates
+  through it (the RNG and autocast state of the first run are restored for the second).
+- ``"offloaded"``: as standard, but the kept input is copied to pinned CPU memory on a side CUDA
+  stream while the next layers compute, and copied back on that stream one layer ahead of the
+  backward pass (while layer i recomputes, layer i-1's input is already on its way). With no CUDA
+  device it falls back to ``"standard"``.
+
+It returns the mode actually applied, so the caller can warn when it differs from the request.
+transformers' own ``gradient_checkpointing_enable`` must not also be on: it is turned off here.
+"""
+
+from __future__ import annotations
+
+import types
+
+import torch
+
+MODES = ("none", "standard", "offloaded")
+_INNER = "_tuitune_checkpoint_inner"
+
+
+def enable_checkpointing(model, mode: str) -> str:
+    """Set the activation checkpointing of ``model`` (a PEFT model or a transformers causal LM)."""
+    if mode not in MODES:
+        raise ValueError(f"gradient checkpointing mode must be one of {', '.join(MODES)}, got {mode!r}")
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layers = decoder_layers(base)
+    if getattr(base, "is_gradient_checkpointing", False):
+        base.gradient_checkpointing_disable()
+    device = next(base.parameters()).device
+    applied = "standard" if mode == "offloaded" and device.type != "cuda" else mode
+    offloader = _Offloader(device) if applied == "offloaded" else None
+    for layer in layers:
+        inner = layer.__dict__.pop(_INNER, None)
+        if inner is not None:
+            layer.forward = inner if inner is not _CLASS_FORWARD else types.MethodType(type(layer).forward, layer)
+            if "forward" in layer.__dict__ and inner is _CLASS_FORWARD:
+                del layer.__dict__["forward"]
+        if applied == "none":
+            continue
+        setattr(layer, _INNER, layer.__dict__.get("forward", _CLASS_FORWARD))
+        layer.forward = types.MethodType(_make_forward(offloader), layer)
+    return applied
+
+
+_CLASS_FORWARD = object()  # marker: the layer had no instance-level forward before wrapping
+
+
+def decoder_layers(base) -> list[torch.nn.Module]:
+    backbone = getattr(base, "model", base)
+    layers = getattr(backbone, "layers", None)
+    if layers is None:
+        raise ValueError(f"{type(base).__name__} has no decoder layers at .model.layers; cannot checkpoint it")
+    return list(layers)
+
+
+def _make_forward(offloader):
+    def forward(self, *args, **kwargs):
+        inner = self.__dict__[_INNER]
+        run_layer = inner if inner is not _CLASS_FORWARD else types.MethodType(type(self).forward, self)
+        if not (self.training and torch.is_grad_enabled()):
+            return run_layer(*args, **kwargs)
+        if args:
+            hidden, rest = args[0], args[1:]
+        else:
+            hidden, rest = kwargs.pop("hidden_states"), ()
+        # A KV cache would be written twice (forward and recompute): training does not need one.
+        for name in ("cache", "past_key_values", "past_key_value", "layer_past"):
+            if kwargs.get(name) is not None:
+                kwargs[name] = None
+        if kwargs.get("use_cache"):
+            kwargs["use_cache"] = False
+
+        def run(h):
+            return run_layer(h, *rest, **kwargs)
+
+        return _LayerCheckpoint.apply(run, offloader, _anchor(hidden.device), hidden)
+
+    return forward
+
+
+_ANCHORS: dict[torch.device, torch.Tensor] = {}
+
+
+def _anchor(device: torch.device) -> torch.Tensor:
+    """An empty tensor that requires grad: it makes the layer's output part of the graph even when
+    its input (the frozen embeddings' output) does not require grad, so LoRA weights get gradients."""
+    t = _ANCHORS.get(device)
+    if t is None:
+        t = _ANCHORS[device] = torch.empty(0, device=device, requires_grad=True)
+    return t
+
+
+class _LayerCheckpoint(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, run, offloader, anchor, hidden):
+        dev = hidden.device
+        ctx.run, ctx.offloader = run, offloader
+        ctx.cpu_rng = torch.get_rng_state()
+        ctx.cuda_rng = torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None
+        ctx.autocast = (dev.type, torch.is_autocast_enabled(dev.type), torch.get_autocast_dtype(dev.type))
+        with torch.no_grad():
+            out = run(hidden)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"activation checkpointing expects a decoder layer to return a tensor, got {type(out)}")
+        if offloader is not None:
+            ctx.entry = offloader.save(hidden)
+        else:
+            ctx.save_for_backward(hidden)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        hidden = ctx.offloader.load(ctx.entry) if ctx.offloader is not None else ctx.saved_tensors[0]
+        h = hidden.detach().requires_grad_(True)
+        device_type, enabled, dtype = ctx.autocast
+        devices = [h.device] if h.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type="cuda" if devices else "cpu"):
+            torch.set_rng_state(ctx.cpu_rng)
+            if ctx.cuda_rng is not None:
+                torch.cuda.set_rng_state(ctx.cuda_rng, h.device)
+            with torch.enable_grad(), torch.autocast(device_type, dtype=dtype, enabled=enabled):
+                out = ctx.run(h)
+        torch.autograd.backward(out, grad_out)
+        return None, None, None, (h.grad if ctx.needs_input_grad[3] else None)
+
+
+class _Entry:
+    __slots__ = ("cpu", "copied", "gpu", "fetched", "prev", "device")
+
+
+class _Offloader:
+    """Moves saved layer inputs to pinned CPU memory and back on a side stream."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.stream = torch.cuda.Stream(device)
+        self.last: _Entry | None = None
+
+    def save(self, t: torch.Tensor) -> _Entry:
+        main = torch.cuda.current_stream(self.device)
+        e = _Entry()
+        e.device = t.device
+        e.cpu = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        self.stream.wait_stream(main)  # t is written by work queued so far on the main stream
+        with torch.cuda.stream(self.stream):
+            e.cpu.copy_(t, non_blocking=True)
+            e.copied = torch.cuda.Event()
+            e.copied.record(self.stream)
+        t.record_stream(self.stream)  # keep t's memory alive until the copy has read it
+        e.gpu, e.fetched, e.prev = None, None, self.last
+        self.last = e
+        return e
+
+    def _fetch(self, e: _Entry) -> None:
+        if e.gpu is not None or e.cpu is None:
+            return
+        e.gpu = torch.empty(e.cpu.shape, dtype=e.cpu.dtype, device=e.device)
+        with torch.cuda.stream(self.stream):
+            self.stream.wait_event(e.copied)
+            e.gpu.copy_(e.cpu, non_blocking=True)
+            e.fetched = torch.cuda.Event()
+            e.fetched.record(self.stream)
+        e.gpu.record_stream(self.stream)
+
+    def load(self, e: _Entry) -> torch.Tensor:
+        self._fetch(e)
+        torch.cuda.current_stream(self.device).wait_event(e.fetched)
+        prev, e.prev = e.prev, None
+        if prev is not None:
+            self._fetch(prev)  # the layer before runs its backward next: start its copy now
+        t, e.gpu, e.cpu = e.gpu, None, None
+        if self.last is e:
+            self.last = None
+        return t
