@@ -100,8 +100,12 @@ def _existing_ancestor(path: Path) -> Path:
     return path
 
 
-def host_info(disk_path: str | os.PathLike | None = None) -> HostInfo:
-    """CPU, RAM and the disk holding the runs root; any figure that cannot be read is None."""
+def host_info(disk_path: str | os.PathLike | None = None, *, cpu_interval: float | None = None) -> HostInfo:
+    """CPU, RAM and the disk holding the runs root; any figure that cannot be read is None.
+
+    CPU load is measured since the previous call (the first reads 0); `cpu_interval` seconds of
+    sampling give a one-shot caller a real figure.
+    """
     from tuitune.paths import runs_root
 
     target = _existing_ancestor(Path(disk_path) if disk_path else runs_root())
@@ -109,7 +113,7 @@ def host_info(disk_path: str | os.PathLike | None = None) -> HostInfo:
     try:
         import psutil
 
-        cpu_percent = psutil.cpu_percent(interval=None)
+        cpu_percent = psutil.cpu_percent(interval=cpu_interval)
         vm = psutil.virtual_memory()
         ram_total, ram_used = vm.total / GIB, (vm.total - vm.available) / GIB
     except Exception:  # psutil missing or unsupported here
@@ -171,8 +175,9 @@ def visible_device_order(env: str | None, count: int, uuid_of: Callable[[int], s
 class NvmlSource:
     """Real GPUs through NVML. `snapshot()` never raises; NVML is started on first use, once."""
 
-    def __init__(self, disk_path: str | os.PathLike | None = None):
+    def __init__(self, disk_path: str | os.PathLike | None = None, *, cpu_interval: float | None = None):
         self._disk_path = disk_path
+        self._cpu_interval = cpu_interval
         self._lock = threading.Lock()
         self._started = False
         self._nvml = None
@@ -203,7 +208,7 @@ class NvmlSource:
     def snapshot(self) -> HardwareSnapshot:
         with self._lock:
             self._start()
-            host = host_info(self._disk_path)
+            host = host_info(self._disk_path, cpu_interval=self._cpu_interval)
             if self._nvml is None:
                 return HardwareSnapshot([], host, None, None, self._error, time.time())
             try:
@@ -336,7 +341,7 @@ class FakeGpuSource:
         return cls(HardwareSnapshot([gpu], replace(FAKE_HOST, cpu_percent=None), None, None, None))
 
 
-def default_source(disk_path: str | os.PathLike | None = None) -> GpuSource:
+def default_source(disk_path: str | os.PathLike | None = None, *, cpu_interval: float | None = None) -> GpuSource:
     """NVML, unless TUITUNE_FAKE_GPU=h200|none|unsupported asks for a fake (tests and demos)."""
     fake = os.environ.get("TUITUNE_FAKE_GPU", "").strip().lower()
     if fake == "h200":
@@ -345,4 +350,4 @@ def default_source(disk_path: str | os.PathLike | None = None) -> GpuSource:
         return FakeGpuSource.none()
     if fake == "unsupported":
         return FakeGpuSource.unsupported()
-    return NvmlSource(disk_path)
+    return NvmlSource(disk_path, cpu_interval=cpu_interval)

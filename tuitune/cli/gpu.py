@@ -72,5 +72,5 @@ def render(snapshot: HardwareSnapshot) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    print(render(default_source(args.runs_dir).snapshot()))
+    print(render(default_source(args.runs_dir, cpu_interval=0.2).snapshot()))
     return 0
