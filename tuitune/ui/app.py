@@ -37,7 +37,6 @@ from tuitune.config import Config, load_config, save_config
 from tuitune.errors import TuituneError
 
 DEFAULT_THEME = "tuitune-dark"
-FAKE_GPU_ENV = "TUITUNE_FAKE_GPU"  # h200 | none: a fake GPU source, for demos and tests
 
 # mode name -> (module, class, key, footer label)
 SCREENS: dict[str, tuple[str, str, str, str]] = {
@@ -92,17 +91,9 @@ def default_trainer_factory(config: Config, run_dir: Any, **kwargs: Any) -> Any:
 
 
 def default_gpu_source() -> Any:
-    """NVML, or a fake chosen by $TUITUNE_FAKE_GPU (h200 or none)."""
+    """NVML, or a fake when $TUITUNE_FAKE_GPU is h200, none or unsupported (demos and tests)."""
     from tuitune import hardware
 
-    fake = os.environ.get(FAKE_GPU_ENV, "").strip().lower()
-    if fake == "h200":
-        return hardware.FakeGpuSource.h200()
-    if fake == "none":
-        return hardware.FakeGpuSource.none()
-    if fake:
-        raise TuituneError(f"{FAKE_GPU_ENV}={fake!r} is not a fake GPU source; use h200 or none, "
-                           "or unset it to read the real GPUs.")
     return hardware.default_source()
 
 
@@ -401,8 +392,13 @@ def detach_handle(handle: Any) -> None:
 
 
 def run_app(*, no_mouse: bool = False, inline: bool = False, theme: str | None = None,
-            runs_root: str | os.PathLike | None = None) -> int:
-    """Run the TUI until the user quits; the exit code."""
+            runs_root: str | os.PathLike | None = None, truecolor: bool = False) -> int:
+    """Run the TUI until the user quits; the exit code.
+
+    `truecolor` forces 24-bit colour where SSH or tmux did not pass COLORTERM=truecolor through.
+    """
+    if truecolor:
+        os.environ["COLORTERM"] = "truecolor"
     app = TuituneApp(theme=theme, runs_root=runs_root)
     result = app.run(mouse=not no_mouse, inline=inline)
     if app.return_code not in (None, 0):
