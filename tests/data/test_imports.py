@@ -16,8 +16,8 @@ def test_detection_loading_and_checks_import_without_heavy_libraries(tmp_path):
         f"loaded = load_rows({str(path)!r})\n"
         "assert loaded.format == 'alpaca'\n"
         "assert sample_dataset_path().exists()\n"
-        "heavy = [m for m in ('torch', 'transformers', 'datasets', 'trl', 'peft', 'pyarrow') if m in sys.modules]\n"
-        "print(heavy)\n"
+        "heavy = ('torch', 'transformers', 'datasets', 'trl', 'peft', 'pyarrow')\n"
+        "print([m for m in heavy if m in sys.modules])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

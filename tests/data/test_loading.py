@@ -200,3 +200,17 @@ def test_hub_name_unreachable_fails_fast(monkeypatch):
     with pytest.raises(TuituneError, match="hub is not reachable .*127.0.0.1 cannot be reached"):
         load_rows("someone/some-dataset")
     assert time.monotonic() - start < 4
+
+
+def test_progress_callback_can_cancel_a_load(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", ROWS_BY_FORMAT["text"] * 2000)
+
+    class Cancelled(Exception):
+        pass
+
+    def progress(done, total):
+        if done > total // 2:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        load_rows(path, progress=progress)

@@ -91,8 +91,10 @@ def load_rows(path: str | Path | RecordSource, format: str | None = None,
 
     `format` forces one of FORMATS (or an alias); None or "auto" detects it. `progress(done,
     total)` is called with byte counts that grow monotonically to `total` over indexing and
-    parsing together. Raises TuituneError for unreadable or empty sources and undetectable
-    formats; row-level trouble goes into `problems` instead.
+    parsing together; it runs in the loading thread, and an exception raised from it (for
+    instance a "cancelled" flag a UI sets) stops the load and propagates. Raises TuituneError for
+    unreadable or empty sources and undetectable formats; row-level trouble goes into
+    `problems` instead.
     """
     forced = resolve_format_name(format)
     if isinstance(path, RecordSource):
