@@ -84,7 +84,7 @@ class ModelsScreen(Screen):
     BINDINGS = [
         Binding("enter", "choose", "Use model", id="models.choose", show=False),
         Binding("ctrl+r", "rescan", "Rescan", id="models.rescan", tooltip="Look for local models again"),
-        Binding("ctrl+f", "focus_folder", "Folder", id="models.folder",
+        Binding("ctrl+f", "focus_folder", "Folder", id="models.folder", show=False,
                 tooltip="Type a folder to scan for models"),
     ]
 
