@@ -97,6 +97,7 @@ async def test_user_theme_file_is_loaded_and_a_bad_one_is_reported(make_app):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert app.theme == "mine"
+        assert not (config_dir() / "settings.toml").exists()  # --theme is for this session only
         messages = [n.message for n in app._notifications]
         assert any("broken.toml" in m and "primary" in m for m in messages), messages
 

@@ -178,6 +178,7 @@ class TuituneApp(App[int]):
             self.startup_messages.append(f"Theme {chosen!r} from the settings is not available; using {DEFAULT_THEME}.")
             chosen = DEFAULT_THEME
         self.theme = chosen
+        self._shown_theme = chosen  # a --theme choice is for this session; palette switches are saved
 
     # ----------------------------------------------------------------- startup / resilience
     def on_mount(self) -> None:
@@ -202,6 +203,9 @@ class TuituneApp(App[int]):
 
     # ----------------------------------------------------------------- themes and settings
     def _on_theme_changed(self, theme: Any) -> None:
+        if theme.name == self._shown_theme:
+            return
+        self._shown_theme = theme.name
         if not self._remember_theme or theme.name == self.settings.theme:
             return
         from tuitune.ui.settings import save_settings
