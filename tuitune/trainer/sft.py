@@ -18,8 +18,10 @@ from tuitune.trainer.model_loading import local_folder, resolve_model_source
 
 
 def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox,
-          resume_from: str | None = None) -> dict:
-    """Run one SFT job; returns the `finished` summary. Raises TuituneError for user errors."""
+          resume_from: str | None = None, on_trained=None) -> dict:
+    """Run one SFT job; returns the `finished` summary. Raises TuituneError for user errors.
+
+    `on_trained(model, tokenizer)`, if given, sees the trained model before the adapter is saved."""
     import torch
     from transformers import set_seed
 
@@ -55,6 +57,8 @@ def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox,
     if eval_set is not None and not stopped:
         metrics = trainer.evaluate()
         sink.emit(ev.EVAL, step=trainer.state.global_step, eval_loss=metrics.get("eval_loss"))
+    if on_trained is not None:
+        on_trained(trainer.model, tokenizer)
     adapter_dir = save_adapter(trainer.model, tokenizer, config, run)
     peak = torch.cuda.max_memory_allocated() / 1024 ** 3 if plan.device == "cuda" else None
     return {
