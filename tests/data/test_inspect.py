@@ -135,3 +135,31 @@ def test_cli_through_main_with_the_real_default_tokenizer(capsys):
     assert "problems: none" in out and "recommended max sequence length: 128" in out
     assert main(["data", "inspect", "/nonexistent/file.jsonl"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_model_context_comes_from_the_tokenizer_or_its_config(tmp_path, tokenizer):
+    import copy
+    import json as _json
+
+    from tuitune.data.inspection import model_context
+
+    tok = copy.deepcopy(tokenizer)
+    tok.model_max_length = 2048
+    assert model_context(tok) == 2048
+    tok.model_max_length = int(1e30)
+    tok.name_or_path = str(tmp_path)
+    assert model_context(tok) is None
+    (tmp_path / "config.json").write_text(_json.dumps({"max_position_embeddings": 8192}))
+    assert model_context(tok) == 8192
+
+
+def test_rows_over_the_model_context_are_reported(tmp_path, tokenizer):
+    import copy
+
+    tok = copy.deepcopy(tokenizer)
+    tok.model_max_length = 40
+    rows = [chat("short", "ok"), chat("long " * 60, "ok")]
+    report = inspect_data(write_jsonl(tmp_path / "d.jsonl", rows), tokenizer=tok)
+    assert [(p.row, p.kind) for p in report.problems] == [(2, "too_long")]
+    assert "over the model's context 40" in report.problems[0].message
+    assert report.recommended_max_seq_length == 40  # capped by the context

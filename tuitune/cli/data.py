@@ -68,10 +68,12 @@ def report_lines(report, *, per_kind: int | None = PROBLEMS_PER_KIND) -> list[st
         lines.append(f"tokens:   mean {report.mean_tokens:,.1f}  median {report.median_tokens:,.1f}  "
                      f"p95 {report.p95_tokens:,}  p99 {report.p99_tokens:,}  "
                      f"max {report.max_tokens:,}")
-        lines.append(f"recommended max sequence length: {report.recommended_max_seq_length:,} "
-                     f"(p99 rounded up to a multiple of 64"
-                     + (f", capped by the model's context {report.model_context:,})"
-                        if report.model_context else ")"))
+        how = "p99 rounded up to a multiple of 64"
+        if report.model_context:
+            capped = report.recommended_max_seq_length == report.model_context
+            how += (f", capped by the model's context {report.model_context:,}" if capped
+                    else f"; model context {report.model_context:,}")
+        lines.append(f"recommended max sequence length: {report.recommended_max_seq_length:,} ({how})")
     else:
         lines.append("tokens:   no usable rows to measure")
     if not report.trainable:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,10 +52,24 @@ def percentile(sorted_values: list[int], q: float) -> int:
 
 
 def model_context(tokenizer) -> int | None:
-    """The tokenizer's `model_max_length` when it is a real limit."""
+    """The model's context length: the tokenizer's `model_max_length` when it is a real limit,
+    else `max_position_embeddings` from the config.json beside a tokenizer loaded from a folder."""
     value = getattr(tokenizer, "model_max_length", None)
     if isinstance(value, int) and 0 < value < _NO_LIMIT:
         return value
+    folder = getattr(tokenizer, "name_or_path", None)
+    if not folder:
+        return None
+    config = Path(folder) / "config.json"
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    data = data.get("text_config", data) if isinstance(data, dict) else {}
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        found = data.get(key)
+        if isinstance(found, int) and 0 < found < _NO_LIMIT:
+            return found
     return None
 
 
