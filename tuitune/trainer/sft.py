@@ -36,11 +36,10 @@ def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox,
     sink.log(f"Loading {source.display} ({source.kind}) for {plan.method.upper()} on {plan.device_name}")
     folder = local_folder(source)
     tokenizer = _load_tokenizer(folder)
+    train_set, eval_set = build_datasets(config, tokenizer, sink)  # bad data fails before a slow load
     model = load_model(folder, plan, config)
     model = add_adapters(model, config, plan)
     kernels_note = apply_speedups(model, config, sink)
-
-    train_set, eval_set = build_datasets(config, tokenizer, sink)
     trainer = build_trainer(config, plan, model, tokenizer, train_set, eval_set, run, sink, inbox)
     trainable, total = _parameter_counts(model)
     sink.emit(
