@@ -240,8 +240,6 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
 
 def cross_field_problems(config: Config) -> list[str]:
     problems = []
-    if config.model.method == "qlora" and config.model.dtype == "float32":
-        problems.append("model.dtype float32 cannot be used with model.method qlora (pick auto, bfloat16 or float16)")
     if config.training.eval_steps and config.data.eval_fraction == 0:
         problems.append("training.eval_steps needs data.eval_fraction > 0")
     return problems

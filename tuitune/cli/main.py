@@ -17,6 +17,7 @@ SUBCOMMAND_MODULES = [
     "tuitune.cli.gpu",
     "tuitune.cli.models",
     "tuitune.cli.runs",
+    "tuitune.cli.chat",
     "tuitune.cli.bench",
 ]
 
