@@ -69,3 +69,11 @@ def test_model_sources(tmp_path, tiny_model_dir):
         resolve_model_source(str(tmp_path / "x.txt")) if (tmp_path / "x.txt").write_text("x") else None
     with pytest.raises(TuituneError, match="Unknown model"):
         resolve_model_source("not-a-model")
+
+
+def test_headless_qlora_on_the_cpu(tiny_model_dir, tmp_path):
+    result = tuitune("train", "--model", str(tiny_model_dir), "--method", "qlora", "--max-steps", "2",
+                     "--output", str(tmp_path / "runs"), "--set", "training.gradient_accumulation_steps=1",
+                     "--set", "model.max_seq_length=64")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "QLORA" in result.stdout and "finished: 2 steps" in result.stdout
