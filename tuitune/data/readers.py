@@ -243,7 +243,7 @@ def _index_json_array(path: Path, text: str, total: int, progress: Progress | No
     decoder = json.JSONDecoder()
     offsets = array("Q")
     length = len(text)
-    position = _WS.match(text, 0).end() + 1  # past the '['
+    position = text.index("[") + 1  # past the opening bracket
     next_report = 0
     while True:
         position = _WS.match(text, position).end()
