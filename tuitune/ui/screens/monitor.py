@@ -134,6 +134,7 @@ class RunView:
     status: str = "waiting"
     model: str = ""
     device: str = ""
+    method: str = ""
     started_ts: float | None = None
     last_step: dict[str, Any] = field(default_factory=dict)
     eval_loss: float | None = None
@@ -297,13 +298,19 @@ class MonitorScreen(Screen):
             stamp = self._elapsed_stamp(event)
             if kind == ev.STARTED:
                 view.started_ts = event.get("ts", view.started_ts)
+                stamp = self._elapsed_stamp(event)
                 view.model = str(event.get("model", ""))
                 view.device = str(event.get("device", ""))
+                view.method = " ".join(str(event[k]) for k in ("method", "dtype") if event.get(k))
                 view.max_steps = int(event.get("max_steps") or 0)
                 view.status = "running"
                 params = event.get("trainable_params")
                 extra = f", {params:,} trainable parameters" if isinstance(params, int) else ""
-                out.append(f"{self._elapsed_stamp(event)} started {view.model} on {view.device}{extra}")
+                rows = event.get("rows")
+                extra += f", {rows:,} training rows" if isinstance(rows, int) else ""
+                out.append(f"{stamp} started {view.model} on {view.device}{extra}")
+                if event.get("kernels"):
+                    out.append(f"{stamp} kernels: {event['kernels']}")
             elif kind == ev.STEP:
                 view.last_step = event
                 view.max_steps = int(event.get("max_steps") or view.max_steps)
@@ -386,10 +393,20 @@ class MonitorScreen(Screen):
             f"grad norm  {num('grad_norm')}",
             f"tokens/s   {num('tokens_per_s', '{:,.0f}')}",
             f"samples/s  {num('samples_per_s', '{:.2f}')}",
-            f"GPU mem    {num('mem_allocated_gb', '{:.2f}')} GB ({num('mem_reserved_gb', '{:.2f}')} reserved)",
+            self._memory_line(step),
             f"elapsed    {clock_text(step.get('elapsed_s')) if step else '-'}",
         ]
         return "\n".join(lines)
+
+    @staticmethod
+    def _memory_line(step: dict[str, Any]) -> str:
+        allocated, reserved = step.get("mem_allocated_gb"), step.get("mem_reserved_gb")
+        if allocated is not None:
+            tail = f" ({reserved:.2f} reserved)" if reserved is not None else ""
+            return f"GPU mem    {allocated:.2f} GB{tail}"
+        if step.get("rss_gb") is not None:
+            return f"RAM        {step['rss_gb']:.2f} GB (no GPU in use)"
+        return "GPU mem    -"
 
     def _show_status(self) -> None:
         if self.run is None:
@@ -398,7 +415,8 @@ class MonitorScreen(Screen):
             "following events.jsonl" if self.source is not None and self.source.live else "recorded")
         parts = [self.run.name, self.view.status]
         if self.view.model:
-            parts.append(self.view.model + (f" on {self.view.device}" if self.view.device else ""))
+            parts.append(" ".join(p for p in (self.view.model, self.view.method) if p)
+                         + (f" on {self.view.device}" if self.view.device else ""))
         parts.append(kind)
         self.query_one("#monitor-status", Static).update("  ·  ".join(parts))
 
