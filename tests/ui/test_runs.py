@@ -30,10 +30,10 @@ async def test_lists_runs_with_status_duration_and_loss(make_app, runs_root):
     async with app.run_test(size=SIZE) as pilot:
         table = await open_runs(pilot, app, 3)
         finished = row_of(table, "20251129-100000-smollm2-sample")
-        assert finished[1:6] == ["finished", "smollm2-135m-instruct", "60/60", "4m05s", "1.9234"]
+        assert finished[1:6] == ["finished", "1.9234", "4m05s", "60/60", "smollm2-135m-instruct"]
         assert row_of(table, "20251129-110000-llama-bad-data")[1] == "failed"
-        assert row_of(table, "20251129-120000-qwen-chat")[1:6] == ["interrupted", "qwen2.5-0.5b", "20/60",
-                                                                   "1m20s", "2.6012"]
+        assert row_of(table, "20251129-120000-qwen-chat")[1:6] == ["interrupted", "2.6012", "1m20s", "20/60",
+                                                                   "qwen2.5-0.5b"]
         assert table.get_row_at(0)[0] == "20251129-120000-qwen-chat"  # newest first
 
 

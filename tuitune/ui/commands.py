@@ -47,7 +47,7 @@ class TuituneCommands(Provider):
                                              ("stop", "Stop training", "Final checkpoint, then stop")):
                 if hasattr(handle, method):
                     found.append((label, getattr(handle, method), help_text))
-        for name in sorted(app.available_themes):
+        for name in sorted(app.available_themes, key=lambda n: (not n.startswith("tuitune"), n)):
             if name != app.theme:
                 found.append((f"Theme: {name}", partial(setattr, app, "theme", name), "Switch the colour theme"))
         for run in getattr(self, "_runs", [])[:30]:

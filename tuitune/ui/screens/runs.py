@@ -61,12 +61,13 @@ class RunsScreen(Screen):
 
         self.query_one("#runs-root", Static).update(f"Runs in [b]{runs_root(self.app.runs_root)}[/b]")
         table = self.query_one("#runs-table", DataTable)
+        # what matters most first, so it shows at 80 columns: status, loss, duration
         table.add_column("Run", key="name")
         table.add_column("Status", key="status")
-        table.add_column("Model", key="model")
-        table.add_column("Steps", key="steps")
-        table.add_column("Duration", key="duration")
         table.add_column("Final loss", key="loss")
+        table.add_column("Duration", key="duration")
+        table.add_column("Steps", key="steps")
+        table.add_column("Model", key="model")
         table.add_column("Started", key="started")
         table.focus()
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self.fill(self.runs))
@@ -100,8 +101,8 @@ class RunsScreen(Screen):
             color = colors.get(STATUS_ROLE.get(run.status, "muted"), colors["text"])
             steps = f"{run.step}/{run.max_steps}" if run.max_steps else str(run.step or "—")
             loss = f"{run.final_loss:.4f}" if run.final_loss is not None else "—"
-            table.add_row(run.name, Text(run.status, style=f"bold {color}"), run.model or "—", steps,
-                          duration_text(run.duration_s), loss, started_text(run.started_at), key=run.name)
+            table.add_row(run.name, Text(run.status, style=f"bold {color}"), loss, duration_text(run.duration_s),
+                          steps, run.model or "—", started_text(run.started_at), key=run.name)
         if selected is not None:
             names = [run.name for run in runs]
             if selected.name in names:
