@@ -221,3 +221,29 @@ def test_dataset_snapshot(tmp_path, monkeypatch, snap_compare, default_tokenizer
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=(120, 40), run_before=open_it)
+
+
+@pytest.mark.timeout(60)
+async def test_opening_another_file_cancels_the_running_load(tmp_path, monkeypatch):
+    big = tmp_path / "big.jsonl"
+    write_big_jsonl(big, size=30 * 1024 * 1024)
+    small = write_alpaca(tmp_path / "small.jsonl")
+
+    def no_tokenizer(model):
+        raise TuituneError("token counting is not part of this test")
+
+    monkeypatch.setattr(dataset_module, "load_tokenizer_for", no_tokenizer)
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_screen(app, pilot)
+        bar = screen.query_one("#ds-progress", ProgressBar)
+        screen.open_path(str(big))
+        await wait_for(pilot, lambda: (bar.progress or 0) > 0, timeout=20)
+        big_worker = next(w for w in screen.workers if w.group == "dataset-load")
+        screen.open_path(str(small))
+        await wait_for(pilot, lambda: text_of(screen, "#ds-phase") == "no token counts", timeout=20)
+        await wait_for(pilot, lambda: big_worker.is_finished, timeout=20)
+        assert big_worker.is_cancelled
+        await pilot.pause(0.3)
+        assert screen.data.path.endswith("small.jsonl") and screen.data.row_count == 12
+        assert "file       small.jsonl" in text_of(screen, "#ds-summary")
