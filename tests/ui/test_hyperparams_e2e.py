@@ -70,7 +70,7 @@ async def test_form_starts_a_real_run_and_the_monitor_shows_its_steps(tmp_path, 
             assert [step for step, _ in chart.train.points] == [1.0, 2.0]
             assert all(loss > 0 for _, loss in chart.train.points)
             assert "live, started here" in status()
-            assert "GB (no GPU in use)" in stats()  # CPU run: the trainer reports its RSS
+            assert "GB (no GPU)" in stats()  # CPU run: the trainer reports its RSS
             log = "\n".join(monitor.query_one("#monitor-log").lines)
             assert "started " in log and "finished after 2 steps" in log
             run = RunDir(monitor.run_path)

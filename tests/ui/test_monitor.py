@@ -135,7 +135,7 @@ async def test_live_handle_events_fill_the_monitor_and_controls_reach_the_handle
         assert chart.eval.points == [(20.0, 2.5)]
         assert "lr         1.200e-04" in stats_text(screen)
         assert "tokens/s   1,234" in stats_text(screen)
-        assert "GPU mem    1.25 GB (2.50 reserved)" in stats_text(screen)
+        assert "GPU alloc  1.25 GB\nGPU resv   2.50 GB" in stats_text(screen)
         bar = screen.query_one("#monitor-progress")
         assert (bar.progress, bar.total) == (20, 50)
         assert str(screen.query_one("#monitor-eta").render()) == "ETA 00:01:00"

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical
+from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Label, Log, ProgressBar, Static
@@ -163,9 +163,11 @@ class MonitorScreen(Screen):
     MonitorScreen #monitor-progress-row { height: 1; padding: 0 1; margin-top: 1; }
     MonitorScreen #monitor-progress { width: 1fr; }
     MonitorScreen #monitor-eta { width: auto; padding-left: 1; }
-    MonitorScreen #monitor-controls { height: auto; margin-top: 1; }
+    MonitorScreen #monitor-controls {
+        layout: grid; grid-size: 2; grid-gutter: 0 0; height: auto; margin-top: 1;
+    }
     MonitorScreen #monitor-controls Button { min-width: 10; width: 1fr; margin: 0 0 0 1; }
-    MonitorScreen #monitor-log { height: 12; border: round $primary 50%; }
+    MonitorScreen #monitor-log { height: 30%; min-height: 5; border: round $primary 50%; }
     """
 
     class Batch(Message):
@@ -193,7 +195,7 @@ class MonitorScreen(Screen):
                      id="monitor-status", markup=False)
         with Horizontal(id="monitor-top"):
             yield LossChart(id="monitor-chart")
-            with Vertical(id="monitor-side"):
+            with VerticalScroll(id="monitor-side"):
                 yield Static(self._stats_text(), id="monitor-stats", markup=False)
                 with Horizontal(id="monitor-progress-row"):
                     yield ProgressBar(total=None, show_eta=False, id="monitor-progress")
@@ -210,8 +212,6 @@ class MonitorScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#monitor-stats", Static).border_title = "Stats"
         self.query_one("#monitor-log", Log).border_title = "Log"
-        self.query_one("#monitor-controls", Grid).styles.grid_size_columns = 2
-        self.query_one("#monitor-controls", Grid).styles.grid_gutter_vertical = 0
         if self._pending is not None:
             pending, self._pending = self._pending, None
             self.show_run(pending)
@@ -393,20 +393,22 @@ class MonitorScreen(Screen):
             f"grad norm  {num('grad_norm')}",
             f"tokens/s   {num('tokens_per_s', '{:,.0f}')}",
             f"samples/s  {num('samples_per_s', '{:.2f}')}",
-            self._memory_line(step),
+            *self._memory_lines(step),
             f"elapsed    {clock_text(step.get('elapsed_s')) if step else '-'}",
         ]
         return "\n".join(lines)
 
     @staticmethod
-    def _memory_line(step: dict[str, Any]) -> str:
+    def _memory_lines(step: dict[str, Any]) -> list[str]:
         allocated, reserved = step.get("mem_allocated_gb"), step.get("mem_reserved_gb")
         if allocated is not None:
-            tail = f" ({reserved:.2f} reserved)" if reserved is not None else ""
-            return f"GPU mem    {allocated:.2f} GB{tail}"
+            lines = [f"GPU alloc  {allocated:.2f} GB"]
+            if reserved is not None:
+                lines.append(f"GPU resv   {reserved:.2f} GB")
+            return lines
         if step.get("rss_gb") is not None:
-            return f"RAM        {step['rss_gb']:.2f} GB (no GPU in use)"
-        return "GPU mem    -"
+            return [f"RAM        {step['rss_gb']:.2f} GB (no GPU)"]
+        return ["GPU mem    -"]
 
     def _show_status(self) -> None:
         if self.run is None:
