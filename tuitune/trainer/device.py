@@ -15,6 +15,7 @@ class Plan:
     method: str          # "lora" | "qlora"
     dtype: str           # "bfloat16" | "float16" | "float32"
     optimizer: str       # a transformers `optim` name
+    checkpointing: str   # "none" | "standard" | "offloaded"
     notes: tuple[str, ...] = ()
 
 
@@ -69,7 +70,12 @@ def resolve_plan(config: Config) -> Plan:
     if optimizer == "adamw_8bit" and not _bnb_optimizers_work(device):
         notes.append("bitsandbytes 8-bit AdamW is not available here: using torch AdamW.")
         optimizer = "adamw_torch"
-    return Plan(device, device_name, method, dtype, HF_OPTIMIZERS[optimizer], tuple(notes))
+    checkpointing = config.training.gradient_checkpointing
+    if device == "cpu" and checkpointing != "none":
+        # RAM is plentiful next to CPU time: recomputing activations would cost ~30% more per step.
+        notes.append(f"Gradient checkpointing '{checkpointing}' is off on the CPU (it only saves memory).")
+        checkpointing = "none"
+    return Plan(device, device_name, method, dtype, HF_OPTIMIZERS[optimizer], checkpointing, tuple(notes))
 
 
 def _bnb_optimizers_work(device: str) -> bool:

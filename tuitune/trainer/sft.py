@@ -39,7 +39,7 @@ def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox,
     train_set, eval_set = build_datasets(config, tokenizer, sink)  # bad data fails before a slow load
     model = load_model(folder, plan, config)
     model = add_adapters(model, config, plan)
-    kernels_note = apply_speedups(model, config, sink)
+    kernels_note = apply_speedups(model, config, plan, sink)
     trainer = build_trainer(config, plan, model, tokenizer, train_set, eval_set, run, sink, inbox)
     trainable, total = _parameter_counts(model)
     sink.emit(
@@ -128,10 +128,12 @@ def _linear_names(model) -> set[str]:
             if isinstance(module, torch.nn.Linear)}
 
 
-def apply_speedups(model, config: Config, sink: EventSink) -> str:
+def apply_speedups(model, config: Config, plan: Plan, sink: EventSink) -> str:
     """Swap in tuitune's kernels and set up activation checkpointing; say what happened."""
     note = "off (training.use_kernels = false)"
-    if config.training.use_kernels:
+    if config.training.use_kernels and plan.device != "cuda":
+        note = "stock path (Triton kernels need a CUDA GPU)"
+    elif config.training.use_kernels:
         try:
             from tuitune.trainer.patching import apply_kernels
         except ImportError as exc:
@@ -145,7 +147,7 @@ def apply_speedups(model, config: Config, sink: EventSink) -> str:
                 note = f"stock path ({report.reason})"
                 sink.warning(f"tuitune kernels do not support {report.architecture}: {report.reason}. "
                              "Training on the stock path.")
-    mode = config.training.gradient_checkpointing
+    mode = plan.checkpointing
     try:
         from tuitune.trainer.activation_checkpointing import enable_checkpointing
     except ImportError:
