@@ -181,7 +181,7 @@ class HyperparamsScreen(Screen):
                     for spec in FIELDS.values():
                         if spec.section == section:
                             yield FormField(spec, config.get(spec.key))
-            with Vertical(id="hp-side"):
+            with VerticalScroll(id="hp-side"):
                 yield Label("Presets", classes="side-title")
                 with Horizontal(id="hp-presets"):
                     for key, (label, _) in PRESETS.items():

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Label, Select, Static, Switch
@@ -58,14 +58,14 @@ class FormField(Vertical):
 
     DEFAULT_CSS = """
     FormField {
-        layout: grid;
-        grid-size: 2;
-        grid-columns: 24 1fr;
-        grid-rows: auto;
         height: auto;
         padding: 0 1;
     }
+    FormField > Horizontal {
+        height: auto;
+    }
     FormField .field-name {
+        width: 22;
         text-style: bold;
     }
     FormField Input, FormField Select {
@@ -78,8 +78,7 @@ class FormField(Vertical):
         padding: 0;
     }
     FormField .field-help {
-        column-span: 2;
-        padding-left: 24;
+        padding-left: 22;
         color: $text-muted;
     }
     FormField.-invalid .field-help {
@@ -113,16 +112,17 @@ class FormField(Vertical):
 
     def compose(self) -> ComposeResult:
         spec = self.spec
-        yield Label(spec.name, classes="field-name")
-        if spec.type is bool:
-            yield Switch(value=bool(self._initial), id=self.editor_id, animate=False)
-        elif spec.choices:
-            yield Select([(c, c) for c in spec.choices], value=self._initial, allow_blank=False,
-                         id=self.editor_id, compact=True)
-        else:
-            yield Input(value_to_text(self._initial), id=self.editor_id,
-                        validators=[ConfigValueValidator(spec)],
-                        tooltip=f"{spec.help} ({range_text(spec)})", compact=True)
+        with Horizontal():
+            yield Label(spec.name, classes="field-name")
+            if spec.type is bool:
+                yield Switch(value=bool(self._initial), id=self.editor_id, animate=False)
+            elif spec.choices:
+                yield Select([(c, c) for c in spec.choices], value=self._initial, allow_blank=False,
+                             id=self.editor_id, compact=True)
+            else:
+                yield Input(value_to_text(self._initial), id=self.editor_id,
+                            validators=[ConfigValueValidator(spec)],
+                            tooltip=f"{spec.help} ({range_text(spec)})", compact=True)
         yield Static(self.help_text, classes="field-help", markup=False)
 
     @property
