@@ -30,6 +30,7 @@ class ConfirmModal(ModalScreen[bool]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.confirm_label, variant="error" if self.danger else "primary", id="confirm")
                 yield Button("Cancel", id="cancel")
+            yield Label("y yes · n or Esc no", classes="dialog-hint")
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()

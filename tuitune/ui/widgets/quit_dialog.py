@@ -36,6 +36,7 @@ class QuitDialog(ModalScreen[str]):
                 yield Button("Stop & save", variant="error", id=STOP)
                 yield Button("Keep running", variant="primary", id=KEEP)
                 yield Button("Cancel", id=CANCEL)
+            yield Label("s stop · k keep running · Esc cancel", classes="dialog-hint")
 
     def on_mount(self) -> None:
         self.query_one(f"#{KEEP}", Button).focus()
