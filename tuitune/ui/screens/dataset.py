@@ -158,7 +158,7 @@ class DatasetScreen(Screen):
 
     BINDINGS = [
         Binding("ctrl+o", "open", "Open", tooltip="Open the path in the input", id="dataset.open"),
-        Binding("ctrl+u", "use", "Use dataset", tooltip="Use this dataset for the run", id="dataset.use"),
+        Binding("ctrl+t", "use", "Use dataset", tooltip="Use this dataset for the run", id="dataset.use"),
     ]
 
     DEFAULT_CSS = """
