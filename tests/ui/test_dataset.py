@@ -248,3 +248,26 @@ async def test_opening_another_file_cancels_the_running_load(tmp_path, monkeypat
         await pilot.pause(0.3)
         assert screen.data.path.endswith("small.jsonl") and screen.data.row_count == 12
         assert "file       small.jsonl" in text_of(screen, "#ds-summary")
+
+
+async def test_preference_pairs_are_shown_but_not_used_for_sft(tmp_path, monkeypatch):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"Say {n}", "chosen": f"{n}!", "rejected": "no"}) + "\n"
+                             for n in range(5)))
+
+    def no_tokenizer(model):
+        raise TuituneError("token counting is not part of this test")
+
+    monkeypatch.setattr(dataset_module, "load_tokenizer_for", no_tokenizer)
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_screen(app, pilot)
+        screen.open_path(str(pairs))
+        await wait_for(pilot, lambda: text_of(screen, "#ds-phase") == "no token counts")
+        assert "format     preference" in text_of(screen, "#ds-summary")
+        assert "<chosen>\n0!" in text_of(screen, "#ds-formatted-text")
+        shown: list[str] = []
+        app.notify = lambda message, **kwargs: shown.append(message)
+        screen.action_use()
+        assert app.config.data.path == ""
+        assert shown and "preference pairs" in shown[0]

@@ -466,6 +466,12 @@ class DatasetScreen(Screen):
         if self.data is None:
             self.notify("Open a dataset first.", severity="warning")
             return
+        from tuitune.data import FORMATS
+        from tuitune.data.rendering import preference_refusal
+
+        if not FORMATS[self.data.format].trainable:
+            self.notify(preference_refusal(), title="Dataset not used", severity="error", timeout=10)
+            return
         config = self.app.config
         choices = FIELDS["data.format"].choices or []
         local = Path(str(self.data.path)).expanduser()
