@@ -20,6 +20,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Static
+from textual.worker import get_current_worker
 
 from tuitune.config import FIELDS, SECTION_HELP, Config, cross_field_problems
 from tuitune.ui.screens.dataset import PathSuggester, known_row_count
@@ -275,7 +276,8 @@ class HyperparamsScreen(Screen):
             result = check_fit(self.app.config, getattr(self.app, "gpu_source", None))
         except Exception as exc:  # a GPU query or an unknown shape must not break the form
             result = FitCheck(f"fit unknown ({exc})", None)
-        self.app.call_from_thread(self._fit_ready, result)
+        if not get_current_worker().is_cancelled:  # a newer edit started a newer check
+            self.app.call_from_thread(self._fit_ready, result)
 
     def _fit_ready(self, result: FitCheck) -> None:
         changed = result != self.fit
