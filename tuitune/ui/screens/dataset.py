@@ -186,9 +186,9 @@ class DatasetScreen(Screen):
             self.generation, self.done, self.total = generation, done, total
 
     class Loaded(Message):
-        def __init__(self, generation: int, data: Any, seconds: float) -> None:
+        def __init__(self, generation: int, data: Any) -> None:
             super().__init__()
-            self.generation, self.data, self.seconds = generation, data, seconds
+            self.generation, self.data = generation, data
 
     class Inspected(Message):
         def __init__(self, generation: int, report: Any, tokenizer: Any) -> None:
@@ -212,7 +212,7 @@ class DatasetScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="ds-path-row"):
-            yield Input(placeholder="dataset file or folder (Tab completes; empty: the bundled sample)",
+            yield Input(placeholder="dataset file or folder (→ accepts the completion; empty: the bundled sample)",
                         suggester=PathSuggester(), id="ds-path")
             yield Button("Open", id="ds-open", variant="primary")
         with Horizontal(id="ds-progress-row"):
@@ -297,7 +297,6 @@ class DatasetScreen(Screen):
                 last[0] = now
                 self.post_message(self.LoadProgress(generation, done, total))
 
-        started = time.monotonic()
         try:
             data = load_rows(path, format=None if fmt == "auto" else fmt, progress=progress)
         except _Cancelled:
@@ -310,7 +309,7 @@ class DatasetScreen(Screen):
             return
         if worker.is_cancelled:
             return
-        self.post_message(self.Loaded(generation, data, time.monotonic() - started))
+        self.post_message(self.Loaded(generation, data))
         try:
             tokenizer = load_tokenizer_for(model)
             if worker.is_cancelled:
