@@ -24,6 +24,8 @@ from tuitune.ui.widgets.theme_colors import theme_colors
 METHOD_LABELS = {"qlora": "QLoRA", "lora": "LoRA", "full": "Full"}
 CUSTOM = "custom"
 DEFAULT_VRAM_GB = 24.0  # what the VRAM field says with no GPU: a common consumer card
+SHORT_PARTS = {"gradients": "grads", "optimizer": "optim", "activations": "acts", "overhead": "other"}
+NAME_WIDTH = 24  # longer model names (local folders) are shortened in the table, shown whole below
 
 
 @dataclass(frozen=True)
@@ -124,13 +126,14 @@ class ModelsScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#models-table", DataTable)
+        # the fit columns come right after the size, so at 80 columns they are on screen
         table.add_column(" ", key="chosen", width=1)
-        table.add_column("Model", key="name")
+        table.add_column("Model", key="name", width=NAME_WIDTH)
         table.add_column("Params", key="params")
-        table.add_column("Context", key="context")
-        table.add_column("Source", key="source")
         for method, label in METHOD_LABELS.items():
             table.add_column(label, key=method)
+        table.add_column("Ctx", key="context")
+        table.add_column("Source", key="source")
         table.focus()
         self.theme_signal = self.app.theme_changed_signal.subscribe(self, lambda _theme: self.refill())
         self.app.config_changed_signal.subscribe(self, lambda _config: self.refill())
@@ -214,8 +217,9 @@ class ModelsScreen(Screen):
         for index, spec in enumerate(self.specs):
             cells = self.fits.get(spec_key(spec), {})
             chosen = "●" if model_ref(spec) == chosen_name or spec.name == chosen_name else ""
-            row = [chosen, spec.name, spec.params_label, _ctx(spec.context), spec.source]
+            row = [chosen, _short(spec.name), spec.params_label]
             row += [fit_text(cells.get(m), colors) for m in METHOD_LABELS]
+            row += [_ctx(spec.context), spec.source]
             table.add_row(*row, key=str(index))
         if cursor_key is not None and cursor_key.isdigit() and int(cursor_key) < table.row_count:
             table.move_cursor(row=int(cursor_key))
@@ -237,17 +241,20 @@ class ModelsScreen(Screen):
         query = self.query_values
         cells = self.fits.get(spec_key(spec), {})
         colors = theme_colors(self.app)
-        text = Text.assemble((spec.name, "bold"), f"  {spec.family} · {spec.architecture} · "
-                             f"{spec.params_label} params · context {_ctx(spec.context)}")
-        if spec.hf_id or spec.path:
-            text.append(f"\n{spec.path or spec.hf_id}", style="dim")
+        text = Text.assemble((spec.name, "bold"), f"  {spec.family} · {spec.params_label} · "
+                             f"context {_ctx(spec.context)}  ", (spec.path or spec.hf_id or "", colors["muted"]))
         if query is not None:
-            text.append(f"\nBudget {query.free_gb:g} GiB · seq {query.seq} · batch {query.batch} · rank {query.rank}:")
+            text.append(f"\nBudget {query.free_gb:g} GiB · seq {query.seq} · batch {query.batch} · rank {query.rank}")
+            text.append("  (Enter: use this model)", style=colors["muted"])
             for method, label in METHOD_LABELS.items():
                 cell = cells.get(method)
                 text.append(f"\n  {label:<6}")
                 text.append_text(fit_text(cell, colors, long=True))
-        text.append("\nEnter: use this model for the run", style="dim")
+            qlora = cells.get("qlora")
+            if qlora is not None and qlora.breakdown:
+                parts = " · ".join(f"{SHORT_PARTS.get(name, name)} {gb:.1f}"
+                                   for name, gb in qlora.breakdown.items() if gb >= 0.05)
+                text.append(f"\n  QLoRA GiB: {parts}", style=colors["muted"])
         detail.update(text)
 
     # ------------------------------------------------------------------ events
@@ -317,6 +324,10 @@ def fit_text(cell: FitCell | None, colors: dict[str, str], *, long: bool = False
     elif long:
         text.append("; nothing fits at any batch or length")
     return text
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= NAME_WIDTH else name[: NAME_WIDTH - 1] + "…"
 
 
 def _gb(value: float | None) -> str:
