@@ -247,7 +247,8 @@ class MonitorScreen(Screen):
             history = self.run.events()
             self._apply(history, [])
             self.source = HandleSource(handle, skip={event_key(e) for e in history})
-            self.view.status = self.view.status if self.view.status != "waiting" else "starting"
+            if self.view.status == "waiting":  # no event on disk yet: the trainer is still starting
+                self.view.status = "starting"
         else:
             self.source = FileSource(self.run)
             info = summarize(self.run)
