@@ -5,8 +5,8 @@ For the first ``rotary_dim = cos.shape[-1]`` features of every head, with ``h = 
     y[:h] = x[:h] * cos[:h] - x[h:] * sin[:h]
     y[h:] = x[h:] * cos[h:] + x[:h] * sin[h:]
 
-and the remaining features (Phi-3's partial rotary) pass through. One program handles one token
-position: every head of q and then of k. The backward pass is the same rotation with the sine
+and the remaining features (Phi-3's partial rotary) pass through. One program handles a block of
+token positions: every head of q and then of k, as a 2-D tile whose rows are (token, head) pairs. The backward pass is the same rotation with the sine
 terms swapped and negated, so one kernel serves both directions. No gradient flows to cos/sin.
 """
 
@@ -16,61 +16,63 @@ import torch
 import triton
 import triton.language as tl
 
-from ._launch import next_pow2
+from ._launch import cdiv, next_pow2, tile_elements
 
 
 @triton.jit
-def _rotate_heads(X, Y, b, s, n_heads, half, head_dim, sx_b, sx_h, sx_s, sy_b, sy_h, sy_s,
-                  c1, c2, s1, s2, BLOCK_H: tl.constexpr, BLOCK_HALF: tl.constexpr,
-                  BLOCK_PASS: tl.constexpr):
-    heads = tl.arange(0, BLOCK_H)
-    j = tl.arange(0, BLOCK_HALF)
-    hmask = heads < n_heads
-    mask = hmask[:, None] & (j < half)[None, :]
-    xb = X + b.to(tl.int64) * sx_b + s.to(tl.int64) * sx_s + heads[:, None].to(tl.int64) * sx_h
-    yb = Y + b.to(tl.int64) * sy_b + s.to(tl.int64) * sy_s + heads[:, None].to(tl.int64) * sy_h
-    x1 = tl.load(xb + j[None, :], mask=mask, other=0.0).to(tl.float32)
-    x2 = tl.load(xb + half + j[None, :], mask=mask, other=0.0).to(tl.float32)
-    y1 = x1 * c1[None, :] - x2 * s1[None, :]
-    y2 = x2 * c2[None, :] + x1 * s2[None, :]
-    tl.store(yb + j[None, :], y1.to(Y.dtype.element_ty), mask=mask)
-    tl.store(yb + half + j[None, :], y2.to(Y.dtype.element_ty), mask=mask)
-    if BLOCK_PASS > 0:
-        p = 2 * half + tl.arange(0, BLOCK_PASS)
-        pmask = hmask[:, None] & (p < head_dim)[None, :]
-        tl.store(yb + p[None, :], tl.load(xb + p[None, :], mask=pmask, other=0.0), mask=pmask)
-
-
-@triton.jit
-def _rope_kernel(Q, K, QO, KO, COS, SIN, POS, seq_len, n_qh, n_kh, half, head_dim,
-                 sq_b, sq_h, sq_s, sk_b, sk_h, sk_s, sqo_b, sqo_h, sqo_s, sko_b, sko_h, sko_s,
-                 sc_b, sc_s, sp_b, sp_s,
-                 HAS_POS: tl.constexpr, BACKWARD: tl.constexpr, BLOCK_QH: tl.constexpr,
-                 BLOCK_KH: tl.constexpr, BLOCK_HALF: tl.constexpr, BLOCK_PASS: tl.constexpr):
-    pid = tl.program_id(0)
-    b = pid // seq_len
-    s = pid % seq_len
+def _rotate_block(X, Y, COS, SIN, POS, t0, n_tokens, seq_len, n_heads, half, head_dim,
+                  sx_b, sx_h, sx_s, sy_b, sy_h, sy_s, sc_b, sc_s, sp_b, sp_s,
+                  HAS_POS: tl.constexpr, BACKWARD: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr,
+                  BLOCK_HALF: tl.constexpr, BLOCK_PASS: tl.constexpr):
+    # rows of the tile are (token, head) pairs: BLOCK_T tokens times BLOCK_H heads
+    r = tl.arange(0, BLOCK_T * BLOCK_H)
+    t = (t0 + r // BLOCK_H).to(tl.int64)
+    h = (r % BLOCK_H).to(tl.int64)
+    rmask = (t < n_tokens) & (h < n_heads)
+    b = t // seq_len
+    s = t % seq_len
     if HAS_POS:
-        p = tl.load(POS + b.to(tl.int64) * sp_b + s.to(tl.int64) * sp_s).to(tl.int64)
-        row = p * sc_s
+        p = tl.load(POS + b * sp_b + s * sp_s, mask=rmask, other=0).to(tl.int64)
+        crow = p * sc_s
     else:
-        row = b.to(tl.int64) * sc_b + s.to(tl.int64) * sc_s
+        crow = b * sc_b + s * sc_s
     j = tl.arange(0, BLOCK_HALF)
-    jm = j < half
-    c1 = tl.load(COS + row + j, mask=jm, other=0.0).to(tl.float32)
-    c2 = tl.load(COS + row + half + j, mask=jm, other=0.0).to(tl.float32)
-    s1 = tl.load(SIN + row + j, mask=jm, other=0.0).to(tl.float32)
-    s2 = tl.load(SIN + row + half + j, mask=jm, other=0.0).to(tl.float32)
+    mask = rmask[:, None] & (j < half)[None, :]
+    c1 = tl.load(COS + crow[:, None] + j[None, :], mask=mask, other=0.0).to(tl.float32)
+    c2 = tl.load(COS + crow[:, None] + half + j[None, :], mask=mask, other=0.0).to(tl.float32)
+    s1 = tl.load(SIN + crow[:, None] + j[None, :], mask=mask, other=0.0).to(tl.float32)
+    s2 = tl.load(SIN + crow[:, None] + half + j[None, :], mask=mask, other=0.0).to(tl.float32)
     if BACKWARD:
         t1 = -s2
         t2 = -s1
     else:
         t1 = s1
         t2 = s2
-    _rotate_heads(Q, QO, b, s, n_qh, half, head_dim, sq_b, sq_h, sq_s, sqo_b, sqo_h, sqo_s,
-                  c1, c2, t1, t2, BLOCK_QH, BLOCK_HALF, BLOCK_PASS)
-    _rotate_heads(K, KO, b, s, n_kh, half, head_dim, sk_b, sk_h, sk_s, sko_b, sko_h, sko_s,
-                  c1, c2, t1, t2, BLOCK_KH, BLOCK_HALF, BLOCK_PASS)
+    xb = X + b * sx_b + s * sx_s + h * sx_h
+    yb = Y + b * sy_b + s * sy_s + h * sy_h
+    x1 = tl.load(xb[:, None] + j[None, :], mask=mask, other=0.0).to(tl.float32)
+    x2 = tl.load(xb[:, None] + half + j[None, :], mask=mask, other=0.0).to(tl.float32)
+    tl.store(yb[:, None] + j[None, :], (x1 * c1 - x2 * t1).to(Y.dtype.element_ty), mask=mask)
+    tl.store(yb[:, None] + half + j[None, :], (x2 * c2 + x1 * t2).to(Y.dtype.element_ty), mask=mask)
+    if BLOCK_PASS > 0:
+        q = 2 * half + tl.arange(0, BLOCK_PASS)
+        pmask = rmask[:, None] & (q < head_dim)[None, :]
+        tl.store(yb[:, None] + q[None, :], tl.load(xb[:, None] + q[None, :], mask=pmask, other=0.0), mask=pmask)
+
+
+@triton.jit
+def _rope_kernel(Q, K, QO, KO, COS, SIN, POS, n_tokens, seq_len, n_qh, n_kh, half, head_dim,
+                 sq_b, sq_h, sq_s, sk_b, sk_h, sk_s, sqo_b, sqo_h, sqo_s, sko_b, sko_h, sko_s,
+                 sc_b, sc_s, sp_b, sp_s,
+                 HAS_POS: tl.constexpr, BACKWARD: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_QH: tl.constexpr,
+                 BLOCK_KH: tl.constexpr, BLOCK_HALF: tl.constexpr, BLOCK_PASS: tl.constexpr):
+    t0 = tl.program_id(0) * BLOCK_T
+    _rotate_block(Q, QO, COS, SIN, POS, t0, n_tokens, seq_len, n_qh, half, head_dim,
+                  sq_b, sq_h, sq_s, sqo_b, sqo_h, sqo_s, sc_b, sc_s, sp_b, sp_s,
+                  HAS_POS, BACKWARD, BLOCK_T, BLOCK_QH, BLOCK_HALF, BLOCK_PASS)
+    _rotate_block(K, KO, COS, SIN, POS, t0, n_tokens, seq_len, n_kh, half, head_dim,
+                  sk_b, sk_h, sk_s, sko_b, sko_h, sko_s, sc_b, sc_s, sp_b, sp_s,
+                  HAS_POS, BACKWARD, BLOCK_T, BLOCK_KH, BLOCK_HALF, BLOCK_PASS)
 
 
 def _last_dim_contiguous(x: torch.Tensor) -> torch.Tensor:
@@ -118,13 +120,17 @@ def rope_apply(q, k, cos, sin, position_ids, backward: bool):
     ko = torch.empty((batch, n_kh, seq, head_dim), dtype=k.dtype, device=k.device)
     half = rot // 2
     n_pass = head_dim - rot
-    _rope_kernel[(batch * seq,)](
-        q, k, qo, ko, cos, sin, pos, seq, n_qh, n_kh, half, head_dim,
+    n_tokens = batch * seq
+    block_qh, block_half = next_pow2(n_qh), next_pow2(half)
+    per_token = block_qh * max(block_half, next_pow2(n_pass) if n_pass else 1)
+    block_t = max(1, min(next_pow2(n_tokens), tile_elements() // per_token))
+    _rope_kernel[(cdiv(n_tokens, block_t),)](
+        q, k, qo, ko, cos, sin, pos, n_tokens, seq, n_qh, n_kh, half, head_dim,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         qo.stride(0), qo.stride(1), qo.stride(2), ko.stride(0), ko.stride(1), ko.stride(2),
         sc_b, sc_s, sp_b, sp_s,
-        HAS_POS=has_pos, BACKWARD=backward, BLOCK_QH=next_pow2(n_qh), BLOCK_KH=next_pow2(n_kh),
-        BLOCK_HALF=next_pow2(half), BLOCK_PASS=(next_pow2(n_pass) if n_pass else 0))
+        HAS_POS=has_pos, BACKWARD=backward, BLOCK_T=block_t, BLOCK_QH=block_qh, BLOCK_KH=next_pow2(n_kh),
+        BLOCK_HALF=block_half, BLOCK_PASS=(next_pow2(n_pass) if n_pass else 0))
     return qo, ko
 
 
