@@ -77,3 +77,17 @@ def test_headless_qlora_on_the_cpu(tiny_model_dir, tmp_path):
                      "--set", "model.max_seq_length=64")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "QLORA" in result.stdout and "finished: 2 steps" in result.stdout
+
+
+def test_detached_run_outlives_the_command(tiny_model_dir, tmp_path):
+    from helpers import wait_until
+    from tuitune.runs import list_runs
+
+    out = tmp_path / "runs"
+    result = tuitune("train", "--model", str(tiny_model_dir), "--max-steps", "4", "--output", str(out),
+                     "--set", "training.gradient_accumulation_steps=1", "--detach", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "training in the background" in result.stdout
+    info = wait_until(lambda: next((r for r in list_runs(out) if r.status in ("finished", "failed")), None),
+                      timeout=240, interval=1)
+    assert info.status == "finished" and info.step == 4, info

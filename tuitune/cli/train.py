@@ -96,7 +96,9 @@ def run(args) -> int:
     if resume_from:
         print(f"resuming from {resume_from}", flush=True)
     if args.detach:
-        handle.detach()
+        if not handle.detach():
+            raise TuituneError(f"The trainer process did not start (exit code {handle.process.exitcode}); "
+                               f"see {handle.run_dir.log_path}.")
         print("training in the background; `tuitune runs` shows its status; the log is "
               f"{handle.run_dir.log_path}")
         return 0

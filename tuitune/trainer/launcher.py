@@ -74,12 +74,20 @@ class TrainerHandle:
         if self.process.is_alive():
             self.process.terminate()
 
-    def detach(self) -> None:
+    def detach(self, timeout: float = 120.0) -> bool:
         """Let this process exit while training goes on: multiprocessing would otherwise join the child
-        at interpreter exit. The run directory (events.jsonl, controls.jsonl) keeps the link."""
+        at interpreter exit. The run directory (events.jsonl, controls.jsonl) keeps the link.
+
+        Waits until the child has unpickled its queues (it then writes its pid file): once this
+        process exits, the queues' named semaphores are unlinked and a child still starting would
+        fail. Returns whether the child is running."""
+        deadline = time.monotonic() + timeout
+        while not self.run_dir.pid_path.exists() and self.process.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
         multiprocessing.process._children.discard(self.process)  # noqa: SLF001
         self._events.cancel_join_thread()
         self._controls.cancel_join_thread()
+        return self.process.is_alive()
 
 
 def start_training(config: Config, run_dir: RunDir | None = None, *, resume_from: str | None = None,

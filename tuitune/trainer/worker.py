@@ -13,6 +13,7 @@ def worker_main(config_data: dict, run_path: str, events_queue=None, controls_qu
     from tuitune.runs import RunDir
 
     run = RunDir(run_path)
+    parent = os.getppid()
     if new_session:
         try:  # outlive the terminal: no SIGHUP when SSH drops, no SIGINT from the UI's ctrl+c
             os.setsid()
@@ -30,9 +31,11 @@ def worker_main(config_data: dict, run_path: str, events_queue=None, controls_qu
         sys.stdout.flush()
         sys.stderr.flush()
     if events_queue is not None:
-        # Let the queue's feeder thread deliver the last events before the process exits.
         events_queue.close()
-        events_queue.join_thread()
+        if os.getppid() == parent:
+            events_queue.join_thread()  # deliver the last events to the UI before exiting
+        else:
+            events_queue.cancel_join_thread()  # nobody reads the pipe any more: don't wait on it
     sys.exit(exit_code)
 
 
