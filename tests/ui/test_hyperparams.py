@@ -165,9 +165,12 @@ async def test_cross_field_problem_refuses_start(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_form(app, pilot)
         await set_input(pilot, screen, "training.eval_steps", "10")
+        await set_input(pilot, screen, "data.path", str(tmp_path / "missing.jsonl"))
         await pilot.press("ctrl+r")
         await pilot.pause(0.1)
-        assert "training.eval_steps needs data.eval_fraction > 0" in text_of(screen, "#hp-message")
+        message = text_of(screen, "#hp-message")
+        assert "training.eval_steps needs data.eval_fraction > 0" in message
+        assert f"data.path {tmp_path / 'missing.jsonl'} does not exist" in message
         assert factory.calls == []
 
 

@@ -102,6 +102,16 @@ def total_steps(config: Config, rows: int | None) -> int | None:
     return math.ceil(per_epoch * t.num_epochs)
 
 
+def data_path_problems(config: Config) -> list[str]:
+    """A dataset path that is neither a file or folder here nor a hub name (`owner/name`)."""
+    from tuitune.data.hub import looks_like_hub_name
+
+    path = config.data.path
+    if not path or Path(path).expanduser().exists() or looks_like_hub_name(path):
+        return []
+    return [f"data.path {path} does not exist; pick a file on the Dataset screen or fix the path"]
+
+
 @dataclass
 class FitCheck:
     """Whether the config fits the best free GPU: `refusal` is None when it may start."""
@@ -330,6 +340,7 @@ class HyperparamsScreen(Screen):
         """Why the run may not start (empty: it may)."""
         reasons = [self.problems[k] for k in sorted(self.problems)]
         reasons += cross_field_problems(self.app.config)
+        reasons += data_path_problems(self.app.config)
         if not reasons:
             try:
                 fit = check_fit(self.app.config, getattr(self.app, "gpu_source", None))
