@@ -112,6 +112,8 @@ async def test_open_inspect_and_use_a_dataset(tmp_path, default_tokenizer):
         await pilot.click("#ds-use-length")
         await pilot.pause(0.1)
         assert app.config.model.max_seq_length == 128
+        assert histogram.limit == 128
+        assert "(config: 128)" in text_of(screen, "#ds-summary")
 
 
 async def test_unreadable_file_shows_the_reason(tmp_path, monkeypatch):

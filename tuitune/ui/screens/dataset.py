@@ -489,6 +489,9 @@ class DatasetScreen(Screen):
             value = int(self.report.recommended_max_seq_length)
             self.app.config.model.max_seq_length = value
             self.app.config_edited()
+            histogram = self.query_one(TokenHistogram)
+            histogram.set_lengths(histogram.lengths, value)
+            self._show_summary()
             self.notify(f"max_seq_length set to {value}.", title="Dataset")
         else:
             return
