@@ -6,7 +6,7 @@ from conftest import DTYPES, ON_GPU
 from tolerances import check
 from tuitune.kernels import geglu, swiglu
 
-SHAPES = [(1, 1), (3, 1000), (2, 7, 1536), (1, 70001)] + ([(4, 2048, 8192)] if ON_GPU else [])
+SHAPES = [(1, 7), (3, 1000), (2, 7, 1536), (1, 70001)] + ([(4, 2048, 8192)] if ON_GPU else [])
 ACTS = [("swiglu", None), ("geglu", "none"), ("geglu", "tanh")]
 
 
