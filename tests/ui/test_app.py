@@ -63,6 +63,13 @@ async def test_f1_shows_the_key_map_and_escape_closes_it(make_app):
         await pilot.pause()
         assert not isinstance(app.screen, HelpScreen)
         assert app.current_mode == "gpu"
+        await pilot.press("f1")
+        await pilot.press("f7")  # a screen key closes help on the way
+        await pilot.pause()
+        assert app.current_mode == "runs"
+        await pilot.press("f2")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
 
 
 async def test_theme_switch_is_remembered_and_recolours_charts(make_app):

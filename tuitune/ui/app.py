@@ -336,6 +336,14 @@ class TuituneApp(App[int]):
 
         self.push_screen(PathPrompt("Save config to", value=str(self.config_path or "tuitune.toml")), done)
 
+    async def action_switch_mode(self, mode: str) -> None:
+        """Switch screens; the help screen closes first rather than waiting in the old screen's stack."""
+        from tuitune.ui.screens.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            self.pop_screen()
+        self.switch_mode(mode)
+
     def action_help(self) -> None:
         from tuitune.ui.screens.help import HelpScreen
 
