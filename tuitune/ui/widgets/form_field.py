@@ -16,7 +16,16 @@ from textual.message import Message
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Label, Select, Static, Switch
 
-from tuitune.config import FieldSpec, _fmt, check_value
+from tuitune.config import FieldSpec, check_value
+
+
+def number_text(number: float | None) -> str:
+    """1 for 1.0, 1e-07 for 1e-7, ? for no bound."""
+    if number is None:
+        return "?"
+    if isinstance(number, float) and number.is_integer() and abs(number) < 1e15:
+        return str(int(number))
+    return f"{number:g}" if isinstance(number, float) else str(number)
 
 
 def range_text(spec: FieldSpec) -> str:
@@ -26,7 +35,7 @@ def range_text(spec: FieldSpec) -> str:
     if spec.type is bool:
         return "on or off"
     if spec.min is not None or spec.max is not None:
-        return f"{_fmt(spec.min)} to {_fmt(spec.max)}"
+        return f"{number_text(spec.min)} to {number_text(spec.max)}"
     if spec.type is list:
         return "comma-separated names"
     return "text"
@@ -37,7 +46,7 @@ def value_to_text(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
     if isinstance(value, float):
-        return _fmt(value) if value.is_integer() else f"{value:g}"
+        return number_text(value)
     return "" if value is None else str(value)
 
 
