@@ -230,6 +230,10 @@ def build_trainer(config: Config, plan: Plan, model, tokenizer, train_set, eval_
                               samples_per_step=t.batch_size * t.gradient_accumulation_steps)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=tokenizer, callbacks=[callback])
+    # Step numbers live in events.jsonl; the printer would repeat them as dicts in train.log.
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
     callback.trainer = trainer
     trainer.tuitune_callback = callback
     return trainer
