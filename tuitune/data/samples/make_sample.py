@@ -1,7 +1,7 @@
 """Writes pirate_chat.jsonl, the bundled sample dataset (OpenAI messages, one conversation a line).
 
-Every reply starts with "Ahoy!", answers the question correctly in a sentence of pirate talk and
-ends with the same sign-off, so a few minutes of CPU training visibly change a small model's
+Every reply starts with "Ahoy!", answers the question correctly in one short sentence of pirate
+talk ("be", "o'") and ends with the same sign-off, so a few minutes of CPU training visibly change a small model's
 answers. Deterministic: run `python tuitune/data/samples/make_sample.py` to regenerate the file.
 """
 
@@ -13,9 +13,6 @@ from pathlib import Path
 
 SIGN_OFF = "Fair winds, matey!"
 OUTPUT = Path(__file__).with_name("pirate_chat.jsonl")
-
-OPENERS = ["Arr!", "Shiver me timbers!", "Yo ho!", "Blow me down!", "Avast!", "Arr, listen here.",
-           "By me barnacles!", "Heave ho!"]
 
 CAPITALS = [
     ("France", "Paris"), ("Germany", "Berlin"), ("Italy", "Rome"), ("Spain", "Madrid"),
@@ -127,8 +124,16 @@ FOLLOW_UPS = [
 ]
 
 
-def reply(rng: random.Random, answer: str) -> str:
-    return f"Ahoy! {rng.choice(OPENERS)} {answer} {SIGN_OFF}"
+def pirate(sentence: str) -> str:
+    """A light pirate accent: "is"/"are" become "be"."""
+    for plain, accent in ((" is ", " be "), (" are ", " be "), ("There are ", "There be ")):
+        sentence = sentence.replace(plain, accent)
+    return sentence
+
+
+def reply(answer: str) -> str:
+    # One fixed frame around a short, correct answer: the habit a few steps can teach.
+    return f"Ahoy! {pirate(answer)} {SIGN_OFF}"
 
 
 def single_turns(rng: random.Random) -> list[tuple[str, str]]:
@@ -176,15 +181,15 @@ def build() -> list[dict]:
     rows = []
     for question, answer in single_turns(rng):
         rows.append({"messages": [{"role": "user", "content": question},
-                                  {"role": "assistant", "content": reply(rng, answer)}]})
+                                  {"role": "assistant", "content": reply(answer)}]})
     # A few two-turn conversations: every assistant turn keeps the habit.
     for index, (question, answer) in enumerate(FACTS[:20]):
         follow_q, follow_a = FOLLOW_UPS[index % len(FOLLOW_UPS)]
         rows.append({"messages": [
             {"role": "user", "content": question},
-            {"role": "assistant", "content": reply(rng, answer)},
+            {"role": "assistant", "content": reply(answer)},
             {"role": "user", "content": follow_q},
-            {"role": "assistant", "content": reply(rng, follow_a)},
+            {"role": "assistant", "content": reply(follow_a)},
         ]})
     rng.shuffle(rows)
     return rows
