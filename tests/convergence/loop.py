@@ -53,6 +53,8 @@ def train_losses(model, batches, steps: int, lr: float = 2e-4, autocast_dtype=No
         opt.step()
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
+        if os.environ.get("CONVERGENCE_PROGRESS"):
+            print(f"step {step + 1}: loss {losses[-1]:.6f}", flush=True)
     return losses
 
 

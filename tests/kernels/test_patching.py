@@ -100,3 +100,19 @@ def test_apply_kernels_is_idempotent(tmp_path):
     first = apply_kernels(model)
     second = apply_kernels(model)
     assert first.replaced and second.supported and second.replaced == {}
+
+
+def test_fused_head_survives_trl_wrapping_when_applied_after(tmp_path):
+    """SFTTrainer.__init__ wraps the model's forward with TRL's own fused head; calling apply_kernels
+    after building the trainer puts ours back (the layers stay patched either way)."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    stock, ours, device = _pair("llama", torch.float32, tmp_path, False)
+    first = apply_kernels(ours)
+    add_fused_lm_head(ours.get_base_model(), outputs=("log_probs", "entropy", "is_top1"))
+    again = apply_kernels(ours)
+    assert first.replaced["causal_lm_loss"] == 1 and again.replaced == {"causal_lm_loss": 1}
+    inputs = batch(device=device)
+    out = ours(**inputs, fused_lm_head=True)
+    assert type(out).__name__ == "FusedLMOutput"
+    check_model("model.after_trl.loss", out.loss, stock(**inputs).loss, torch.float32)

@@ -37,11 +37,11 @@ def enable_checkpointing(model, mode: str) -> str:
     applied = "standard" if mode == "offloaded" and device.type != "cuda" else mode
     offloader = _Offloader(device) if applied == "offloaded" else None
     for layer in layers:
-        inner = layer.__dict__.pop(_INNER, None)
-        if inner is not None:
-            layer.forward = inner if inner is not _CLASS_FORWARD else types.MethodType(type(layer).forward, layer)
-            if "forward" in layer.__dict__ and inner is _CLASS_FORWARD:
-                del layer.__dict__["forward"]
+        inner = layer.__dict__.pop(_INNER, None)  # undo an earlier wrapping
+        if inner is _CLASS_FORWARD:
+            del layer.__dict__["forward"]
+        elif inner is not None:
+            layer.forward = inner
         if applied == "none":
             continue
         setattr(layer, _INNER, layer.__dict__.get("forward", _CLASS_FORWARD))

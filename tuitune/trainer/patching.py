@@ -264,8 +264,14 @@ def _fused_gate_up_mlp_forward(self, x):
 # ------------------------------------------------------------------------------- causal-LM loss
 
 def _patch_lm_head(base) -> bool:
-    if getattr(base, "_tuitune_lm_head_patched", False):
-        return False
+    """Install the fused-loss forward on the causal-LM instance. Re-installs it when something else
+    (TRL's ``add_fused_lm_head``, run by ``SFTTrainer.__init__``) has replaced it since."""
+    ours = base.__dict__.get("_tuitune_forward")
+    if ours is not None:
+        if base.__dict__.get("forward") is ours:
+            return False
+        base.forward = ours
+        return True
     stock = type(base).forward
 
     @functools.wraps(stock)
@@ -281,8 +287,8 @@ def _patch_lm_head(base) -> bool:
             return stock(self, *args, **kwargs)
         return _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm_head, kwargs)
 
-    base.forward = types.MethodType(forward, base)
-    base._tuitune_lm_head_patched = True
+    base._tuitune_forward = types.MethodType(forward, base)
+    base.forward = base._tuitune_forward
     return True
 
 
