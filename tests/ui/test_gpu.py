@@ -34,25 +34,27 @@ async def wait_for_cards(pilot, screen, count: int) -> None:
     raise AssertionError("the GPU screen never showed the snapshot")
 
 
-async def test_h200_shows_every_figure(make_app, h200):
-    snapshot = h200.snapshot()
-    gpu = snapshot.gpus[0]
-    app = make_app(gpu_source=h200)
+async def test_h200s_show_every_figure_and_their_processes(make_app):
+    from tuitune.hardware import FakeGpuSource, GpuProcess
+
+    source = FakeGpuSource.h200(count=2, used_gb=12.5, utilization_pct=87.0,
+                                processes=[GpuProcess(4242, "python", 11.9)])
+    snapshot = source.snapshot()
+    app = make_app(gpu_source=source)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
-        await wait_for_cards(pilot, screen, len(snapshot.gpus))
-        card = screen.query(GpuCard).first()
-        shown = plain(card)
-        assert gpu.name in card.border_title
-        for figure in (f"{gpu.memory_total_gb:.1f}", f"{gpu.memory_free_gb:.1f}", f"{gpu.memory_used_gb:.1f}",
-                       f"{gpu.power_limit_w:.0f} W", str(gpu.compute_capability)):
-            assert figure in shown, figure
-        for process in gpu.processes:
-            assert str(process.pid) in shown
+        await wait_for_cards(pilot, screen, 2)
+        for card, gpu in zip(screen.query(GpuCard), snapshot.gpus):
+            shown = plain(card)
+            assert f"GPU {gpu.index}" in card.border_title and gpu.name in card.border_title
+            for figure in ("12.5 / 140.4 GiB", "free 127.9 GiB", "87 %", "35 °C", "78 / 700 W", "Compute 9.0",
+                           "4242 python (11.9 GiB)"):
+                assert figure in shown, figure
         summary = plain(screen.query_one("#gpu-summary", Static))
-        assert snapshot.driver_version in summary and snapshot.cuda_version in summary
+        assert "2 GPUs" in summary and snapshot.driver_version in summary and snapshot.cuda_version in summary
         host = plain(screen.query_one(HostPanel))
-        assert "CUDA" in host and "RAM" in host and "Disk" in host
+        for figure in ("Fake CPU @ 3.0GHz", "16", "12 %", "31.4/125.7 GiB", "211 GiB free", "CUDA: QLoRA, LoRA"):
+            assert figure in host, figure
 
 
 async def test_no_gpu_says_so_and_shows_the_cpu_path(make_app, no_gpu):
