@@ -121,10 +121,21 @@ def test_run_app_passes_terminal_flags(monkeypatch, h200):
         seen.update(kwargs)
         return 0
 
+    import tuitune.ui.app as app_module
+
     monkeypatch.setenv("TUITUNE_FAKE_GPU", "none")
     monkeypatch.setattr(TuituneApp, "run", fake_run)
+    monkeypatch.setattr(app_module, "interactive_terminal", lambda: True)
     assert run_app(no_mouse=True, inline=True, theme="tuitune-light") == 0
     assert seen == {"mouse": False, "inline": True}
+
+
+def test_without_a_terminal_the_app_says_what_to_use_instead(monkeypatch):
+    import tuitune.ui.app as app_module
+
+    monkeypatch.setattr(app_module, "interactive_terminal", lambda: False)
+    with pytest.raises(TuituneError, match="needs an interactive terminal.*tuitune train"):
+        run_app()
 
 
 async def test_palette_switches_theme_and_screen(make_app):

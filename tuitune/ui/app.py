@@ -403,12 +403,21 @@ def detach_handle(handle: Any) -> None:
         handle.detach()
 
 
+def interactive_terminal() -> bool:
+    return all(stream is not None and stream.isatty() for stream in (sys.__stdin__, sys.__stdout__))
+
+
 def run_app(*, no_mouse: bool = False, inline: bool = False, theme: str | None = None,
             runs_root: str | os.PathLike | None = None, truecolor: bool = False) -> int:
     """Run the TUI until the user quits; the exit code.
 
     `truecolor` forces 24-bit colour where SSH or tmux did not pass COLORTERM=truecolor through.
     """
+    if not interactive_terminal():
+        raise TuituneError("The terminal app needs an interactive terminal, but stdin or stdout is not one "
+                           "(a pipe, a file or a job without a TTY). Run it in a terminal (ssh -t for a remote "
+                           "command), or use the headless commands: tuitune train, tuitune runs, tuitune gpu, "
+                           "tuitune models.")
     if truecolor:
         os.environ["COLORTERM"] = "truecolor"
     app = TuituneApp(theme=theme, runs_root=runs_root)
