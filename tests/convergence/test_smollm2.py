@@ -36,6 +36,6 @@ def test_smollm2_converges_the_same_with_kernels(default_model_dir):
     batches = token_batches(49152, rows=2, seq=64, n_batches=2, device=device)
     stock = train_losses(lora(_load(default_model_dir, device, dtype)), batches, steps=50, lr=1e-3)
     model = lora(_load(default_model_dir, device, dtype))
-    assert apply_kernels(model).supported
+    assert apply_kernels(model, allow_cpu=True).supported
     kernels = train_losses(model, batches, steps=50, lr=1e-3)
     compare(f"SmolLM2-135M {str(dtype).removeprefix('torch.')} LoRA r16", stock, kernels, dtype)

@@ -31,7 +31,7 @@ def _pair(arch, dtype, tmp_path, nf4):
 def test_patched_model_matches_stock(arch, nf4, tmp_path):
     dtype = torch.float32
     stock, ours, device = _pair(arch, dtype, tmp_path, nf4)
-    report = apply_kernels(ours)
+    report = apply_kernels(ours, allow_cpu=True)
     assert isinstance(report, PatchReport) and report.supported and report.architecture == arch
     assert report.replaced["attention"] == 2 and report.replaced["mlp"] == 2
     assert report.replaced["rms_norm"] >= 5 and report.replaced["causal_lm_loss"] == 1
@@ -53,7 +53,7 @@ def test_patched_model_matches_stock(arch, nf4, tmp_path):
 
 def test_bf16_llama_matches_stock(tmp_path):
     stock, ours, device = _pair("llama", torch.bfloat16, tmp_path, False)
-    apply_kernels(ours)
+    apply_kernels(ours, allow_cpu=True)
     inputs = batch(device=device)
     loss_s, grads_s = _loss_and_grads(stock, inputs)
     loss_o, grads_o = _loss_and_grads(ours, inputs)
@@ -64,7 +64,7 @@ def test_bf16_llama_matches_stock(tmp_path):
 
 def test_fused_lm_head_outputs_match_trl_contract(tmp_path):
     stock, ours, device = _pair("gemma2", torch.float32, tmp_path, False)
-    apply_kernels(ours)
+    apply_kernels(ours, allow_cpu=True)
     inputs = batch(device=device)
     out = ours(**inputs, fused_lm_head=True)
     ref = stock(**inputs)
@@ -89,7 +89,7 @@ def test_unsupported_architecture_is_left_alone():
 
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64))
     before = {n: m.forward for n, m in model.named_modules()}
-    report = apply_kernels(model)
+    report = apply_kernels(model, allow_cpu=True)
     assert not report.supported and report.architecture == "gpt2" and "gpt2" in report.reason
     assert report.replaced == {}
     assert all(m.forward == before[n] for n, m in model.named_modules())
@@ -97,8 +97,8 @@ def test_unsupported_architecture_is_left_alone():
 
 def test_apply_kernels_is_idempotent(tmp_path):
     model = with_lora(build_base("llama"), "llama")
-    first = apply_kernels(model)
-    second = apply_kernels(model)
+    first = apply_kernels(model, allow_cpu=True)
+    second = apply_kernels(model, allow_cpu=True)
     assert first.replaced and second.supported and second.replaced == {}
 
 
@@ -108,11 +108,19 @@ def test_fused_head_survives_trl_wrapping_when_applied_after(tmp_path):
     from trl.trainer.utils import add_fused_lm_head
 
     stock, ours, device = _pair("llama", torch.float32, tmp_path, False)
-    first = apply_kernels(ours)
+    first = apply_kernels(ours, allow_cpu=True)
     add_fused_lm_head(ours.get_base_model(), outputs=("log_probs", "entropy", "is_top1"))
-    again = apply_kernels(ours)
+    again = apply_kernels(ours, allow_cpu=True)
     assert first.replaced["causal_lm_loss"] == 1 and again.replaced == {"causal_lm_loss": 1}
     inputs = batch(device=device)
     out = ours(**inputs, fused_lm_head=True)
     assert type(out).__name__ == "FusedLMOutput"
     check_model("model.after_trl.loss", out.loss, stock(**inputs).loss, torch.float32)
+
+
+@pytest.mark.skipif(ON_GPU, reason="about models on the CPU")
+def test_cpu_model_stays_on_the_stock_path_by_default():
+    model = with_lora(build_base("llama"), "llama")
+    report = apply_kernels(model)
+    assert not report.supported and "CUDA GPU" in report.reason and report.replaced == {}
+    assert "forward" not in model.get_base_model().__dict__

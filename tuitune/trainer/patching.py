@@ -67,10 +67,12 @@ _ACTIVATIONS = {"silu": "swiglu", "swish": "swiglu", "gelu": "geglu", "gelu_pyto
                 "gelu_new": "geglu_tanh"}
 
 
-def apply_kernels(model) -> PatchReport:
+def apply_kernels(model, *, allow_cpu: bool = False) -> PatchReport:
     """Patch ``model`` (a PEFT model, or a bare transformers causal LM) in place; see the module doc.
 
     Idempotent: modules already patched are skipped. Returns what was replaced, per kind.
+    A model on the CPU is left on the stock path (Triton's interpreter is far slower than PyTorch)
+    unless ``allow_cpu`` is set and TRITON_INTERPRET=1 -- the kernel tests do that.
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = getattr(base, "config", None)
@@ -84,8 +86,9 @@ def apply_kernels(model) -> PatchReport:
         return PatchReport(arch_name, False, f"{type(base).__name__} is not a causal LM with a decoder stack "
                                              "(expected .model.layers and .lm_head)")
     device = next(base.parameters()).device
-    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-        return PatchReport(arch_name, False, f"the model is on {device.type}; Triton kernels need a CUDA GPU")
+    if device.type != "cuda" and not (allow_cpu and os.environ.get("TRITON_INTERPRET") == "1"):
+        return PatchReport(arch_name, False, f"the model is on the {device.type}; tuitune's Triton kernels need "
+                                             "a CUDA GPU")
     arch = _ARCHS[arch_name]
     activation = _ACTIVATIONS.get(getattr(config, "hidden_activation", None) or getattr(config, "hidden_act", ""))
     counts: Counter[str] = Counter()

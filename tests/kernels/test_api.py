@@ -1,0 +1,47 @@
+"""The functional API of DESIGN.md: names, signatures, and a cheap import that launches nothing."""
+
+import inspect
+import subprocess
+import sys
+
+import tuitune.kernels as K
+
+
+def _params(fn):
+    """(name, kind, default) of each parameter: KEYWORD_ONLY marks the ones after ``*``."""
+    return [(p.name, p.kind.name, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
+def test_signatures_match_the_design():
+    E, P, KW = inspect.Parameter.empty, "POSITIONAL_OR_KEYWORD", "KEYWORD_ONLY"
+    assert _params(K.rms_norm) == [("x", P, E), ("weight", P, E), ("eps", P, E), ("offset", KW, 0.0)]
+    assert _params(K.rope) == [("q", P, E), ("k", P, E), ("cos", P, E), ("sin", P, E), ("position_ids", P, None)]
+    assert _params(K.swiglu) == [("gate", P, E), ("up", P, E)]
+    assert _params(K.geglu) == [("gate", P, E), ("up", P, E), ("approximate", P, "none")]
+    assert _params(K.cross_entropy) == [("logits", P, E), ("labels", P, E), ("ignore_index", KW, -100),
+                                        ("softcap", KW, None)]
+    assert _params(K.fused_linear_cross_entropy) == [("hidden", P, E), ("weight", P, E), ("labels", P, E),
+                                                     ("ignore_index", KW, -100), ("softcap", KW, None)]
+    assert _params(K.nf4_dequantize)[0][0] == "weight"
+    assert _params(K.lora_o) == [("x", P, E), ("o", P, E)]
+    assert _params(K.lora_qkv) == [("x", P, E), ("q", P, E), ("k", P, E), ("v", P, E)]
+    assert _params(K.lora_mlp) == [("x", P, E), ("gate", P, E), ("up", P, E), ("down", P, E),
+                                   ("activation", P, "swiglu")]
+
+
+def test_import_is_cheap_and_independent_of_the_app():
+    code = ("import sys, tuitune.kernels as k; "
+            "loaded = [m for m in sys.modules if m.startswith(('triton', 'textual', 'tuitune.kernels.'))]; "
+            "assert not loaded, loaded; "
+            "assert 'rms_norm' in dir(k)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_kernel_modules_never_import_tuitune_or_textual():
+    import pathlib
+    import re
+
+    folder = pathlib.Path(K.__file__).parent
+    for path in folder.glob("*.py"):
+        bad = re.findall(r"^\s*(?:import|from)\s+(?:tuitune|textual)\b.*$", path.read_text(), re.MULTILINE)
+        assert not bad, f"{path.name}: {bad}"
