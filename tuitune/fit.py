@@ -3,8 +3,8 @@
 The estimate is the peak device memory a training step holds: the caching allocator's peak
 reservation plus the CUDA context, which is what a GPU's "used" figure shows. Every term is
 computed from the shapes; the per-token constants were fitted to peaks measured on an H200 with
-the stock transformers + PEFT + bitsandbytes path (BENCHMARKS.md has the table, and
-tests/core/test_calibration.py holds every measured point to within 15%).
+the stock transformers + PEFT + bitsandbytes path and with tuitune's kernels (BENCHMARKS.md has
+the table; tests/core/test_calibration.py holds every measured point to within 15%).
 """
 
 from __future__ import annotations
@@ -28,18 +28,25 @@ TIGHT_MARGIN = 0.10  # within 10% of the free memory counts as tight
 # second-level scale per 256 absmax values.
 NF4_BYTES = (4 + 8 / 64 + 32 / (64 * 256)) / 8
 
-# Per token, fitted to the H200 peaks (peak reservation, so allocator slack is included):
+# Per token, fitted to the H200 peaks (peak reservation, so allocator slack is included), one set for
+# the stock path and one for tuitune's kernels path (fused LoRA projections, fused linear +
+# cross-entropy and tuitune's checkpointing, which `fused_loss=True` stands for):
 # - bf16 elements one decoder layer keeps for backward, per hidden unit and per FFN unit.
-#   Hidden-sized: norm inputs and fp32 upcasts, q/k/v/o and their fp32 copies for the LoRA
-#   branch, attention output; FFN-sized: gate, up, the activation, their product, and down's input.
+#   Stock: norm inputs and their fp32 upcasts, q/k/v/o with the fp32 copies PEFT makes for the LoRA
+#   branch, attention output; gate, up, the activation, their product and down's input.
+#   Kernels: the fused projections keep their inputs and gate/up; norms stay in bf16.
 ACT_PER_HIDDEN = 13.2
 ACT_PER_FFN = 6.0
-# - stock loss: bf16 logits, their fp32 upcast, log-softmax output and its gradient.
+KERNELS_ACT_PER_HIDDEN = 7.55
+KERNELS_ACT_PER_FFN = 2.0
+# - stock loss: bf16 logits, their fp32 upcast, log-softmax output and its gradient (per logit).
 LOGITS_BYTES_STOCK = 13.3
 # - fused linear + cross-entropy: chunks of logits no larger than the hidden states (fp32, with grad).
 LOGITS_BYTES_FUSED_PER_HIDDEN = 8.0
-# - model-wide hidden-sized buffers: the final norm, the gradient flowing back from the head.
+# - model-wide hidden-sized buffers (final norm, the gradient flowing back from the head, the fused
+#   loss's fp32 hidden-state gradient on the kernels path), per hidden unit.
 GLOBAL_PER_HIDDEN = 39.0
+KERNELS_GLOBAL_PER_HIDDEN = 63.1
 CUDA_CONTEXT_GB = 0.15  # measured: device memory held beyond the allocator's reservation
 OFFLOAD_LAYERS_ON_GPU = 2  # checkpointed layer inputs in flight while offloading to the CPU
 
@@ -97,8 +104,8 @@ def estimate(spec: ModelSpec, method: str, *, batch: int = 2, seq: int = 2048, r
              optimizer: str = "adamw_8bit") -> FitEstimate:
     """Peak GPU memory (GiB) to train `spec` with `method` at `batch` × `seq` tokens.
 
-    `fused_loss` is tuitune's fused linear + cross-entropy (no full logits); False is the stock
-    loss. `checkpointing` is none, standard (each layer's input kept) or offloaded (to CPU).
+    `fused_loss=True` is tuitune's kernels path (fused linear + cross-entropy, so no full logits,
+    and the fused LoRA projections); False is the stock transformers + PEFT path. `checkpointing` is none, standard (each layer's input kept) or offloaded (to CPU).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -133,7 +140,9 @@ def estimate(spec: ModelSpec, method: str, *, batch: int = 2, seq: int = 2048, r
 
     # Activations: checkpointed layer inputs plus the layers whose intermediates are alive at once.
     ffn = (spec.expert_intermediate or spec.intermediate) * max(spec.experts_per_token, 1)
-    per_layer = 2.0 * (ACT_PER_HIDDEN * h + ACT_PER_FFN * ffn) * tokens
+    act_h, act_ffn, global_h = ((KERNELS_ACT_PER_HIDDEN, KERNELS_ACT_PER_FFN, KERNELS_GLOBAL_PER_HIDDEN)
+                                if fused_loss else (ACT_PER_HIDDEN, ACT_PER_FFN, GLOBAL_PER_HIDDEN))
+    per_layer = 2.0 * (act_h * h + act_ffn * ffn) * tokens
     layer_input = 2.0 * h * tokens
     if checkpointing == "none":
         activations = layers * per_layer
@@ -141,7 +150,7 @@ def estimate(spec: ModelSpec, method: str, *, batch: int = 2, seq: int = 2048, r
         activations = layers * layer_input + per_layer
     else:
         activations = OFFLOAD_LAYERS_ON_GPU * layer_input + per_layer
-    activations += GLOBAL_PER_HIDDEN * h * tokens
+    activations += global_h * h * tokens
 
     if fused_loss:
         logits = LOGITS_BYTES_FUSED_PER_HIDDEN * h * tokens
