@@ -17,7 +17,7 @@ import pytest
 
 TMUX = shutil.which("tmux")
 pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
-WAIT_S = 20.0
+WAIT_S = 30.0  # generous: a loaded 2-core CI machine mounts the form screens slowly
 TUITUNE = str(Path(sys.executable).with_name("tuitune"))
 
 # key -> (what must show, what the screen is)
