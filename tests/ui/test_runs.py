@@ -115,3 +115,22 @@ async def test_new_runs_appear_without_a_keypress(make_app, runs_root, monkeypat
                 break
         assert table.row_count == 4
         assert row_of(table, "20251129-130000-new")[1] == "created"
+
+
+async def test_an_unreadable_runs_root_is_explained_on_the_screen(make_app, tmp_path, monkeypatch):
+    import tuitune.runs
+
+    def unreadable(root=None):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tuitune.runs, "list_runs", unreadable)
+    app = make_app(runs_root=tmp_path / "locked")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f7")
+        label = app.screen.query_one("#runs-root")
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if "Cannot read" in str(label.content):
+                break
+        assert "Permission denied" in str(label.content) and "--output" in str(label.content)
+        assert app.is_running

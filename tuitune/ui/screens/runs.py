@@ -88,8 +88,19 @@ class RunsScreen(Screen):
     def reload(self) -> None:
         from tuitune.runs import list_runs
 
-        runs = list_runs(self.app.runs_root)
+        try:
+            runs = list_runs(self.app.runs_root)
+        except OSError as exc:  # an unreadable runs root: say so on the screen, keep polling
+            self.app.call_from_thread(self.show_root_error, exc)
+            return
         self.app.call_from_thread(self.fill, runs)
+
+    def show_root_error(self, exc: OSError) -> None:
+        from tuitune.paths import runs_root
+
+        self.query_one("#runs-root", Static).update(
+            f"[b]Cannot read the runs in {runs_root(self.app.runs_root)}[/b]: {exc.strerror or exc}. "
+            "Check the folder's permissions, or start tuitune with --output DIR.")
 
     def fill(self, runs: list[Any]) -> None:
         table = self.query_one("#runs-table", DataTable)
