@@ -99,9 +99,18 @@ def build_checkpoint(shape: BenchShape, *, seed: int = 0) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     torch.manual_seed(seed)
     config = LlamaConfig(**{k: v for k, v in shape.llama_config().items() if k != "architectures"})
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    with torch.device(device):
-        model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model = None
+    for device in (["cuda"] if torch.cuda.is_available() else []) + ["cpu"]:
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(torch.bfloat16)  # initialise in bf16: no fp32 copy of an 8B model
+        try:
+            with torch.device(device):
+                model = LlamaForCausalLM(config)
+            break
+        except torch.OutOfMemoryError:  # a small GPU: initialise on the CPU instead (slower)
+            torch.cuda.empty_cache()
+        finally:
+            torch.set_default_dtype(previous)
     model.save_pretrained(tmp, safe_serialization=True)
     del model
     (tmp / "tuitune-shape.json").write_text(json.dumps(asdict(shape)))
