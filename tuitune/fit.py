@@ -105,7 +105,9 @@ def estimate(spec: ModelSpec, method: str, *, batch: int = 2, seq: int = 2048, r
     """Peak GPU memory (GiB) to train `spec` with `method` at `batch` × `seq` tokens.
 
     `fused_loss=True` is tuitune's kernels path (fused linear + cross-entropy, so no full logits,
-    and the fused LoRA projections); False is the stock transformers + PEFT path. `checkpointing` is none, standard (each layer's input kept) or offloaded (to CPU).
+    and the fused LoRA projections); False is the stock transformers + PEFT path. QLoRA keeps the
+    decoder's linear weights in NF4 and embeddings in bf16; LoRA keeps all weights in bf16; both
+    train fp32 adapters. Full fine-tuning trains every bf16 weight, with bf16 gradients. `checkpointing` is none, standard (each layer's input kept) or offloaded (to CPU).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
