@@ -39,8 +39,9 @@ def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox,
     train_set, eval_set = build_datasets(config, tokenizer, sink)  # bad data fails before a slow load
     model = load_model(folder, plan, config)
     model = add_adapters(model, config, plan)
-    kernels_note = apply_speedups(model, config, plan, sink)
     trainer = build_trainer(config, plan, model, tokenizer, train_set, eval_set, run, sink, inbox)
+    # After the SFTTrainer exists: its __init__ installs TRL's own LM head, which ours must replace.
+    kernels_note = apply_speedups(trainer.model, config, plan, sink)
     trainable, total = _parameter_counts(model)
     sink.emit(
         ev.STARTED, config=config.to_dict(), model=source.display, method=plan.method, dtype=plan.dtype,
