@@ -12,9 +12,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-ON_GPU = torch.cuda.is_available()
-DEVICE = torch.device("cuda" if ON_GPU else "cpu")
-DTYPES = [torch.float32, torch.bfloat16]
+from kernel_env import DEVICE  # noqa: E402  (after the interpreter switch)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import ON_GPU
+from kernel_env import ON_GPU
 from tiny_models import batch, build_base, with_lora
 from tolerances import check_model
 from tuitune.trainer.activation_checkpointing import enable_checkpointing

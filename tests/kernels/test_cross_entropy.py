@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-import reference as ref
-from conftest import DTYPES, ON_GPU
+import kernel_reference as ref
+from kernel_env import DTYPES, ON_GPU
 from tolerances import check
 from tuitune.kernels import cross_entropy
 

@@ -3,8 +3,8 @@ import warnings
 import pytest
 import torch
 
-import reference as ref
-from conftest import DTYPES, ON_GPU
+import kernel_reference as ref
+from kernel_env import DTYPES, ON_GPU
 from tolerances import check
 from tuitune.kernels import LoRAWeights, lora_mlp, lora_o, lora_qkv, nf4_dequantize
 

@@ -3,7 +3,7 @@ import warnings
 import pytest
 import torch
 
-from conftest import DTYPES, ON_GPU
+from kernel_env import DTYPES, ON_GPU
 from tolerances import check
 from tuitune.kernels import nf4_dequantize
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import ON_GPU
+from kernel_env import ON_GPU
 from tiny_models import CONFIGS, batch, build_base, dequantized_twin, with_lora
 from tolerances import check_model
 from tuitune.trainer.patching import PatchReport, apply_kernels
