@@ -29,6 +29,29 @@ async def until(pilot, predicate, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def fixed_fits(spec, query):
+    """Fit cells from a fixed rule, so the snapshots show the layout, not the estimator's calibration
+    (test_models.py checks the cells against the real estimator)."""
+    from tuitune.ui.screens.models import FitCell
+
+    cells = {}
+    for method, per_b in (("qlora", 0.7), ("lora", 2.1), ("full", 16.0)):
+        total = round(spec.params_b * per_b + 0.5, 1)
+        status = "does not fit" if total > query.free_gb else "tight" if total > 0.9 * query.free_gb else "fits"
+        largest = (2, min(4096, spec.context)) if status == "fits" else None
+        cells[method] = FitCell(status, total, largest, {"weights": round(total * 0.6, 1),
+                                                         "activations": round(total * 0.3, 1),
+                                                         "overhead": round(total * 0.1, 1)})
+    return cells
+
+
+@pytest.fixture
+def stable_fit(monkeypatch):
+    import tuitune.ui.screens.models as models_screen
+
+    monkeypatch.setattr(models_screen, "compute_fits", fixed_fits)
+
+
 @pytest.fixture
 def snapshot_runs() -> Path:
     shutil.rmtree(SNAPSHOT_RUNS, ignore_errors=True)
@@ -56,7 +79,7 @@ def test_gpu_none(snap_compare, make_app, no_gpu):
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
 
 
-def test_models(snap_compare, make_app):
+def test_models(snap_compare, make_app, stable_fit):
     app = make_app()
 
     async def ready(pilot):
@@ -88,7 +111,7 @@ def test_help(snap_compare, make_app):
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
 
 
-def test_light_theme_models(snap_compare, make_app):
+def test_light_theme_models(snap_compare, make_app, stable_fit):
     app = make_app(theme="tuitune-light", remember_theme=False)
 
     async def ready(pilot):
