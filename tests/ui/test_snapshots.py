@@ -29,6 +29,23 @@ async def until(pilot, predicate, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def fixed_hardware(with_gpu: bool):
+    """A GPU source spelled out here, so changes to the hardware module's fakes do not move the pixels."""
+    from tuitune.hardware import FakeGpuSource, GpuInfo, GpuProcess, HardwareSnapshot, HostInfo
+
+    host = HostInfo(cpu_name="AMD EPYC 9654 96-Core", cpu_count=16, cpu_percent=23.0, ram_total_gb=125.7,
+                    ram_used_gb=40.2, disk_total_gb=458.0, disk_free_gb=211.3)
+    if not with_gpu:
+        return FakeGpuSource(HardwareSnapshot(gpus=[], host=host, driver_version=None, cuda_version=None,
+                                              nvml_error="No NVIDIA driver found (NVML library not found)"))
+    gpu = GpuInfo(index=0, name="NVIDIA H200", uuid="GPU-0", memory_total_gb=140.4, memory_used_gb=38.6,
+                  memory_free_gb=101.8, utilization_pct=93.0, temperature_c=61.0, power_w=512.0,
+                  power_limit_w=700.0, compute_capability="9.0",
+                  processes=[GpuProcess(pid=4242, name="python", used_gb=38.1)])
+    return FakeGpuSource(HardwareSnapshot(gpus=[gpu], host=host, driver_version="580.159.04",
+                                          cuda_version="13.0", nvml_error=None))
+
+
 def fixed_fits(spec, query):
     """Fit cells from a fixed rule, so the snapshots show the layout, not the estimator's calibration
     (test_models.py checks the cells against the real estimator)."""
@@ -62,7 +79,7 @@ def snapshot_runs() -> Path:
 
 
 def test_gpu_h200(snap_compare, make_app):
-    app = make_app()
+    app = make_app(gpu_source=fixed_hardware(True))
 
     async def ready(pilot):
         await until(pilot, lambda: app.screen.snapshot is not None, "the GPU snapshot")
@@ -70,8 +87,8 @@ def test_gpu_h200(snap_compare, make_app):
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
 
 
-def test_gpu_none(snap_compare, make_app, no_gpu):
-    app = make_app(gpu_source=no_gpu)
+def test_gpu_none(snap_compare, make_app):
+    app = make_app(gpu_source=fixed_hardware(False))
 
     async def ready(pilot):
         await until(pilot, lambda: app.screen.snapshot is not None, "the GPU snapshot")
@@ -80,12 +97,12 @@ def test_gpu_none(snap_compare, make_app, no_gpu):
 
 
 def test_models(snap_compare, make_app, stable_fit):
-    app = make_app()
+    app = make_app(gpu_source=fixed_hardware(True))
 
     async def ready(pilot):
         await pilot.press("f3")
         await until(pilot, lambda: app.screen.fits and app.screen.query_values is not None
-                    and app.screen.query_values.free_gb > 100
+                    and app.screen.query_values.free_gb == 101.8
                     and not any(w.is_running for w in app.screen.workers), "the fit table")
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
@@ -112,12 +129,12 @@ def test_help(snap_compare, make_app):
 
 
 def test_light_theme_models(snap_compare, make_app, stable_fit):
-    app = make_app(theme="tuitune-light", remember_theme=False)
+    app = make_app(gpu_source=fixed_hardware(True), theme="tuitune-light", remember_theme=False)
 
     async def ready(pilot):
         await pilot.press("f3")
         await until(pilot, lambda: app.screen.fits and app.screen.query_values is not None
-                    and app.screen.query_values.free_gb > 100
+                    and app.screen.query_values.free_gb == 101.8
                     and not any(w.is_running for w in app.screen.workers), "the fit table")
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)

@@ -19,17 +19,19 @@ def num(value: float | None, fmt: str = "{:.1f}", unit: str = "") -> str:
     return fmt.format(value) + unit
 
 
-DEFAULT_COLORS = {"fits": "green", "tight": "yellow", "no_fit": "red", "muted": "grey50"}
+DEFAULT_COLORS = {"fits": "green", "tight": "yellow", "no_fit": "red", "muted": "grey50", "loss": "cyan"}
 
 
-def bar(fraction: float | None, width: int = BAR_WIDTH, colors: dict[str, str] | None = None) -> Text:
-    """A gauge: the theme's success colour, its warning colour above 70 %, its error colour above 90 %."""
+def bar(fraction: float | None, width: int = BAR_WIDTH, colors: dict[str, str] | None = None, *,
+        load: bool = False) -> Text:
+    """A gauge. Capacity (memory, disk) turns from the theme's success colour to warning above 70 % and
+    error above 90 %; a load gauge (utilisation) is always the primary colour: busy is good."""
     colors = colors or DEFAULT_COLORS
     if fraction is None:
         return Text("·" * width, style=colors["muted"])
     fraction = min(1.0, max(0.0, fraction))
     filled = round(fraction * width)
-    role = "no_fit" if fraction > 0.9 else "tight" if fraction > 0.7 else "fits"
+    role = "loss" if load else "no_fit" if fraction > 0.9 else "tight" if fraction > 0.7 else "fits"
     return Text("█" * filled, style=colors[role]) + Text("░" * (width - filled), style=colors["muted"])
 
 
@@ -72,7 +74,7 @@ class GpuCard(Static):
         grid.add_row("Memory", memory)
         grid.add_row("", f"used {num(gpu.memory_used_gb)} · free {num(gpu.memory_free_gb)} GiB")
         util = gpu.utilization_pct
-        grid.add_row("Util", Text.assemble(bar(None if util is None else util / 100, colors=colors), " ", num(util, "{:.0f}", " %")))
+        grid.add_row("Util", Text.assemble(bar(None if util is None else util / 100, colors=colors, load=True), " ", num(util, "{:.0f}", " %")))
         grid.add_row("Temp", num(gpu.temperature_c, "{:.0f}", " °C"))
         grid.add_row("Power", f"{num(gpu.power_w, '{:.0f}')} / {num(gpu.power_limit_w, '{:.0f}')} W")
         grid.add_row("Compute", str(gpu.compute_capability or NA))
@@ -101,7 +103,7 @@ class HostPanel(Static):
             grid.add_row("CPU", Text(str(host.cpu_name or NA), overflow="ellipsis", no_wrap=True))
             grid.add_row("Cores", num(host.cpu_count, "{:.0f}"))
             cpu = host.cpu_percent
-            grid.add_row("Load", Text.assemble(bar(None if cpu is None else cpu / 100, 8, colors), " ",
+            grid.add_row("Load", Text.assemble(bar(None if cpu is None else cpu / 100, 8, colors, load=True), " ",
                                                num(cpu, "{:.0f}", " %")))
             grid.add_row("RAM", Text.assemble(bar(_ratio(host.ram_used_gb, host.ram_total_gb), 8, colors), " ",
                                               f"{num(host.ram_used_gb)}/{num(host.ram_total_gb)} GiB"))
