@@ -12,9 +12,18 @@ Shared state that every screen relies on (the contract between the screens):
                           (imported lazily); tests inject a fake
     app.live_handle       the handle of the run this UI started and still follows, or None
     app.open_run(path)    switch to the monitor and show that run (MonitorScreen.show_run)
-    app.start_training()  create a run directory for app.config, start the trainer, open the monitor
+    app.start_training(config=None) -> handle | None
+                          create a run directory for the config (default app.config), start the
+                          trainer, open the monitor; None (with a toast saying why) when it cannot
     app.resume_run(path)  start a trainer that continues that run from its last checkpoint
                           (factory called with resume_from=<checkpoint path>)
+    app.config_edited()   publish config_changed_signal after editing app.config in place
+    app.set_config(config, path=None), app.load_config_file(path), app.save_config_file(path),
+    app.new_config()      replace / read / write the config (errors become toasts)
+    app.report(error, title)   show an exception as an error toast (never a traceback)
+
+Keys: F2–F7 (and 1–6 outside text fields) switch screens, F1 help, ctrl+p palette, ctrl+q quit;
+binding ids are remappable in <config dir>/settings.toml [keymap].
 
 The UI never imports torch/transformers/... at import time; the trainer is a spawned child process.
 """
