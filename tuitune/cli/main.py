@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-mouse", action="store_true", help="disable mouse support in the TUI")
     parser.add_argument("--inline", action="store_true", help="run the TUI inline below the prompt")
     parser.add_argument("--theme", metavar="NAME", help="TUI theme (see the command palette for names)")
+    parser.add_argument("--truecolor", action="store_true",
+                        help="force 24-bit colour when SSH or tmux drop COLORTERM")
     parser.add_argument("--output", metavar="DIR", help="runs root folder for the TUI")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
@@ -47,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run_tui(args: argparse.Namespace) -> int:
     from tuitune.ui.app import run_app
 
-    return run_app(no_mouse=args.no_mouse, inline=args.inline, theme=args.theme, runs_root=args.output)
+    return run_app(no_mouse=args.no_mouse, inline=args.inline, theme=args.theme, runs_root=args.output,
+                   truecolor=args.truecolor)
 
 
 def main(argv: list[str] | None = None) -> int:
