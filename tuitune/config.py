@@ -43,7 +43,7 @@ class ModelConfig:
 class DataConfig:
     path: str = _f("", "Dataset file, save_to_disk folder or hub name; empty uses the bundled sample")
     format: str = _f("auto", "Dataset format; auto detects it from the columns",
-                     choices=["auto", "alpaca", "sharegpt", "messages", "text"])
+                     choices=["auto", "alpaca", "sharegpt", "messages", "text", "preference"])
     responses_only: bool = _f(True, "Compute the loss on assistant replies only (the prompt is masked)")
     packing: bool = _f(False, "Pack several short examples into each sequence")
     system_prompt: str = _f("", "System prompt added to conversations that have none (empty: none)")

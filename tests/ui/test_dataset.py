@@ -15,6 +15,7 @@ from tuitune.hardware import FakeGpuSource
 from tuitune.ui.app import TuituneApp
 from tuitune.ui.screens import dataset as dataset_module
 from tuitune.ui.screens.dataset import DatasetScreen, PathSuggester, TokenHistogram, known_row_count
+from uifakes import wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -35,14 +36,6 @@ def default_tokenizer(default_model_dir, monkeypatch):
         return AutoTokenizer.from_pretrained(str(default_model_dir))
 
     monkeypatch.setattr(dataset_module, "load_tokenizer_for", load)
-
-
-async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await pilot.pause(0.05)
 
 
 def write_alpaca(path: Path) -> Path:

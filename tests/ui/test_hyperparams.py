@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import queue
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from tuitune.ui.screens.dataset import remember_row_count
 from tuitune.ui.screens.hyperparams import PRESETS, HyperparamsScreen, total_steps
 from tuitune.ui.screens.monitor import MonitorScreen
 from tuitune.ui.widgets.form_field import FormField
+from uifakes import wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -65,14 +65,6 @@ class FakeFactory:
 def make_app(tmp_path: Path, gpu_source=None, factory=None) -> TuituneApp:
     return TuituneApp(gpu_source=gpu_source or FakeGpuSource.none(), runs_root=tmp_path / "runs",
                       trainer_factory=factory, remember_theme=False, settings_path=tmp_path / "settings.toml")
-
-
-async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await pilot.pause(0.05)
 
 
 async def open_form(app: TuituneApp, pilot) -> HyperparamsScreen:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from tuitune.runs import CONTROL_FILE, RunDir
 from tuitune.ui.app import TuituneApp
 from tuitune.ui.screens.monitor import MonitorScreen
 from tuitune.ui.widgets.loss_chart import LossChart
+from uifakes import wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -91,14 +91,6 @@ def make_run(root: Path, name: str = "20260101-000000-demo") -> RunDir:
 def make_app(tmp_path: Path, **kwargs) -> TuituneApp:
     return TuituneApp(gpu_source=FakeGpuSource.none(), runs_root=tmp_path / "runs", remember_theme=False,
                       settings_path=tmp_path / "settings.toml", **kwargs)
-
-
-async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await pilot.pause(0.05)
 
 
 def opened(app: TuituneApp) -> bool:

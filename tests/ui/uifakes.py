@@ -118,3 +118,12 @@ def make_runs(root: Path) -> dict[str, Path]:
             model="qwen2.5-0.5b", checkpoint_steps=(20,)),
     }
     return runs
+
+
+async def wait_for(pilot, predicate, timeout: float = 30.0) -> None:
+    """Let the app run until `predicate()` holds; generous by default for loaded CI machines."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await pilot.pause(0.05)

@@ -39,6 +39,10 @@ def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox,
     train_set, eval_set = build_datasets(config, tokenizer, sink)  # bad data fails before a slow load
     model = load_model(folder, plan, config)
     model = add_adapters(model, config, plan)
+    if config.data.packing and getattr(model.config, "_attn_implementation", "") != "flash_attention_2":
+        sink.warning("data.packing with this attention implementation "
+                     f"({getattr(model.config, '_attn_implementation', 'unknown')}) lets packed examples "
+                     "attend to each other; install flash-attn for isolated packing, or turn packing off.")
     trainer = build_trainer(config, plan, model, tokenizer, train_set, eval_set, run, sink, inbox)
     # After the SFTTrainer exists: its __init__ installs TRL's own LM head, which ours must replace.
     kernels_note = apply_speedups(trainer.model, config, plan, sink)
