@@ -62,6 +62,8 @@ class Chatter:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        _quiet_libraries()
+
         from tuitune.trainer.model_loading import local_folder, resolve_model_source
 
         folder = local_folder(resolve_model_source(target.base))
@@ -93,3 +95,16 @@ class Chatter:
             output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
                                          pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
         return self.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def _quiet_libraries() -> None:
+    """Answers go to the terminal: keep library progress bars and notices out of them."""
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
