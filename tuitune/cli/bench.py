@@ -8,16 +8,7 @@ from pathlib import Path
 
 from tuitune.bench.shapes import SHAPES
 from tuitune.errors import TuituneError
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+from tuitune.cli.arguments import positive_int
 
 
 def register(subparsers) -> None:
@@ -27,10 +18,10 @@ def register(subparsers) -> None:
                     "random tokens with the stock transformers + PEFT + bitsandbytes path and with tuitune's "
                     "kernels, each in its own process, and print tokens/s, peak GPU memory and the ratios.")
     p.add_argument("--shape", required=True, choices=sorted(SHAPES), help="model shape")
-    p.add_argument("--batch", type=_positive, default=2, help="sequences per step (default 2)")
-    p.add_argument("--seq", type=_positive, default=2048, help="tokens per sequence (default 2048)")
-    p.add_argument("--rank", type=_positive, default=16, help="LoRA rank (default 16)")
-    p.add_argument("--steps", type=_positive, default=10, help="training steps per path (default 10)")
+    p.add_argument("--batch", type=positive_int, default=2, help="sequences per step (default 2)")
+    p.add_argument("--seq", type=positive_int, default=2048, help="tokens per sequence (default 2048)")
+    p.add_argument("--rank", type=positive_int, default=16, help="LoRA rank (default 16)")
+    p.add_argument("--steps", type=positive_int, default=10, help="training steps per path (default 10)")
     p.add_argument("--warmup", type=int, default=None, help="leading steps left out of the timing (default 2)")
     p.add_argument("--method", choices=["qlora", "lora"], default="qlora", help="default qlora")
     p.add_argument("--baseline", choices=["hf", "none"], default="hf",

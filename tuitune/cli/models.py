@@ -7,20 +7,11 @@ import argparse
 from tuitune.catalog import ModelSpec, all_models
 from tuitune.fit import METHODS, FitRow, fit_row
 from tuitune.hardware import best_free_gb, default_source
+from tuitune.cli.arguments import positive_int
 
 ASSUMED_FREE_GB = 24.0
 METHOD_LABELS = {"qlora": "QLoRA", "lora": "LoRA", "full": "full"}
 STATUS_SHORT = {"fits": "fits", "tight": "tight", "does not fit": "no", "unknown": "?"}
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _gib(text: str) -> float:
@@ -40,9 +31,9 @@ def register(subparsers) -> None:
                                           "GPU memory, whether QLoRA, LoRA and full fine-tuning fit and the "
                                           "largest batch x sequence length that fits.")
     p.add_argument("--vram", type=_gib, metavar="GIB", help="free GPU memory to plan for (default: detected)")
-    p.add_argument("--seq", type=_positive, default=2048, help="sequence length (default 2048)")
-    p.add_argument("--batch", type=_positive, default=2, help="batch size (default 2)")
-    p.add_argument("--rank", type=_positive, default=16, help="LoRA rank (default 16)")
+    p.add_argument("--seq", type=positive_int, default=2048, help="sequence length (default 2048)")
+    p.add_argument("--batch", type=positive_int, default=2, help="batch size (default 2)")
+    p.add_argument("--rank", type=positive_int, default=16, help="LoRA rank (default 16)")
     p.add_argument("--checkpointing", choices=["standard", "offloaded", "none"], default="standard",
                    help="activation checkpointing (default standard)")
     p.add_argument("--no-kernels", action="store_true",
