@@ -156,6 +156,8 @@ def plain_rendering(row: Any) -> str:
 class DatasetScreen(Screen):
     """Inspect a dataset file and select it for the current run config."""
 
+    TITLE = "Dataset"
+
     BINDINGS = [
         Binding("ctrl+o", "open", "Open", tooltip="Open the path in the input", id="dataset.open"),
         Binding("ctrl+t", "use", "Use dataset", tooltip="Use this dataset for the run", id="dataset.use"),

@@ -152,6 +152,8 @@ def check_fit(config: Config, gpu_source: Any) -> FitCheck:
 class HyperparamsScreen(Screen):
     """Edit every config field, apply presets, save/load TOML, start training."""
 
+    TITLE = "Hyperparameters"
+
     BINDINGS = [
         Binding("ctrl+r", "start", "Start training", tooltip="Validate the form and start the run",
                 id="hyperparams.start"),

@@ -144,6 +144,8 @@ class RunView:
 class MonitorScreen(Screen):
     """Follow a live or past run: loss chart, stats, progress, log tail and controls."""
 
+    TITLE = "Monitor"
+
     BINDINGS = [
         Binding("p", "pause", "Pause", tooltip="Pause training after the current step", id="monitor.pause"),
         Binding("r", "resume", "Resume", tooltip="Resume a paused run", id="monitor.resume"),
