@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any, Iterator
 
 STARTED = "started"        # config, model, trainable_params, total_params, device, max_steps
@@ -39,6 +40,15 @@ def to_line(event: dict[str, Any]) -> str:
     return json.dumps(event, separators=(",", ":"), default=str)
 
 
+def parse_line(line: str | bytes) -> dict[str, Any] | None:
+    """One JSON object from a line, or None for a torn or foreign line."""
+    try:
+        value = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def read_jsonl(path) -> Iterator[dict[str, Any]]:
     """Events of a file; a torn last line (a kill mid-write) is skipped."""
     try:
@@ -47,12 +57,27 @@ def read_jsonl(path) -> Iterator[dict[str, Any]]:
         return
     with handle:
         for line in handle:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(event, dict) and "type" in event:
+            event = parse_line(line) if line.strip() else None
+            if event is not None and "type" in event:
                 yield event
+
+
+class JsonlTail:
+    """The complete JSON objects appended to a file since the last `poll()`; a torn last line waits
+    for the next poll. `from_end` skips what the file already holds."""
+
+    def __init__(self, path, *, from_end: bool = False):
+        self.path = Path(path)
+        self._offset = self.path.stat().st_size if from_end and self.path.exists() else 0
+        self._partial = b""
+
+    def poll(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self._offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(chunk)
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        return [obj for obj in map(parse_line, lines) if obj is not None]

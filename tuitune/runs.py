@@ -5,7 +5,6 @@ Pure Python: the UI lists and opens runs, live or finished, from disk alone.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -164,29 +163,10 @@ class EventFollower:
 
     def __init__(self, run: RunDir):
         self.run = run
-        self._offset = 0
-        self._partial = ""
+        self._tail = ev.JsonlTail(run.events_path)
 
     def poll(self) -> list[dict[str, Any]]:
-        try:
-            with open(self.run.events_path, encoding="utf-8") as handle:
-                handle.seek(self._offset)
-                chunk = handle.read()
-                self._offset = handle.tell()
-        except FileNotFoundError:
-            return []
-        text = self._partial + chunk
-        lines = text.split("\n")
-        self._partial = lines.pop()  # an incomplete last line waits for the next poll
-        found = []
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(event, dict) and "type" in event:
-                found.append(event)
-        return found
+        return [event for event in self._tail.poll() if "type" in event]
 
 
 def _pid_alive(pid: int) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import queue as queue_module
 from typing import Any
@@ -42,8 +41,7 @@ class ControlInbox:
 
     def __init__(self, run: RunDir, controls_queue=None):
         self.queue = controls_queue
-        self.path = run.path / CONTROL_FILE
-        self._offset = self.path.stat().st_size if self.path.exists() else 0
+        self._file = ev.JsonlTail(run.path / CONTROL_FILE, from_end=True)
 
     def drain(self) -> list[str]:
         found: list[str] = []
@@ -58,20 +56,6 @@ class ControlInbox:
                     break
                 if item in ev.CONTROLS:
                     found.append(item)
-        try:
-            with open(self.path, encoding="utf-8") as handle:
-                handle.seek(self._offset)
-                text = handle.read()
-        except FileNotFoundError:
-            return found
-        complete, _, _rest = text.rpartition("\n")
-        if complete or text.endswith("\n"):
-            self._offset += len((complete + "\n").encode("utf-8"))
-            for line in complete.splitlines():
-                try:
-                    command = json.loads(line).get("control")
-                except (json.JSONDecodeError, AttributeError):
-                    continue
-                if command in ev.CONTROLS:
-                    found.append(command)
+        found.extend(entry.get("control") for entry in self._file.poll()
+                     if entry.get("control") in ev.CONTROLS)
         return found

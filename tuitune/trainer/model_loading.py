@@ -10,11 +10,11 @@ import hashlib
 import importlib.util
 import os
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from tuitune.config import DEFAULT_MODEL
+from tuitune.data.hub import offline_reason
 from tuitune.errors import TuituneError
 from tuitune.paths import cache_dir
 
@@ -96,16 +96,6 @@ def _looks_like_hub_id(name: str) -> bool:
     return len(parts) == 2 and all(p and not p.startswith(".") for p in parts)
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return False
-    try:
-        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def local_folder(source: ModelSource) -> Path:
     """A Hugging Face folder for the source: converted from GGUF or found in the hub cache."""
     if source.kind == "folder":
@@ -122,10 +112,11 @@ def _hub_folder(source: ModelSource) -> Path:
         return Path(snapshot_download(source.path, local_files_only=True))
     except Exception:  # not in the local cache
         pass
-    if not _hub_reachable():
+    reason = offline_reason()
+    if reason is not None:
         raise TuituneError(
             f"Model {source.path!r} is not in the local Hugging Face cache and the hub cannot be reached "
-            "(offline). On a machine with internet run `huggingface-cli download "
+            f"(offline: {reason}). On a machine with internet run `huggingface-cli download "
             f"{source.path}` and copy the folder here, then pass its path with --model; or use the "
             "embedded default (--model smollm2-135m-instruct).")
     try:

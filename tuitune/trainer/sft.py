@@ -178,7 +178,7 @@ def build_datasets(config: Config, tokenizer, sink: EventSink):
     rows = loaded.rows[: config.data.max_rows] if config.data.max_rows else loaded.rows
     sink.log(f"Data: {path} ({loaded.format}: {loaded.format_reason}); {len(rows)} rows")
     if loaded.problems:
-        sink.warning(f"{len(loaded.problems)} problem(s) in {path}; first: {_problem_text(loaded.problems[0])}. "
+        sink.warning(f"{len(loaded.problems)} problem(s) in {path}; first: {loaded.problems[0]}. "
                      f"`tuitune data inspect {path}` lists them all.")
     dataset = build_training_dataset(
         rows, tokenizer, max_seq_length=config.model.max_seq_length,
@@ -194,12 +194,6 @@ def build_datasets(config: Config, tokenizer, sink: EventSink):
         split = dataset.train_test_split(test_size=n_eval, seed=config.training.seed)
         return split["train"], split["test"]
     return dataset, None
-
-
-def _problem_text(problem) -> str:
-    if isinstance(problem, (tuple, list)) and len(problem) >= 3:
-        return f"row {problem[0]}: {problem[2]}"
-    return str(getattr(problem, "message", problem))
 
 
 def build_trainer(config: Config, plan: Plan, model, tokenizer, train_set, eval_set, run: RunDir,
