@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 from pathlib import Path
 
 import pytest
@@ -15,50 +14,21 @@ from tuitune.ui.screens.dataset import remember_row_count
 from tuitune.ui.screens.hyperparams import PRESETS, HyperparamsScreen, total_steps
 from tuitune.ui.screens.monitor import MonitorScreen
 from tuitune.ui.widgets.form_field import FormField
-from uifakes import wait_for
+from uifakes import QueueHandle, wait_for
 
 pytestmark = pytest.mark.anyio
 
 T0 = 1_767_225_600.0
 
 
-class FakeHandle:
-    """What the trainer factory returns in these tests: events fed by the test."""
-
-    def __init__(self, run_dir: RunDir) -> None:
-        self.run_dir = run_dir
-        self.events: queue.Queue = queue.Queue()
-
-    def poll(self, timeout: float = 0.0) -> list[dict]:
-        found = []
-        try:
-            found.append(self.events.get(timeout=timeout) if timeout > 0 else self.events.get_nowait())
-        except queue.Empty:
-            return found
-        while not self.events.empty():
-            found.append(self.events.get_nowait())
-        return found
-
-    def pause(self) -> None: ...
-
-    def resume(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def save_now(self) -> None: ...
-
-    def is_alive(self) -> bool:
-        return True
-
-
 class FakeFactory:
     def __init__(self) -> None:
         self.calls: list[tuple[Config, RunDir]] = []
-        self.handle: FakeHandle | None = None
+        self.handle: QueueHandle | None = None
 
     def __call__(self, config, run_dir, **kwargs):
         self.calls.append((config, run_dir))
-        self.handle = FakeHandle(run_dir)
+        self.handle = QueueHandle(run_dir)
         return self.handle
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 from pathlib import Path
 
 import pytest
@@ -15,53 +14,11 @@ from tuitune.runs import CONTROL_FILE, RunDir
 from tuitune.ui.app import TuituneApp
 from tuitune.ui.screens.monitor import MonitorScreen
 from tuitune.ui.widgets.loss_chart import LossChart
-from uifakes import wait_for
+from uifakes import QueueHandle, wait_for
 
 pytestmark = pytest.mark.anyio
 
 T0 = 1_767_225_600.0  # fixed timestamps: snapshots and log stamps never depend on the clock
-
-
-class FakeHandle:
-    """A trainer handle fed by the test: `feed()` events, read back the controls it received."""
-
-    def __init__(self, run_dir: RunDir) -> None:
-        self.run_dir = run_dir
-        self.events: queue.Queue = queue.Queue()
-        self.controls: list[str] = []
-        self.alive = True
-
-    def feed(self, *events: dict) -> None:
-        for event in events:
-            self.run_dir.append_event(event)
-            self.events.put(event)
-
-    def poll(self, timeout: float = 0.0) -> list[dict]:
-        found = []
-        try:
-            found.append(self.events.get(timeout=timeout) if timeout > 0 else self.events.get_nowait())
-        except queue.Empty:
-            return found
-        while True:
-            try:
-                found.append(self.events.get_nowait())
-            except queue.Empty:
-                return found
-
-    def pause(self) -> None:
-        self.controls.append("pause")
-
-    def resume(self) -> None:
-        self.controls.append("resume")
-
-    def stop(self) -> None:
-        self.controls.append("stop")
-
-    def save_now(self) -> None:
-        self.controls.append("save_now")
-
-    def is_alive(self) -> bool:
-        return self.alive
 
 
 def started(max_steps: int = 50) -> dict:
@@ -113,7 +70,7 @@ def log_lines(screen: MonitorScreen) -> list[str]:
 
 async def test_live_handle_events_fill_the_monitor_and_controls_reach_the_handle(tmp_path):
     run = make_run(tmp_path / "runs")
-    handle = FakeHandle(run)
+    handle = QueueHandle(run)
     app = make_app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
         app.live_handle = handle
@@ -158,7 +115,7 @@ async def test_live_handle_events_fill_the_monitor_and_controls_reach_the_handle
 
 async def test_step_events_are_batched_into_few_redraws(tmp_path):
     run = make_run(tmp_path / "runs")
-    handle = FakeHandle(run)
+    handle = QueueHandle(run)
     app = make_app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
         app.live_handle = handle

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import queue
 import time
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,45 @@ async def wait_for(pilot, predicate, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await pilot.pause(0.05)
+
+
+class QueueHandle:
+    """A trainer handle fed by the test: `feed()` events, read back the controls it received."""
+
+    def __init__(self, run_dir: RunDir) -> None:
+        self.run_dir = run_dir
+        self.events: queue.Queue = queue.Queue()
+        self.controls: list[str] = []
+        self.alive = True
+
+    def feed(self, *events: dict) -> None:
+        for event in events:
+            self.run_dir.append_event(event)
+            self.events.put(event)
+
+    def poll(self, timeout: float = 0.0) -> list[dict]:
+        found = []
+        try:
+            found.append(self.events.get(timeout=timeout) if timeout > 0 else self.events.get_nowait())
+        except queue.Empty:
+            return found
+        while True:
+            try:
+                found.append(self.events.get_nowait())
+            except queue.Empty:
+                return found
+
+    def pause(self) -> None:
+        self.controls.append("pause")
+
+    def resume(self) -> None:
+        self.controls.append("resume")
+
+    def stop(self) -> None:
+        self.controls.append("stop")
+
+    def save_now(self) -> None:
+        self.controls.append("save_now")
+
+    def is_alive(self) -> bool:
+        return self.alive

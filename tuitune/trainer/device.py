@@ -63,11 +63,11 @@ def resolve_plan(config: Config) -> Plan:
 
     optimizer = config.training.optimizer
     if optimizer == "auto":
-        optimizer = "adamw_8bit" if _bnb_optimizers_work(device) else "adamw_torch"
+        optimizer = "adamw_8bit" if _bnb_optimizers_work() else "adamw_torch"
     if optimizer == "paged_adamw_8bit" and device == "cpu":
         notes.append("Paged optimizers need a GPU: using 8-bit AdamW instead.")
         optimizer = "adamw_8bit"
-    if optimizer == "adamw_8bit" and not _bnb_optimizers_work(device):
+    if optimizer == "adamw_8bit" and not _bnb_optimizers_work():
         notes.append("bitsandbytes 8-bit AdamW is not available here: using torch AdamW.")
         optimizer = "adamw_torch"
     checkpointing = config.training.gradient_checkpointing
@@ -78,7 +78,7 @@ def resolve_plan(config: Config) -> Plan:
     return Plan(device, device_name, method, dtype, HF_OPTIMIZERS[optimizer], checkpointing, tuple(notes))
 
 
-def _bnb_optimizers_work(device: str) -> bool:
+def _bnb_optimizers_work() -> bool:
     try:
         import bitsandbytes  # noqa: F401
     except Exception:

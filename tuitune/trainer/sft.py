@@ -83,7 +83,6 @@ def _load_tokenizer(folder: Path):
 
 
 def load_model(folder: Path, plan: Plan, config: Config):
-    import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     kwargs = {"dtype": torch_dtype(plan.dtype), "trust_remote_code": config.model.trust_remote_code}
