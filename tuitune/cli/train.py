@@ -54,7 +54,7 @@ def resolve_config(args) -> Config:
         return apply_overrides(Config(), {**DEMO_OVERRIDES, "output.dir": args.output})
     config = load_config(args.config) if args.config else Config()
     overrides = {
-        "model.name": args.model, "data.path": args.data, "model.method": args.method,
+        "model.name": args.model, "data.path": _absolute_if_local(args.data), "model.method": args.method,
         "training.max_steps": args.max_steps, "output.dir": args.output, "output.name": args.name,
     }
     for item in args.set:
@@ -63,9 +63,14 @@ def resolve_config(args) -> Config:
             raise TuituneError(f"--set {item!r} is not SECTION.FIELD=VALUE (for example "
                                "--set training.learning_rate=1e-4).")
         overrides[key.strip()] = value.strip()
-    if args.data:
-        overrides["data.path"] = str(Path(args.data).expanduser().resolve()) if Path(args.data).expanduser().exists() else args.data
     return apply_overrides(config, overrides)
+
+
+def _absolute_if_local(data: str | None) -> str | None:
+    """A local path is stored absolute (the run may be resumed from elsewhere); a hub name as given."""
+    if data and Path(data).expanduser().exists():
+        return str(Path(data).expanduser().resolve())
+    return data
 
 
 def run(args) -> int:
