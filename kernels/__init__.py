@@ -13,26 +13,28 @@ The functional API (see each function's docstring)::
     lora_qkv(x, q, k, v) -> (q, k, v)
     lora_o(x, o)
 
-Importing this package imports no kernel module and launches nothing: each name is loaded from its
-module on first use. Module names differ from the function names on purpose (importing a submodule
-sets an attribute of that name on the package, which must stay the function). This package must never import tuitune or textual.
+Importing this package imports no kernel module and launches nothing: each name is loaded on first
+use from its module in `ops/`, named after the function (`ops/rms_norm.py` provides `rms_norm`). The
+modules live in that subpackage so that importing one (which sets an attribute of its name on its
+package) never hides the function of the same name here. This package must never import tuitune or
+textual.
 """
 
 from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {
-    "rms_norm": "rmsnorm",
-    "rope": "rotary",
-    "swiglu": "glu_silu",
-    "geglu": "glu_gelu",
-    "cross_entropy": "chunked_cross_entropy",
-    "fused_linear_cross_entropy": "linear_cross_entropy",
-    "nf4_dequantize": "nf4",
-    "lora_mlp": "fused_lora_mlp",
-    "lora_qkv": "fused_lora_qkv",
-    "lora_o": "fused_lora_o",
+_EXPORTS = {  # exported name -> its module in ops/
+    "rms_norm": "rms_norm",
+    "rope": "rope",
+    "swiglu": "swiglu",
+    "geglu": "geglu",
+    "cross_entropy": "cross_entropy",
+    "fused_linear_cross_entropy": "fused_linear_cross_entropy",
+    "nf4_dequantize": "nf4_dequantize",
+    "lora_mlp": "lora_mlp",
+    "lora_qkv": "lora_qkv",
+    "lora_o": "lora_o",
     "LoRAWeights": "lora_weights",
 }
 
@@ -43,7 +45,7 @@ def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    value = getattr(importlib.import_module(f"{__name__}.ops.{module}"), name)
     globals()[name] = value
     return value
 

@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-# Must happen before any @triton.jit decorator runs (FACTS.md).
+# Must happen before any @triton.jit decorator runs: the interpreter flag is read at decoration time.
 if os.environ.get("TUITUNE_TEST_GPU") != "1":
     try:
         import torch
@@ -26,6 +26,8 @@ os.environ["TUITUNE_RUNS"] = str(_SANDBOX / "runs")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Test folders that are not packages (kernels, convergence, data, chat) import shared builders from
+# here by bare module name.
 sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
@@ -33,7 +35,7 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def default_model_dir() -> Path:
-    from tuitune.trainer.model_loading import default_model_dir as convert
+    from tuitune.model_source import default_model_dir as convert
 
     return convert()
 
@@ -41,6 +43,6 @@ def default_model_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(default_model_dir, tmp_path_factory) -> Path:
     """A 2-layer random Llama with SmolLM2's tokenizer: trains in a fraction of a second a step."""
-    from helpers import make_tiny_llama
+    from tests.helpers import make_tiny_llama
 
     return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), default_model_dir)

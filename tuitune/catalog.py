@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
+from tuitune.paths import converted_models_dir
+
 EMBEDDED_DEFAULT = "smollm2-135m-instruct"
 
 
@@ -182,12 +184,6 @@ def hf_hub_cache() -> Path:
     if os.environ.get("HF_HOME"):
         return Path(os.environ["HF_HOME"]).expanduser() / "hub"
     return Path.home() / ".cache" / "huggingface" / "hub"
-
-
-def converted_models_dir() -> Path:
-    from tuitune.paths import cache_dir
-
-    return cache_dir() / "models"
 
 
 def find_local_models(extra_dirs: Iterable[str | Path] = ()) -> list[ModelSpec]:

@@ -13,15 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from tuitune.distributed_fields import MODES, check_endpoint, check_gpus, parse_gpus
 from tuitune.errors import TuituneError
 
+OBJECTIVES = {"auto": "from the data's format", "sft": "supervised fine-tuning",
+              "dpo": "direct preference optimisation", "orpo": "odds-ratio preference optimisation",
+              "cpt": "continued pretraining"}
 SEVEN_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
 def _f(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-       choices: list[str] | None = None, factory: bool = False) -> Any:
-    meta = {"help": help, "min": min, "max": max, "choices": choices}
+       choices: list[str] | None = None, factory: bool = False, check: Any = None) -> Any:
+    meta = {"help": help, "min": min, "max": max, "choices": choices, "check": check}
     if factory:
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -39,16 +43,31 @@ class ModelConfig:
     trust_remote_code: bool = _f(False, "Allow model code from the checkpoint (only for models you trust)")
 
 
+def _check_columns(value: Any) -> tuple[Any, str | None]:
+    """data.columns: `instruction=question,output=answer` (or a TOML table), stored as that text."""
+    from tuitune.data.columns import mapping_text
+
+    try:
+        return mapping_text(value), None
+    except TuituneError as exc:
+        return value, exc.message
+
+
 @dataclass
 class DataConfig:
     path: str = _f("", "Dataset file, save_to_disk folder or hub name; empty uses the bundled sample")
     format: str = _f("auto", "Dataset format; auto detects it from the columns",
                      choices=["auto", "alpaca", "sharegpt", "messages", "text", "preference"])
+    columns: str = _f("", "Your data's column names, e.g. instruction=question,output=answer (empty: "
+                          "as detected)", check=_check_columns)
+    salvage: bool = _f(False, "Train on the complete records of a JSON file that breaks off part-way")
     responses_only: bool = _f(True, "Compute the loss on assistant replies only (the prompt is masked)")
     packing: bool = _f(False, "Pack several short examples into each sequence")
     system_prompt: str = _f("", "System prompt added to conversations that have none (empty: none)")
     eval_fraction: float = _f(0.0, "Share of rows held out for evaluation (0 disables eval)",
                               min=0.0, max=0.5)
+    eval_path: str = _f("", "A separate evaluation file in the training data's format (empty: use "
+                            "data.eval_fraction)")
     max_rows: int = _f(0, "Use at most this many rows (0: all)", min=0, max=1_000_000_000)
 
 
@@ -63,6 +82,8 @@ class LoraConfig:
 
 @dataclass
 class TrainingConfig:
+    objective: str = _f("auto", "What to learn: auto picks dpo for preference pairs, cpt for plain text, "
+                                "sft otherwise", choices=list(OBJECTIVES))
     max_steps: int = _f(0, "Optimizer steps to run (0: run num_epochs)", min=0, max=10_000_000)
     num_epochs: float = _f(1.0, "Passes over the data when max_steps is 0", min=0.01, max=1000.0)
     batch_size: int = _f(2, "Examples per device per forward pass", min=1, max=4096)
@@ -76,14 +97,35 @@ class TrainingConfig:
     optimizer: str = _f("auto", "auto uses 8-bit AdamW where bitsandbytes supports the device",
                         choices=["auto", "adamw_8bit", "adamw_torch", "paged_adamw_8bit", "sgd"])
     seed: int = _f(3407, "Random seed for weights, data order and dropout", min=0, max=2**31 - 1)
-    gradient_checkpointing: str = _f("standard", "Activation memory: none, standard, or offloaded to CPU",
-                                     choices=["none", "standard", "offloaded"])
+    gradient_checkpointing: str = _f("auto", "Recomputation: auto picks the fastest of none, standard, "
+                                     "offloaded (to CPU) that fits the GPU",
+                                     choices=["auto", "none", "standard", "offloaded"])
     use_kernels: bool = _f(True, "Use tuitune's Triton kernels on supported architectures")
     device: str = _f("auto", "auto uses the first CUDA GPU, else the CPU", choices=["auto", "cuda", "cpu"])
+    distributed: str = _f("none", "Several GPUs: ddp (a model copy each), fsdp (FSDP2 shards it), zero2/zero3 "
+                          "(DeepSpeed)", choices=list(MODES))
+    gpus: str = _f("1", "GPUs per machine: a count (2) or CUDA device ids (0,1; one id: 3,)", check=check_gpus)
+    nnodes: int = _f(1, "Machines in the run; each runs `tuitune train` with its own node_rank", min=1, max=1024)
+    node_rank: int = _f(0, "This machine's place among nnodes (node 0 writes the run)", min=0, max=1023)
+    rdzv_endpoint: str = _f("", "host:port of node 0, where the machines meet (empty: this machine only)",
+                            check=check_endpoint)
     logging_steps: int = _f(1, "Report loss every N steps", min=1, max=100_000)
     save_steps: int = _f(0, "Checkpoint every N steps (0: only on stop and at the end)", min=0, max=10_000_000)
-    eval_steps: int = _f(0, "Evaluate every N steps when eval_fraction > 0 (0: at the end)",
+    eval_steps: int = _f(0, "Evaluate every N steps when there is eval data (0: at the end)",
                          min=0, max=10_000_000)
+    early_stopping_patience: int = _f(0, "Stop after this many evaluations without a lower eval loss "
+                                         "(0: never); the best checkpoint is kept", min=0, max=1000)
+    report_to: str = _f("none", "Also log to TensorBoard or Weights & Biases (when installed)",
+                        choices=["none", "tensorboard", "wandb"])
+    dpo_beta: float = _f(0.1, "DPO: how far the tuned model may move from the base (higher: less)",
+                         min=0.001, max=10.0)
+    dpo_loss: str = _f("sigmoid", "DPO loss: sigmoid (the paper's), ipo, hinge or robust",
+                       choices=["sigmoid", "ipo", "hinge", "robust"])
+    orpo_lambda: float = _f(0.1, "ORPO: weight of the odds-ratio term beside the chosen replies' loss",
+                            min=0.001, max=10.0)
+    embedding_learning_rate: float = _f(0.0, "CPT: train the embeddings and LM head too, at this lower "
+                                             "learning rate (0: frozen; lr / 10 is typical)",
+                                        min=0.0, max=1.0)
 
 
 @dataclass
@@ -128,6 +170,7 @@ class FieldSpec:
     min: float | None
     max: float | None
     choices: list[str] | None
+    check: Any = None  # a custom check(value) -> (value, problem | None) replacing the type's
 
     @property
     def key(self) -> str:
@@ -144,7 +187,8 @@ def field_specs() -> Iterator[FieldSpec]:
         for f in dataclasses.fields(section.default_factory):
             default = f.default_factory() if f.default is dataclasses.MISSING else f.default
             yield FieldSpec(section.name, f.name, _type_of(f), default, f.metadata["help"],
-                            f.metadata["min"], f.metadata["max"], f.metadata["choices"])
+                            f.metadata["min"], f.metadata["max"], f.metadata["choices"],
+                            f.metadata["check"])
 
 
 FIELDS: dict[str, FieldSpec] = {spec.key: spec for spec in field_specs()}
@@ -163,6 +207,8 @@ class ConfigError(TuituneError):
 def check_value(spec: FieldSpec, value: Any) -> tuple[Any, str | None]:
     """Coerce `value` to the field's type; return (value, problem or None)."""
     name = spec.key
+    if spec.check is not None:
+        return spec.check(value)
     if spec.type is bool:
         if isinstance(value, bool):
             return value, None
@@ -240,8 +286,35 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
 
 def cross_field_problems(config: Config) -> list[str]:
     problems = []
-    if config.training.eval_steps and config.data.eval_fraction == 0:
-        problems.append("training.eval_steps needs data.eval_fraction > 0")
+    has_eval = config.data.eval_fraction > 0 or bool(config.data.eval_path)
+    if config.training.eval_steps and not has_eval:
+        problems.append("training.eval_steps needs eval data: data.eval_fraction > 0 or data.eval_path")
+    if config.training.early_stopping_patience and not has_eval:
+        problems.append("training.early_stopping_patience needs eval data: data.eval_fraction > 0 or "
+                        "data.eval_path")
+    if config.data.eval_path and config.data.eval_fraction > 0:
+        problems.append("data.eval_path and data.eval_fraction both set: use one (set eval_fraction to 0)")
+    problems.extend(_distributed_problems(config.training))
+    if config.training.embedding_learning_rate and config.training.objective in ("sft", "dpo", "orpo"):
+        problems.append(f"training.embedding_learning_rate applies to continued pretraining (objective cpt "
+                        f"or auto with plain text), not {config.training.objective}; set it to 0")
+    return problems
+
+
+def _distributed_problems(t: TrainingConfig) -> list[str]:
+    problems = []
+    if (parse_gpus(t.gpus)[0] > 1 or t.nnodes > 1) and t.distributed == "none":
+        what = f"training.nnodes = {t.nnodes}" if t.nnodes > 1 else f"training.gpus = {t.gpus}"
+        problems.append(f"{what} needs training.distributed (ddp, fsdp, zero2 or zero3) to train on several "
+                        "GPUs or machines; or set gpus and nnodes to 1")
+    if t.node_rank >= t.nnodes:
+        problems.append(f"training.node_rank ({t.node_rank}) must be below training.nnodes ({t.nnodes})")
+    if t.nnodes > 1 and not t.rdzv_endpoint:
+        problems.append("training.nnodes > 1 needs training.rdzv_endpoint (host:port of node 0, reachable from "
+                        "every machine)")
+    if t.distributed != "none" and t.device == "cpu" and t.distributed != "ddp":
+        problems.append(f"training.distributed = {t.distributed} needs CUDA GPUs; on the CPU only ddp runs "
+                        "(over the gloo backend)")
     return problems
 
 

@@ -12,9 +12,10 @@ from typing import Any, Iterator
 
 STARTED = "started"        # config, model, trainable_params, total_params, device, max_steps
 STEP = "step"              # step, max_steps, epoch, loss, lr, grad_norm, tokens_per_s, samples_per_s,
-                           # mem_allocated_gb, mem_reserved_gb, eta_s, elapsed_s
-EVAL = "eval"              # step, eval_loss
-CHECKPOINT = "checkpoint"  # step, path
+                           # mem_allocated_gb, mem_reserved_gb, eta_s, elapsed_s; DPO/ORPO add
+                           # reward_chosen, reward_rejected, reward_margin, reward_accuracy (ORPO: nll_loss)
+EVAL = "eval"              # step, eval_loss (DPO/ORPO: the reward fields too)
+CHECKPOINT = "checkpoint"  # step, path; best=True and eval_loss when it holds the best evaluation so far
 LOG = "log"                # level, text
 WARNING = "warning"        # text
 PAUSED = "paused"          # step
@@ -64,20 +65,28 @@ def read_jsonl(path) -> Iterator[dict[str, Any]]:
 
 class JsonlTail:
     """The complete JSON objects appended to a file since the last `poll()`; a torn last line waits
-    for the next poll. `from_end` skips what the file already holds."""
+    for the next poll (`torn` says one waits). `from_end` skips what the file already holds;
+    `skipped` counts complete lines that were not JSON objects."""
 
     def __init__(self, path, *, from_end: bool = False):
         self.path = Path(path)
         self._offset = self.path.stat().st_size if from_end and self.path.exists() else 0
         self._partial = b""
+        self.skipped = 0
+
+    @property
+    def torn(self) -> bool:
+        return bool(self._partial.strip())
 
     def poll(self) -> list[dict[str, Any]]:
         try:
             with open(self.path, "rb") as handle:
                 handle.seek(self._offset)
                 chunk = handle.read()
-        except FileNotFoundError:
+        except OSError:  # not there (yet, or any more) or unreadable: nothing new
             return []
         self._offset += len(chunk)
         *lines, self._partial = (self._partial + chunk).split(b"\n")
-        return [obj for obj in map(parse_line, lines) if obj is not None]
+        found = [parse_line(line) for line in lines if line.strip()]
+        self.skipped += sum(obj is None for obj in found)
+        return [obj for obj in found if obj is not None]

@@ -17,6 +17,7 @@ from tuitune.catalog import ModelSpec
 GIB = 1024**3
 METHODS = ("qlora", "lora", "full")
 CHECKPOINTING = ("standard", "none", "offloaded")
+AUTO_ORDER = ("none", "standard", "offloaded")  # checkpointing modes, fastest first (what `auto` tries)
 OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit", "adamw_torch", "sgd")
 SEVEN_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 STATUSES = ("fits", "tight", "does not fit")
@@ -47,6 +48,11 @@ LOGITS_BYTES_FUSED_PER_HIDDEN = 8.0
 #   loss's fp32 hidden-state gradient on the kernels path), per hidden unit.
 GLOBAL_PER_HIDDEN = 39.0
 KERNELS_GLOBAL_PER_HIDDEN = 63.1
+# - kernels path with recomputation (measured 2026-12-01, llama-8b and llama-1b, 4,096 to 98,304
+#   tokens): bytes per hidden unit per token beyond the kept layer inputs, and a fixed part per hidden
+#   unit (the loss's and the chunked MLP's buffers).
+KERNELS_RECOMPUTE_PER_HIDDEN = 26.0
+KERNELS_RECOMPUTE_FIXED_PER_HIDDEN = 230_000.0
 CUDA_CONTEXT_GB = 0.15  # measured: device memory held beyond the allocator's reservation
 OFFLOAD_LAYERS_ON_GPU = 2  # checkpointed layer inputs in flight while offloading to the CPU
 
@@ -107,7 +113,9 @@ def estimate(spec: ModelSpec, method: str, *, batch: int = 2, seq: int = 2048, r
     `fused_loss=True` is tuitune's kernels path (fused linear + cross-entropy, so no full logits,
     and the fused LoRA projections); False is the stock transformers + PEFT path. QLoRA keeps the
     decoder's linear weights in NF4 and embeddings in bf16; LoRA keeps all weights in bf16; both
-    train fp32 adapters. Full fine-tuning trains every bf16 weight, with bf16 gradients. `checkpointing` is none, standard (each layer's input kept) or offloaded (to CPU).
+    train fp32 adapters. Full fine-tuning trains every bf16 weight, with bf16 gradients. `checkpointing` is
+    none, standard (each layer's input kept) or offloaded (each layer's input in CPU memory; on the kernels
+    path a frozen, untied input-embedding table goes there too).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -130,6 +138,8 @@ def estimate(spec: ModelSpec, method: str, *, batch: int = 2, seq: int = 2048, r
         weights = linear * NF4_BYTES + embed * 2
     else:
         weights = total_params * 2.0
+    if checkpointing == "offloaded" and fused_loss and not spec.tied_embeddings and method != "full":
+        weights -= spec.vocab * h * 2.0  # the frozen input table waits in pinned CPU memory
     if method == "full":
         n_lora, lora_bytes = 0, 0.0
         gradients = total_params * 2.0
@@ -146,13 +156,18 @@ def estimate(spec: ModelSpec, method: str, *, batch: int = 2, seq: int = 2048, r
                                 if fused_loss else (ACT_PER_HIDDEN, ACT_PER_FFN, GLOBAL_PER_HIDDEN))
     per_layer = 2.0 * (act_h * h + act_ffn * ffn) * tokens
     layer_input = 2.0 * h * tokens
+    kept_inputs = layers * layer_input if checkpointing == "standard" else OFFLOAD_LAYERS_ON_GPU * layer_input
     if checkpointing == "none":
-        activations = layers * per_layer
-    elif checkpointing == "standard":
-        activations = layers * layer_input + per_layer
+        activations = layers * per_layer + global_h * h * tokens
+    elif fused_loss and method != "full":
+        # The kernels recompute the MLP in chunks of a fixed size and the loss in fixed-size chunks, so
+        # beyond the kept layer inputs the peak grows slowly with the tokens (fitted to 4,096 and
+        # 98,304 tokens), plus one MLP's weights dequantized at a time under QLoRA.
+        activations = kept_inputs + KERNELS_RECOMPUTE_PER_HIDDEN * h * tokens + KERNELS_RECOMPUTE_FIXED_PER_HIDDEN * h
+        if method == "qlora":
+            activations += 3 * 2.0 * h * ffn
     else:
-        activations = OFFLOAD_LAYERS_ON_GPU * layer_input + per_layer
-    activations += global_h * h * tokens
+        activations = kept_inputs + per_layer + global_h * h * tokens
 
     if fused_loss:
         logits = LOGITS_BYTES_FUSED_PER_HIDDEN * h * tokens
@@ -168,6 +183,14 @@ def estimate(spec: ModelSpec, method: str, *, batch: int = 2, seq: int = 2048, r
     return FitEstimate(method, sum(breakdown.values()), breakdown, batch, seq)
 
 
+def fastest_fitting_mode(needs_gb: dict[str, float], free_gb: float) -> str:
+    """The first mode of `needs_gb` (ordered fastest first) whose estimate fits; the last when none does."""
+    for mode, need in needs_gb.items():
+        if fit_status(need, free_gb) == "fits":
+            return mode
+    return list(needs_gb)[-1]
+
+
 def fit_status(total_gb: float, free_gb: float) -> str:
     """fits, tight (within 10% of the free memory) or does not fit."""
     if total_gb > free_gb:
@@ -177,7 +200,7 @@ def fit_status(total_gb: float, free_gb: float) -> str:
     return "fits"
 
 
-DEFAULT_SEQS = (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
+DEFAULT_SEQS = (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 98304, 131072)
 DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32, 64)
 
 
@@ -189,6 +212,8 @@ def largest_fit(spec: ModelSpec, method: str, free_gb: float, *, rank: int = 16,
 
     Sequence lengths beyond the model's context are skipped. None when not even the smallest fits.
     """
+    if checkpointing == "auto":
+        checkpointing = AUTO_ORDER[-1]  # auto can always fall back to the lightest mode
     best: tuple[int, int] | None = None
     limit = spec.context or max(seqs)
     for seq in sorted(s for s in seqs if s <= limit):
@@ -208,6 +233,7 @@ class MethodFit:
     estimate: FitEstimate
     status: str  # fits | tight | does not fit | unknown
     largest: tuple[int, int] | None
+    checkpointing: str = "standard"  # the mode estimated (what `auto` picked, when asked for auto)
 
     @property
     def largest_label(self) -> str:
@@ -238,12 +264,17 @@ def fit_row(spec: ModelSpec, free_gb: float, *, batch: int = 2, seq: int = 2048,
         fused_loss = kernels_supported(spec)
     methods = {}
     for method in METHODS:
-        est = estimate(spec, method, batch=batch, seq=seq, rank=rank, checkpointing=checkpointing,
+        mode = checkpointing
+        if checkpointing == "auto":
+            needs = {m: estimate(spec, method, batch=batch, seq=seq, rank=rank, checkpointing=m,
+                                 fused_loss=fused_loss, optimizer=optimizer).total_gb for m in AUTO_ORDER}
+            mode = fastest_fitting_mode(needs, free_gb)
+        est = estimate(spec, method, batch=batch, seq=seq, rank=rank, checkpointing=mode,
                        fused_loss=fused_loss, optimizer=optimizer)
         if not est.exact:
-            methods[method] = MethodFit(method, est, "unknown", None)
+            methods[method] = MethodFit(method, est, "unknown", None, mode)
             continue
         largest = largest_fit(spec, method, free_gb, rank=rank, checkpointing=checkpointing,
                               fused_loss=fused_loss, optimizer=optimizer)
-        methods[method] = MethodFit(method, est, fit_status(est.total_gb, free_gb), largest)
+        methods[method] = MethodFit(method, est, fit_status(est.total_gb, free_gb), largest, mode)
     return FitRow(spec, free_gb, methods)

@@ -21,6 +21,11 @@ def cache_dir() -> Path:
     return _xdg("XDG_CACHE_HOME", ".cache") / APP
 
 
+def converted_models_dir() -> Path:
+    """Where GGUF files converted to Hugging Face folders are kept (model_source writes, catalog lists)."""
+    return cache_dir() / "models"
+
+
 def config_dir() -> Path:
     return _xdg("XDG_CONFIG_HOME", ".config") / APP
 

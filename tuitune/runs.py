@@ -9,13 +9,14 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tuitune import events as ev
 from tuitune.errors import TuituneError
 from tuitune.paths import atomic_write_text, runs_root
+from tuitune.run_state import ACTIVE, RunState
 
 CONFIG_FILE = "config.toml"
 EVENTS_FILE = "events.jsonl"
@@ -23,6 +24,8 @@ LOG_FILE = "train.log"
 PID_FILE = "trainer.pid"
 CONTROL_FILE = "controls.jsonl"
 CHECKPOINTS = "checkpoints"
+CHECKPOINT_PREFIX = "step-"            # checkpoints/step-N/
+CHECKPOINT_COMPLETE = "COMPLETE"       # written last into a checkpoint: readers ignore one without it
 ADAPTER = "adapter"
 EXPORTS = "exports"
 
@@ -30,6 +33,20 @@ EXPORTS = "exports"
 def slug(text: str) -> str:
     text = re.sub(r"[^A-Za-z0-9._-]+", "-", text.strip()).strip("-.")
     return text[:60] or "run"
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    """The optimizer step of a checkpoint folder (checkpoints/step-N)."""
+    return int(checkpoint.name.removeprefix(CHECKPOINT_PREFIX))
+
+
+def run_name(config) -> str:
+    """The name part of a new run's folder: `output.name`, else `<model>-<dataset>`."""
+    if config.output.name:
+        return config.output.name
+    model = Path(config.model.name).name or "model"
+    data = Path(config.data.path).stem if config.data.path else "sample"
+    return f"{model}-{data}"
 
 
 class RunDir:
@@ -132,12 +149,28 @@ class RunDir:
     def events(self) -> list[dict[str, Any]]:
         return list(ev.read_jsonl(self.events_path))
 
-    def checkpoints(self) -> list[Path]:
+    def checkpoint_dir(self, step: int) -> Path:
+        """Where the checkpoint of optimizer step `step` lives (complete once CHECKPOINT_COMPLETE is in it)."""
+        return self.checkpoints_dir / f"{CHECKPOINT_PREFIX}{step}"
+
+    def _checkpoint_dirs(self) -> list[Path]:
         if not self.checkpoints_dir.exists():
             return []
-        found = [p for p in self.checkpoints_dir.iterdir() if p.is_dir() and p.name.startswith("step-")
-                 and (p / "COMPLETE").exists()]
-        return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+        return [p for p in self.checkpoints_dir.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX)]
+
+    def checkpoints(self) -> list[Path]:
+        """Complete checkpoints (their CHECKPOINT_COMPLETE marker written last), oldest first."""
+        found = [p for p in self._checkpoint_dirs() if (p / CHECKPOINT_COMPLETE).exists()]
+        return sorted(found, key=checkpoint_step)
+
+    def incomplete_checkpoints(self) -> list[Path]:
+        """Checkpoint folders without their marker: a save cut short (a kill, a full disk)."""
+        return [p for p in self._checkpoint_dirs() if not (p / CHECKPOINT_COMPLETE).exists()]
+
+    def last_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint, where a resumed run continues; None without one."""
+        found = self.checkpoints()
+        return found[-1] if found else None
 
     def trainer_pid(self) -> int | None:
         try:
@@ -158,17 +191,6 @@ class RunDir:
         shutil.rmtree(self.path)
 
 
-class EventFollower:
-    """Tails a run's events.jsonl: each `poll()` returns the events appended since the last one."""
-
-    def __init__(self, run: RunDir):
-        self.run = run
-        self._tail = ev.JsonlTail(run.events_path)
-
-    def poll(self) -> list[dict[str, Any]]:
-        return [event for event in self._tail.poll() if "type" in event]
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -184,62 +206,49 @@ def _pid_alive(pid: int) -> bool:
 
 
 @dataclass
-class RunInfo:
-    name: str
-    path: Path
-    status: str  # running | paused | finished | stopped | failed | interrupted | created
-    model: str = ""
-    started_at: float | None = None
-    ended_at: float | None = None
-    step: int = 0
-    max_steps: int = 0
-    final_loss: float | None = None
-    error: str | None = None
-    last_event: dict[str, Any] = field(default_factory=dict)
+class RunInfo(RunState):
+    """A run on disk: its folder and what its events add up to."""
 
-    @property
-    def duration_s(self) -> float | None:
-        if self.started_at is None:
-            return None
-        end = self.ended_at if self.ended_at is not None else (
-            time.time() if self.status in ("running", "paused") else self.last_event.get("ts", self.started_at))
-        return max(0.0, end - self.started_at)
+    name: str = ""
+    path: Path = Path()
+
+
+def settle_status(state: RunState, run: RunDir) -> str:
+    """The status of a run whose events stop short of an end: running or paused while its trainer
+    lives, failed once it is gone (killed, or its machine went down), created when it never started."""
+    if state.status not in ("created", *ACTIVE):
+        return state.status
+    if run.is_live():
+        return "paused" if state.status == "paused" else "running"
+    if state.started_at is not None or run.pid_path.exists():
+        return "failed"
+    return "created"
+
+
+def died_message(state: RunState, run: RunDir) -> str:
+    """What to say of a run whose trainer ended without a final event, naming its last checkpoint."""
+    at = f" at step {state.step}" if state.step else ""
+    text = (f"The trainer of {run.name} ended without a final event{at} (killed, out of host "
+            "memory, or its machine went down; train.log may say more).")
+    checkpoint = run.last_checkpoint()
+    if checkpoint is None:
+        return text + " It saved no checkpoint: start the run again."
+    return (text + f" Last checkpoint: {checkpoint.name} ({checkpoint}); `tuitune train --resume "
+            f"{run.name}` (or Resume on the Runs screen) continues from it.")
+
+
+def settle(state: RunState, run: RunDir) -> None:
+    """Give `state` its settled status; a trainer that died unannounced gets `died_message`."""
+    status = settle_status(state, run)
+    if status == "failed" and state.status != "failed":
+        state.error = died_message(state, run)
+    state.status = status
 
 
 def summarize(run: RunDir) -> RunInfo:
-    info = RunInfo(name=run.name, path=run.path, status="created")
-    paused = False
-    for event in ev.read_jsonl(run.events_path):
-        kind = event["type"]
-        info.last_event = event
-        if kind == ev.STARTED:
-            info.started_at = event.get("ts")
-            info.model = event.get("model", "")
-            info.max_steps = event.get("max_steps", 0) or 0
-        elif kind == ev.STEP:
-            info.step = event.get("step", info.step)
-            info.max_steps = event.get("max_steps", info.max_steps) or info.max_steps
-            if event.get("loss") is not None:
-                info.final_loss = event["loss"]
-        elif kind == ev.PAUSED:
-            paused = True
-        elif kind == ev.RESUMED:
-            paused = False
-        elif kind == ev.FINISHED:
-            info.ended_at = event.get("ts")
-            summary = event.get("summary", {})
-            info.status = "stopped" if summary.get("stopped") else "finished"
-            if summary.get("final_loss") is not None:
-                info.final_loss = summary["final_loss"]
-        elif kind == ev.FAILED:
-            info.ended_at = event.get("ts")
-            info.status = "failed"
-            info.error = event.get("message")
-    if info.status == "created":
-        if run.is_live():
-            info.status = "paused" if paused else "running"
-        elif info.started_at is not None or run.pid_path.exists():
-            info.status = "interrupted"
+    info = RunInfo(name=run.name, path=run.path)
+    info.apply_all(ev.read_jsonl(run.events_path))
+    settle(info, run)
     return info
 
 

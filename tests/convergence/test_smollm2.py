@@ -2,7 +2,7 @@
 tuitune's kernels, from the same seed on the same data: the loss curves must agree.
 
 On the CPU the Triton interpreter makes this take many minutes (about 250 kernel launches a
-step), so there it runs only with TUITUNE_CONVERGENCE_FULL=1; NOTES-kernels.md records the
+step), so there it runs only with TUITUNE_CONVERGENCE_FULL=1; NOTES.md (Convergence) records the
 numbers of such a run. On a GPU it always runs.
 """
 

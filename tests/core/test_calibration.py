@@ -11,7 +11,8 @@ from tuitune.bench.shapes import SHAPES
 from tuitune.fit import estimate
 
 DATA = json.loads((Path(__file__).parent / "h200_peaks.json").read_text())
-POINTS = DATA["points"]
+# Points of kernels that have since changed stay in the file, marked `superseded`, and are not held.
+POINTS = [p for p in DATA["points"] if not p.get("superseded")]
 
 
 def _id(p: dict) -> str:

@@ -132,3 +132,23 @@ def test_bench_tiny_on_cpu(tmp_path):
     assert result["runs"]["hf"]["kernels"] == "not used"
     assert result["runs"]["tuitune"]["kernels"].startswith(("applied", "not applied"))
     assert (tmp_path / "cache" / "tuitune" / "bench" / "tiny" / "config.json").exists()
+
+
+@pytest.mark.timeout(300)
+def test_bench_trainer_runs_tuitune_train_at_the_same_shape_with_kernels_on_and_off(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update({"CUDA_VISIBLE_DEVICES": "", "XDG_CACHE_HOME": str(tmp_path / "cache"), "TMPDIR": str(tmp_path)})
+    proc = subprocess.run([sys.executable, "-m", "tuitune.cli.main", "bench", "--shape", "tiny", "--batch", "2",
+                           "--seq", "32", "--rank", "8", "--steps", "3", "--baseline", "none", "--trainer",
+                           "--json", str(out)], capture_output=True, text=True, timeout=290, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "tuitune train at the same shape (standard checkpointing)" in proc.stdout
+    report = json.loads(out.read_text())["trainer"]
+    assert set(report["runs"]) == {"kernels", "stock"}
+    for run in report["runs"].values():
+        assert len(run["losses"]) == 3 and run["tokens_per_s"] > 0
+    assert report["runs"]["stock"]["kernels"].startswith("off (training.use_kernels = false)")
+    assert report["trainer_vs_bench"] > 0 and report["kernels_vs_stock"] > 0
+    # both runs trained on the same synthetic rows, each filling the 32-token sequence
+    assert report["runs"]["kernels"]["losses"][0] == pytest.approx(report["runs"]["stock"]["losses"][0], rel=1e-3)

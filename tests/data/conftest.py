@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tokenizer():
     """The embedded default's tokenizer (ChatML template with a default system prompt)."""
-    from tuitune.trainer.model_loading import load_tokenizer
+    from tuitune.model_source import load_tokenizer
 
     return load_tokenizer()
 
@@ -21,3 +21,10 @@ def plain_tokenizer(tokenizer):
     tok = copy.deepcopy(tokenizer)
     tok.chat_template = None
     return tok
+
+
+@pytest.fixture
+def default_tokenizer(monkeypatch, tokenizer):
+    """Route the CLI's default-model tokenizer to the session one (no second load)."""
+    monkeypatch.setattr("tuitune.data.inspection.default_tokenizer", lambda model=None: tokenizer)
+    return tokenizer

@@ -17,8 +17,7 @@ def test_detects_each_format_from_columns_and_rows(fmt):
 
 def test_formats_registry_lists_the_five_formats():
     assert set(FORMATS) == {"alpaca", "sharegpt", "messages", "text", "preference"}
-    assert not FORMATS["preference"].trainable
-    assert all(FORMATS[f].trainable for f in ("alpaca", "sharegpt", "messages", "text"))
+    assert all(FORMATS[f].trainable for f in FORMATS)  # preference pairs train with DPO/ORPO
 
 
 def test_alpaca_aliases_and_prompt_completion():

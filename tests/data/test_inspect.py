@@ -11,13 +11,6 @@ from tuitune.data.inspection import percentile, recommend_max_seq_length
 from tuitune.errors import TuituneError
 
 
-@pytest.fixture
-def default_tokenizer(monkeypatch, tokenizer):
-    """Route the CLI's default-model tokenizer to the session one (no second load)."""
-    monkeypatch.setattr("tuitune.data.inspection.default_tokenizer", lambda model=None: tokenizer)
-    return tokenizer
-
-
 def run_cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="tuitune")
     data_cli.register(parser.add_subparsers(dest="command"))
@@ -64,7 +57,7 @@ def test_inspect_report_numbers(tmp_path, tokenizer):
 def test_inspect_preference_pairs(tmp_path, tokenizer):
     rows = [{"prompt": "Say hi.", "chosen": "Hi there, friend!", "rejected": "No."}]
     report = inspect_data(write_jsonl(tmp_path / "p.jsonl", rows), tokenizer=tokenizer)
-    assert report.format == "preference" and not report.trainable and report.usable
+    assert report.format == "preference" and report.trainable and report.usable
     def count(reply: str) -> int:
         text = tokenizer.apply_chat_template(
             [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": reply}], tokenize=False)

@@ -75,3 +75,45 @@ def test_checkpointing_turns_off_transformers_own():
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="none, standard, offloaded"):
         enable_checkpointing(_model(False, "cpu"), "aggressive")
+
+
+def _train_losses(mode: str, offload_embeddings: bool, steps: int = 4) -> list[float]:
+    """Losses of a few AdamW steps of a patched bf16 model large enough that the GPU is still busy
+    when the next layer's input is offloaded or fetched (a stream race shows as diverging losses)."""
+    from tuitune.trainer.embedding_offload import offload_input_embeddings
+
+    model = with_lora(build_base("llama", dtype=torch.bfloat16, num_hidden_layers=4, hidden_size=512,
+                                 intermediate_size=1536, num_attention_heads=8, num_key_value_heads=4,
+                                 vocab_size=2048, max_position_embeddings=1024, tie_word_embeddings=False),
+                      "llama").to("cuda").train()
+    apply_kernels(model)
+    assert enable_checkpointing(model, mode) == mode
+    if offload_embeddings:
+        assert offload_input_embeddings(model) == "offloaded"
+        assert model.get_base_model().device.type == "cuda"
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(steps):
+        ids = torch.randint(0, 2048, (4, 512), generator=generator).cuda()
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(loss))
+    return losses
+
+
+@pytest.mark.skipif(not ON_GPU, reason="offloading needs a CUDA device")
+def test_offloaded_training_matches_standard_over_several_steps():
+    standard = _train_losses("standard", offload_embeddings=False)
+    offloaded = _train_losses("offloaded", offload_embeddings=True)
+    for a, b in zip(offloaded, standard):
+        check_model("checkpointing.offloaded.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)
+
+
+def test_embedding_offload_explains_why_it_keeps_a_table():
+    from tuitune.trainer.embedding_offload import offload_input_embeddings
+
+    model = with_lora(build_base("llama"), "llama")
+    assert offload_input_embeddings(model) == "kept on the GPU: the table is on the cpu"

@@ -1,4 +1,4 @@
-"""The functional API of DESIGN.md: names, signatures, and a cheap import that launches nothing."""
+"""The kernels' functional API as the design names it: names, signatures, and a cheap import that launches nothing."""
 
 import inspect
 import subprocess
@@ -23,10 +23,10 @@ def test_signatures_match_the_design():
     assert _params(K.fused_linear_cross_entropy) == [("hidden", P, E), ("weight", P, E), ("labels", P, E),
                                                      ("ignore_index", KW, -100), ("softcap", KW, None)]
     assert _params(K.nf4_dequantize)[0][0] == "weight"
-    assert _params(K.lora_o) == [("x", P, E), ("o", P, E)]
-    assert _params(K.lora_qkv) == [("x", P, E), ("q", P, E), ("k", P, E), ("v", P, E)]
+    assert _params(K.lora_o) == [("x", P, E), ("o", P, E), ("keep_dense", KW, False)]
+    assert _params(K.lora_qkv) == [("x", P, E), ("q", P, E), ("k", P, E), ("v", P, E), ("keep_dense", KW, False)]
     assert _params(K.lora_mlp) == [("x", P, E), ("gate", P, E), ("up", P, E), ("down", P, E),
-                                   ("activation", P, "swiglu")]
+                                   ("activation", P, "swiglu"), ("mode", KW, "saved"), ("chunk", KW, None)]
 
 
 def test_import_is_cheap_and_independent_of_the_app():
@@ -42,6 +42,15 @@ def test_kernel_modules_never_import_tuitune_or_textual():
     import re
 
     folder = pathlib.Path(K.__file__).parent
-    for path in folder.glob("*.py"):
+    for path in folder.rglob("*.py"):
         bad = re.findall(r"^\s*(?:import|from)\s+(?:tuitune|textual)\b.*$", path.read_text(), re.MULTILINE)
         assert not bad, f"{path.name}: {bad}"
+
+
+def test_each_module_is_named_after_the_function_it_provides():
+    for name, module in K._EXPORTS.items():  # noqa: SLF001
+        assert module == {"LoRAWeights": "lora_weights"}.get(name, name), (name, module)
+    code = ("import tuitune.kernels.ops.rms_norm, tuitune.kernels.ops.rope; "
+            "from tuitune.kernels import rms_norm, rope; "
+            "assert callable(rms_norm) and callable(rope), (rms_norm, rope)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

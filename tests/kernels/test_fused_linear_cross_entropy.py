@@ -5,7 +5,7 @@ import kernel_reference as ref
 from kernel_env import DTYPES, ON_GPU
 from tolerances import check
 from tuitune.kernels import fused_linear_cross_entropy
-from tuitune.kernels.linear_cross_entropy import fused_linear_cross_entropy_rows
+from tuitune.kernels.ops.fused_linear_cross_entropy import fused_linear_cross_entropy_rows
 
 # (tokens, hidden, vocab)
 SHAPES = [(1, 16, 7), (13, 48, 1000), (3, 64, 128256)] + ([(4096, 2048, 128256), (1000, 576, 49152)] if ON_GPU else [])
@@ -54,7 +54,7 @@ def test_fused_linear_cross_entropy_rows_metrics_and_frozen_weight(device):
 
 
 def test_fused_linear_cross_entropy_chunks_many_rows(device, monkeypatch):
-    import tuitune.kernels.linear_cross_entropy as flce
+    import tuitune.kernels.ops.fused_linear_cross_entropy as flce
 
     monkeypatch.setattr(flce, "_chunk_rows", lambda n, v: 5)  # force several chunks
     x = torch.randn(23, 20, device=device, requires_grad=True)

@@ -8,7 +8,7 @@ same (already rounded) inputs. An element passes when
 so the absolute part scales with the tensor's largest magnitude (a loss of 11.8 and a gradient of
 1e-6 are judged on their own scales). ``check`` also records each comparison's max absolute error
 and its max error relative to max|reference|; with KERNEL_ERRORS_JSON set, the kernel conftest
-writes them there at the end of the session (that is where NOTES-kernels.md's numbers come from).
+writes them there at the end of the session (that is where NOTES.md's kernel error tables come from).
 """
 
 from __future__ import annotations

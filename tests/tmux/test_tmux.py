@@ -7,6 +7,7 @@ screen's own text shows. The app runs with a fake H200 (TUITUNE_FAKE_GPU) and ev
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -33,12 +34,16 @@ SCREENS = [
 
 
 class Tmux:
-    def __init__(self, socket: str, width: int, height: int, env: dict[str, str]):
+    def __init__(self, socket: str, width: int, height: int, env: dict[str, str], status_file: Path):
         self.base = [TMUX, "-L", socket, "-f", os.devnull]
         self.target = "tuitune"
-        exports = " ".join(f"{key}={value}" for key, value in env.items())
+        self.status_file = status_file
+        exports = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
+        # The exit status is written by a wrapper: tmux 3.3a can leave #{pane_dead_status} empty
+        # for a program that exited 0, so the pane's own record cannot be relied on.
+        wrapped = f"{shlex.quote(TUITUNE)}; echo $? > {shlex.quote(str(status_file))}"
         self.run("new-session", "-d", "-s", self.target, "-x", str(width), "-y", str(height),
-                 f"env {exports} {TUITUNE}")
+                 f"env {exports} sh -c {shlex.quote(wrapped)}")
         self.run("set-option", "-t", self.target, "remain-on-exit", "on")
 
     def run(self, *args: str) -> str:
@@ -67,10 +72,12 @@ class Tmux:
         return self.run("display-message", "-p", "-t", self.target, f"#{{{field}}}").strip()
 
     def wait_exit(self) -> int:
+        """tuitune's exit status, as the wrapper shell wrote it."""
         deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
-            if self.pane("pane_dead") == "1":
-                return int(self.pane("pane_dead_status") or -1)
+            text = self.status_file.read_text().strip() if self.status_file.exists() else ""
+            if text:
+                return int(text)
             time.sleep(0.2)
         raise AssertionError(f"tuitune did not exit within {WAIT_S} s:\n{self.capture()}")
 
@@ -91,7 +98,7 @@ def test_every_screen_in_tmux(tmp_path, width, height):
         "TUITUNE_RUNS": str(tmp_path / "runs"),
         "TUITUNE_FAKE_GPU": "h200",
     }
-    tmux = Tmux(f"tuitune-test-{os.getpid()}-{width}", width, height, env)
+    tmux = Tmux(f"tuitune-test-{os.getpid()}-{width}", width, height, env, tmp_path / "exit-status")
     try:
         first = tmux.wait_for("NVIDIA H200", "the GPU screen at start")
         assert "f3 Models" in first  # the footer shows the screen keys

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tuitune.errors import TuituneError
-from tuitune.trainer.model_loading import resolve_model_source
+from tuitune.model_source import resolve_model_source
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -47,7 +47,7 @@ def test_headless_train_fails_cleanly_on_bad_data(tiny_model_dir, tmp_path):
 
 def test_offline_hub_name_fails_at_once_with_advice(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from tuitune.trainer.model_loading import local_folder
+    from tuitune.model_source import local_folder
 
     source = resolve_model_source("someorg/some-model-that-is-not-cached")
     assert source.kind == "hub"
@@ -80,7 +80,7 @@ def test_headless_qlora_on_the_cpu(tiny_model_dir, tmp_path):
 
 
 def test_detached_run_outlives_the_command(tiny_model_dir, tmp_path):
-    from helpers import wait_until
+    from tests.helpers import wait_until
     from tuitune.runs import list_runs
 
     out = tmp_path / "runs"

@@ -9,7 +9,7 @@ import pytest
 from tuitune import events as ev
 from tuitune.config import Config, apply_overrides
 from tuitune.runs import RunDir, list_runs
-from tuitune.trainer.launcher import start_training, wait_for
+from tuitune.trainer.launcher import start, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -28,7 +28,7 @@ def steps_of(events):
 
 def test_pause_resume_stop_and_checkpoint(tiny_model_dir, tmp_path):
     config = tiny_config(tiny_model_dir, tmp_path, **{"training.max_steps": 400})
-    handle = start_training(config)
+    handle = start(config)
     try:
         seen = wait_for(handle, lambda e: e["type"] == ev.STEP and e["step"] >= 2, timeout=120)
         assert steps_of(seen), f"no step events; got {[e['type'] for e in seen]}; log: {handle.run_dir.log_path.read_text()[-2000:]}"
@@ -78,7 +78,7 @@ def test_pause_resume_stop_and_checkpoint(tiny_model_dir, tmp_path):
 
 def test_file_controls_reach_a_detached_run(tiny_model_dir, tmp_path):
     config = tiny_config(tiny_model_dir, tmp_path, **{"training.max_steps": 400})
-    handle = start_training(config)
+    handle = start(config)
     try:
         wait_for(handle, lambda e: e["type"] == ev.STEP, timeout=120)
         run = RunDir.open(handle.run_dir.name, tmp_path / "runs")
@@ -93,7 +93,7 @@ def test_file_controls_reach_a_detached_run(tiny_model_dir, tmp_path):
 def test_bad_input_ends_in_a_failed_event(tmp_path):
     config = apply_overrides(Config(), {"model.name": str(tmp_path / "missing-model"),
                                         "output.dir": str(tmp_path / "runs")})
-    handle = start_training(config)
+    handle = start(config)
     seen = wait_for(handle, lambda e: e["type"] in ev.TERMINAL, timeout=120)
     handle.join(timeout=30)
     failed = seen[-1]

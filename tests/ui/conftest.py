@@ -1,4 +1,4 @@
-"""UI test fixtures: isolated user folders, a fake GPU, a fake trainer, a fixture runs root."""
+"""UI test fixtures: isolated user folders in UTC, the anyio backend, a fixture runs root."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from uifakes import FakeTrainerFactory, make_runs
+from tests.ui.fakes import make_runs
 
 
 @pytest.fixture
@@ -39,36 +39,3 @@ def runs_root(tmp_path) -> Path:
     root.mkdir()
     make_runs(root)
     return root
-
-
-@pytest.fixture
-def trainer_factory() -> FakeTrainerFactory:
-    return FakeTrainerFactory()
-
-
-@pytest.fixture
-def h200():
-    from tuitune.hardware import FakeGpuSource
-
-    return FakeGpuSource.h200()
-
-
-@pytest.fixture
-def no_gpu():
-    from tuitune.hardware import FakeGpuSource
-
-    return FakeGpuSource.none()
-
-
-@pytest.fixture
-def make_app(h200, trainer_factory, tmp_path):
-    """Build a TuituneApp wired to fakes; keyword arguments override the defaults."""
-    from tuitune.ui.app import TuituneApp
-
-    def build(**kwargs):
-        kwargs.setdefault("gpu_source", h200)
-        kwargs.setdefault("runs_root", tmp_path / "runs")
-        kwargs.setdefault("trainer_factory", trainer_factory)
-        return TuituneApp(**kwargs)
-
-    return build

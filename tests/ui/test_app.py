@@ -4,31 +4,22 @@ from __future__ import annotations
 
 import pytest
 
+from tests.ui.pilot import SIZE, make_app, text_of, wait_until
 from tuitune.errors import TuituneError
-from tuitune.ui.app import FKEYS, SCREENS, TuituneApp, run_app
+from tuitune.ui.app import TuituneApp, run_app
+from tuitune.ui.screens import SCREENS
 
 pytestmark = pytest.mark.anyio
-SIZE = (120, 40)
 
 
-def rendered_text(renderable) -> str:
-    import io
-
-    from rich.console import Console
-
-    console = Console(width=200, file=io.StringIO(), record=True)
-    console.print(renderable)
-    return console.export_text()
-
-
-async def test_every_screen_has_an_fkey_and_a_digit(make_app):
-    app = make_app()
+async def test_every_screen_has_an_fkey_and_a_digit(tmp_path):
+    app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         assert app.current_mode == "gpu"
-        for mode, key in FKEYS.items():
-            await pilot.press(key)
+        for entry in SCREENS:
+            await pilot.press(entry.fkey)
             await pilot.pause()
-            assert app.current_mode == mode, key
+            assert app.current_mode == entry.mode, entry.fkey
         # digits reach the app wherever no text field has focus (GPU, Models, Runs screens)
         for digit, mode in (("1", "gpu"), ("2", "models"), ("6", "runs"), ("1", "gpu")):
             await pilot.press(digit)
@@ -37,9 +28,7 @@ async def test_every_screen_has_an_fkey_and_a_digit(make_app):
 
 
 def test_no_binding_uses_a_tmux_prefix_and_all_have_ids_and_descriptions():
-    import importlib
-
-    classes = [TuituneApp] + [getattr(importlib.import_module(m), c) for m, c, _, _ in SCREENS.values()]
+    classes = [TuituneApp] + [entry.screen for entry in SCREENS]
     for cls in classes:
         for binding in cls.BINDINGS:
             keys = binding.key.split(",")
@@ -48,15 +37,15 @@ def test_no_binding_uses_a_tmux_prefix_and_all_have_ids_and_descriptions():
         assert binding.id and binding.description, binding
 
 
-async def test_f1_shows_the_key_map_and_escape_closes_it(make_app):
+async def test_f1_shows_the_key_map_and_escape_closes_it(tmp_path):
     from tuitune.ui.screens.help import HelpScreen
 
-    app = make_app()
+    app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f1")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
-        keys = rendered_text(app.screen.key_table())
+        keys = text_of(app.screen.key_table())
         for needle in ("screen.runs.fkey", "app.quit", "runs.delete", "models.rescan", "Command palette"):
             assert needle in keys
         await pilot.press("escape")
@@ -72,11 +61,11 @@ async def test_f1_shows_the_key_map_and_escape_closes_it(make_app):
         assert not isinstance(app.screen, HelpScreen)
 
 
-async def test_theme_switch_is_remembered_and_recolours_charts(make_app):
+async def test_theme_switch_is_remembered_and_recolours_charts(tmp_path):
     from tuitune.ui.settings import load_settings
     from tuitune.ui.widgets.theme_colors import theme_colors
 
-    app = make_app()
+    app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         assert app.theme == "tuitune-dark"
         dark = theme_colors(app)
@@ -88,19 +77,19 @@ async def test_theme_switch_is_remembered_and_recolours_charts(make_app):
         await pilot.pause()
         assert set(theme_colors(app)) == set(light)
     assert load_settings().theme == "nord"
-    again = make_app()
+    again = make_app(tmp_path)
     async with again.run_test(size=SIZE):
         assert again.theme == "nord"
 
 
-async def test_user_theme_file_is_loaded_and_a_bad_one_is_reported(make_app):
+async def test_user_theme_file_is_loaded_and_a_bad_one_is_reported(tmp_path):
     from tuitune.paths import config_dir
 
     folder = config_dir() / "themes"
     folder.mkdir(parents=True)
     (folder / "mine.toml").write_text('name = "mine"\nprimary = "#ff00aa"\ndark = true\n')
     (folder / "broken.toml").write_text('name = "broken"\nprimary = "not-a-colour"\n')
-    app = make_app(theme="mine")
+    app = make_app(tmp_path, theme="mine")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert app.theme == "mine"
@@ -109,12 +98,12 @@ async def test_user_theme_file_is_loaded_and_a_bad_one_is_reported(make_app):
         assert any("broken.toml" in m and "primary" in m for m in messages), messages
 
 
-def test_unknown_theme_on_the_command_line_is_refused(make_app):
+def test_unknown_theme_on_the_command_line_is_refused(tmp_path):
     with pytest.raises(TuituneError, match="tuitune-light"):
-        make_app(theme="no-such-theme")
+        make_app(tmp_path, theme="no-such-theme")
 
 
-def test_run_app_passes_terminal_flags(monkeypatch, h200):
+def test_run_app_passes_terminal_flags(monkeypatch):
     seen = {}
 
     def fake_run(self, **kwargs):
@@ -138,8 +127,8 @@ def test_without_a_terminal_the_app_says_what_to_use_instead(monkeypatch):
         run_app()
 
 
-async def test_palette_switches_theme_and_screen(make_app):
-    app = make_app()
+async def test_palette_switches_theme_and_screen(tmp_path):
+    app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+p")
         await pilot.pause()
@@ -157,10 +146,10 @@ async def test_palette_switches_theme_and_screen(make_app):
         assert app.current_mode == "runs"
 
 
-async def test_palette_offers_tuitune_actions_and_runs(make_app, runs_root):
+async def test_palette_offers_tuitune_actions_and_runs(tmp_path, runs_root):
     from tuitune.ui.commands import TuituneCommands
 
-    app = make_app(runs_root=runs_root)
+    app = make_app(tmp_path, runs_root=runs_root)
     async with app.run_test(size=SIZE) as pilot:
         provider = TuituneCommands(app.screen)
         await provider.startup()
@@ -168,7 +157,7 @@ async def test_palette_offers_tuitune_actions_and_runs(make_app, runs_root):
         for wanted in ("Start training", "New config", "Load config…", "Save config…", "Theme: tuitune-light",
                        "Open run: 20251129-120000-qwen-chat", "Go to GPU screen"):
             assert wanted in names
-        app.live_handle = app.start_training()
+        assert app.start_training() is app.live_handle
         await pilot.pause()
         live = {name: callback for name, callback, _ in provider.commands()}
         assert "Open the live run" in live
@@ -176,28 +165,28 @@ async def test_palette_offers_tuitune_actions_and_runs(make_app, runs_root):
         assert app.live_handle.controls == ["stop"]
 
 
-async def test_start_training_creates_a_run_and_opens_the_monitor(make_app, trainer_factory, tmp_path):
-    app = make_app()
+async def test_start_training_creates_a_run_and_opens_the_monitor(tmp_path):
+    app = make_app(tmp_path)
+    trainer = app.spawn_trainer
     async with app.run_test(size=SIZE) as pilot:
         app.config.training.max_steps = 7
         handle = app.start_training()
-        await pilot.pause(0.3)
-        assert handle is app.live_handle and handle is trainer_factory.handles[0]
-        call = trainer_factory.calls[0]
-        assert call["config"].training.max_steps == 7
-        run_path = call["run_dir"].path
+        await wait_until(pilot, lambda: app.current_mode == "monitor" and app.screen.run_path is not None)
+        assert handle is app.live_handle and handle is trainer.handles[0]
+        call = trainer.calls[0]
+        assert call.config.training.max_steps == 7 and call.resume_from is None
+        run_path = call.run_dir.path
         assert run_path.parent == tmp_path / "runs" and (run_path / "config.toml").exists()
-        assert app.current_mode == "monitor"
         assert app.screen.run_path == run_path
         assert app.start_training() is None  # one live run at a time
-        assert len(trainer_factory.calls) == 1
+        assert len(trainer.calls) == 1
 
 
-async def test_a_failing_factory_is_a_toast_not_a_crash(make_app):
-    def broken(config, run_dir, **kwargs):
+async def test_a_failing_spawn_is_a_toast_not_a_crash(tmp_path):
+    def broken(config, run_dir, resume_from=None):
         raise TuituneError("no GPU memory left for this run")
 
-    app = make_app(trainer_factory=broken)
+    app = make_app(tmp_path, spawn_trainer=broken)
     async with app.run_test(size=SIZE) as pilot:
         assert app.start_training() is None
         await pilot.pause()
@@ -205,24 +194,21 @@ async def test_a_failing_factory_is_a_toast_not_a_crash(make_app):
         assert app.is_running and app.live_handle is None
 
 
-async def test_a_failing_worker_is_a_toast_not_a_crash(make_app):
-    app = make_app()
+async def test_a_failing_worker_is_a_toast_not_a_crash(tmp_path):
+    app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         def explode():
             raise RuntimeError("disk on fire")
 
         worker = app.run_worker(explode, thread=True, name="probe", exit_on_error=False)
-        for _ in range(100):
-            await pilot.pause(0.02)
-            if worker.is_finished:
-                break
+        await wait_until(pilot, lambda: worker.is_finished, timeout=2)
         await pilot.pause()
         assert any("disk on fire" in n.message for n in app._notifications)
         assert app.is_running
 
 
-async def test_quit_without_a_live_run_exits_at_once(make_app):
-    app = make_app()
+async def test_quit_without_a_live_run_exits_at_once(tmp_path):
+    app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+q")
         await pilot.pause()
@@ -230,10 +216,10 @@ async def test_quit_without_a_live_run_exits_at_once(make_app):
 
 
 @pytest.mark.parametrize("key, stopped, detached", [("s", True, False), ("k", False, True)])
-async def test_quit_with_a_live_run_asks_stop_or_keep(make_app, key, stopped, detached):
+async def test_quit_with_a_live_run_asks_stop_or_keep(tmp_path, key, stopped, detached):
     from tuitune.ui.widgets.quit_dialog import QuitDialog
 
-    app = make_app()
+    app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         handle = app.start_training()
         await pilot.pause()
@@ -247,10 +233,10 @@ async def test_quit_with_a_live_run_asks_stop_or_keep(make_app, key, stopped, de
     assert handle.detached is detached
 
 
-async def test_quit_dialog_cancel_keeps_the_app(make_app):
+async def test_quit_dialog_cancel_keeps_the_app(tmp_path):
     from tuitune.ui.widgets.quit_dialog import QuitDialog
 
-    app = make_app()
+    app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         handle = app.start_training()
         await pilot.pause()
@@ -262,17 +248,16 @@ async def test_quit_dialog_cancel_keeps_the_app(make_app):
         assert handle.controls == [] and not handle.detached
 
 
-async def test_save_and_load_config_through_the_prompt(make_app, tmp_path):
+async def test_save_and_load_config_through_the_prompt(tmp_path):
     target = tmp_path / "my-run.toml"
-    app = make_app()
+    app = make_app(tmp_path)
     received = []
     async with app.run_test(size=SIZE) as pilot:
         app.config_changed_signal.subscribe(app, received.append)
         app.config.lora.r = 64
         app.action_save_config()
         await pilot.pause()
-        prompt = app.screen.query_one("#prompt-input")
-        prompt.value = str(target)
+        app.screen.path_input.value = str(target)
         await pilot.press("enter")
         await pilot.pause()
         assert target.exists() and "r = 64" in target.read_text()
@@ -280,7 +265,7 @@ async def test_save_and_load_config_through_the_prompt(make_app, tmp_path):
         assert app.config.lora.r == 16
         app.action_load_config()
         await pilot.pause()
-        app.screen.query_one("#prompt-input").value = str(target)
+        app.screen.path_input.value = str(target)
         await pilot.press("enter")
         await pilot.pause()
         assert app.config.lora.r == 64 and app.config_path == target
@@ -293,11 +278,11 @@ async def test_save_and_load_config_through_the_prompt(make_app, tmp_path):
         assert any("lora.r" in n.message for n in app._notifications)
 
 
-async def test_keymap_from_settings_remaps_a_screen_key(make_app):
+async def test_keymap_from_settings_remaps_a_screen_key(tmp_path):
     from tuitune.ui.settings import Settings, save_settings
 
     save_settings(Settings(keymap={"screen.runs": "r"}))
-    app = make_app()
+    app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("r")
         await pilot.pause()

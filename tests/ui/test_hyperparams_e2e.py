@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from tuitune.hardware import FakeGpuSource
+from tests.ui.pilot import SIZE, make_app, text_of, wait_until
 from tuitune.runs import RunDir
-from tuitune.ui.app import TuituneApp
+from tuitune.trainer import launcher
 from tuitune.ui.screens.hyperparams import HyperparamsScreen
 from tuitune.ui.screens.monitor import MonitorScreen
 from tuitune.ui.widgets.form_field import FormField
-from tuitune.ui.widgets.loss_chart import LossChart
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
-async def wait_for(pilot, predicate, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await pilot.pause(0.2)
-
-
 @pytest.mark.timeout(240)
 async def test_form_starts_a_real_run_and_the_monitor_shows_its_steps(tmp_path, tiny_model_dir):
-    # The real trainer factory (tuitune.trainer.launcher.start_training in a spawned process).
-    app = TuituneApp(gpu_source=FakeGpuSource.none(), runs_root=tmp_path / "runs", remember_theme=False,
-                     settings_path=tmp_path / "settings.toml")
+    app = make_app(tmp_path, spawn_trainer=launcher.spawn)  # the real trainer, in a spawned process
     values = {
         "model.name": str(tiny_model_dir),
         "model.max_seq_length": "64",
@@ -43,35 +30,35 @@ async def test_form_starts_a_real_run_and_the_monitor_shows_its_steps(tmp_path, 
         "training.device": "cpu",
         "output.dir": str(tmp_path / "runs"),
     }
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=SIZE) as pilot:
         try:
             await app.switch_mode("hyperparams")
-            await wait_for(pilot, lambda: isinstance(app.screen, HyperparamsScreen) and app.screen.query(FormField),
-                           timeout=20)
+            await wait_until(pilot, lambda: isinstance(app.screen, HyperparamsScreen) and app.screen.query(FormField),
+                             timeout=20)
             form = app.screen
             for key, value in values.items():
-                form.query_one("#edit-" + key.replace(".", "-")).value = value
-            form.query_one("#edit-training-use_kernels").value = False
+                form.field(key).editor.value = value
+            form.field("training.use_kernels").editor.value = False
             await pilot.pause(0.3)
             assert form.problems == {}
             assert app.config.training.max_steps == 2 and app.config.model.name == str(tiny_model_dir)
 
             await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen) and app.screen.run is not None,
-                           timeout=30)
+            await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen) and app.screen.run is not None,
+                             timeout=30)
             monitor = app.screen
             assert app.live_handle is not None
-            stats = lambda: str(monitor.query_one("#monitor-stats").render())  # noqa: E731
-            status = lambda: str(monitor.query_one("#monitor-status").render())  # noqa: E731
-            await wait_for(pilot, lambda: "step       2 / 2" in stats(), timeout=180)
-            await wait_for(pilot, lambda: "finished" in status() or "stopped" in status(), timeout=60)
+            stats = lambda: text_of(monitor.stats)  # noqa: E731
+            status = lambda: text_of(monitor.status_bar)  # noqa: E731
+            await wait_until(pilot, lambda: "step       2 / 2" in stats(), timeout=180)
+            await wait_until(pilot, lambda: "finished" in status() or "stopped" in status(), timeout=60)
 
-            chart = monitor.query_one(LossChart)
+            chart = monitor.chart
             assert [step for step, _ in chart.train.points] == [1.0, 2.0]
             assert all(loss > 0 for _, loss in chart.train.points)
             assert "live, started here" in status()
             assert "GB (no GPU)" in stats()  # CPU run: the trainer reports its RSS
-            log = "\n".join(monitor.query_one("#monitor-log").lines)
+            log = "\n".join(monitor.run_log.lines)
             assert "started " in log and "finished after 2 steps" in log
             run = RunDir(monitor.run_path)
             steps = [e for e in run.events() if e["type"] == "step"]

@@ -5,29 +5,25 @@ from __future__ import annotations
 import json
 
 import pytest
-from textual.widgets import DataTable, Input, Select
 
+from tests.ui.pilot import SIZE, make_app, text_of, wait_until
 from tuitune import fit
 from tuitune.catalog import CATALOG, EMBEDDED_DEFAULT
+from tuitune.hardware import FakeGpuSource
 from tuitune.ui.screens.models import METHOD_LABELS
 
 pytestmark = pytest.mark.anyio
-SIZE = (120, 40)
 
 
 async def settle(pilot, screen, predicate=lambda: True) -> None:
-    """Wait (bounded) for the model scan and the fit worker to land."""
-    for _ in range(150):
-        await pilot.pause(0.02)
-        if screen.specs and screen.fits and not any(w.is_running for w in screen.workers) and predicate():
-            return
-    raise AssertionError("the models screen did not settle")
+    """Wait for the model scan and the fit worker to land."""
+    await wait_until(pilot, lambda: screen.specs and screen.fits and not any(w.is_running for w in screen.workers)
+                     and predicate(), timeout=10, what="the models screen settling")
 
 
 def cell(screen, name: str, method: str) -> str:
-    table = screen.query_one("#models-table", DataTable)
     index = next(i for i, spec in enumerate(screen.specs) if spec.name == name)
-    return str(table.get_cell(str(index), method))
+    return str(screen.table.get_cell(str(index), method))
 
 
 def expected(name: str, method: str, free_gb: float, *, seq: int, batch: int, rank: int) -> str:
@@ -46,14 +42,15 @@ async def open_models(pilot, app):
     return screen
 
 
-async def test_catalog_with_the_h200_budget(make_app, h200):
+async def test_catalog_with_the_h200_budget(tmp_path):
+    h200 = FakeGpuSource.h200()
     free = h200.snapshot().gpus[0].memory_free_gb
-    app = make_app(gpu_source=h200)
+    app = make_app(tmp_path, gpu_source=h200)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_models(pilot, app)
         await settle(pilot, screen, lambda: screen.query_values and screen.query_values.free_gb == round(free, 1))
-        assert screen.query_one("#gpu-select", Select).value == "0"
-        assert float(screen.query_one("#vram", Input).value) == pytest.approx(free, abs=0.05)
+        assert screen.gpu_select.value == "0"
+        assert float(screen.shape_input("vram").value) == pytest.approx(free, abs=0.05)
         names = [spec.name for spec in screen.specs]
         for wanted in (EMBEDDED_DEFAULT, "llama-3.1-70b", "mixtral-8x7b", "gemma-2-27b", "deepseek-v2-lite"):
             assert wanted in names
@@ -61,57 +58,56 @@ async def test_catalog_with_the_h200_budget(make_app, h200):
             for method in METHOD_LABELS:
                 assert cell(screen, name, method) == expected(name, method, round(free, 1), seq=1024, batch=2,
                                                              rank=16)
-        table = screen.query_one("#models-table", DataTable)
-        assert str(table.get_cell(str(names.index(EMBEDDED_DEFAULT)), "chosen")) == "●"
+        assert str(screen.table.get_cell(str(names.index(EMBEDDED_DEFAULT)), "chosen")) == "●"
 
 
-async def test_shape_inputs_update_the_fit_at_once(make_app):
-    app = make_app()
+async def test_shape_inputs_update_the_fit_at_once(tmp_path):
+    app = make_app(tmp_path, gpu_source=FakeGpuSource.h200())
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_models(pilot, app)
-        screen.query_one("#vram", Input).value = "24"
+        screen.shape_input("vram").value = "24"
         await settle(pilot, screen, lambda: screen.query_values.free_gb == 24.0)
         before = cell(screen, "llama-3.1-8b", "lora")
         assert before == expected("llama-3.1-8b", "lora", 24.0, seq=1024, batch=2, rank=16)
-        assert screen.query_one("#gpu-select", Select).value == "custom"
-        screen.query_one("#seq", Input).value = "4096"
-        screen.query_one("#batch", Input).value = "4"
-        screen.query_one("#rank", Input).value = "64"
+        assert screen.gpu_select.value == "custom"
+        screen.shape_input("seq").value = "4096"
+        screen.shape_input("batch").value = "4"
+        screen.shape_input("rank").value = "64"
         await settle(pilot, screen, lambda: screen.query_values.rank == 64 and screen.query_values.batch == 4)
         after = cell(screen, "llama-3.1-8b", "lora")
         assert after == expected("llama-3.1-8b", "lora", 24.0, seq=4096, batch=4, rank=64)
         assert after != before
 
 
-async def test_an_invalid_field_says_so_and_keeps_the_last_fit(make_app):
-    app = make_app()
+async def test_an_invalid_field_says_so_and_keeps_the_last_fit(tmp_path):
+    app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_models(pilot, app)
         before = cell(screen, "mistral-7b", "qlora")
-        screen.query_one("#seq", Input).value = "8"
+        screen.shape_input("seq").value = "8"
         await pilot.pause(0.1)
-        detail = str(screen.query_one("#model-detail").content)
+        detail = text_of(screen.detail)
         assert "Fix the highlighted field" in detail and "seq 16–131072" in detail
         assert cell(screen, "mistral-7b", "qlora") == before
 
 
-async def test_no_gpu_uses_a_typed_budget(make_app, no_gpu):
-    app = make_app(gpu_source=no_gpu)
+async def test_no_gpu_uses_a_typed_budget(tmp_path):
+    app = make_app(tmp_path, gpu_source=FakeGpuSource.none())
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_models(pilot, app)
-        assert screen.query_one("#gpu-select", Select).value == "custom"
-        assert screen.query_one("#vram", Input).value == "24.0"
+        assert screen.gpu_select.value == "custom"
+        assert screen.shape_input("vram").value == "24.0"
         assert cell(screen, "llama-3.1-8b", "qlora") == expected("llama-3.1-8b", "qlora", 24.0, seq=1024, batch=2,
                                                                  rank=16)
 
 
-async def test_enter_chooses_the_model_for_the_run(make_app):
-    app = make_app()
+async def test_enter_chooses_the_model_for_the_run(tmp_path):
+    app = make_app(tmp_path)
     seen = []
     async with app.run_test(size=SIZE) as pilot:
         app.config_changed_signal.subscribe(app, seen.append)
         screen = await open_models(pilot, app)
-        table = screen.query_one("#models-table", DataTable)
+        table = screen.table
         index = next(i for i, spec in enumerate(screen.specs) if spec.name == "qwen2.5-7b")
         table.move_cursor(row=index)
         await pilot.press("enter")
@@ -122,23 +118,23 @@ async def test_enter_chooses_the_model_for_the_run(make_app):
         assert str(table.get_cell(str(index), "chosen")) == "●"
 
 
-async def test_a_named_folder_adds_local_models(make_app, tmp_path):
+async def test_a_named_folder_adds_local_models(tmp_path):
     folder = tmp_path / "my-models" / "tiny-llama"
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({
         "model_type": "llama", "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
         "num_key_value_heads": 2, "intermediate_size": 768, "vocab_size": 32000,
         "max_position_embeddings": 2048, "tie_word_embeddings": True}))
-    app = make_app()
+    app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_models(pilot, app)
         await pilot.press("ctrl+f")
-        assert screen.focused is screen.query_one("#folder", Input)
+        assert screen.focused is screen.shape_input("folder")
         screen.focused.value = str(folder.parent)
         await pilot.press("enter")
         await settle(pilot, screen, lambda: any(s.source == "local" for s in screen.specs))
         assert cell(screen, "tiny-llama", "qlora").startswith("fits")
-        table = screen.query_one("#models-table", DataTable)
+        table = screen.table
         index = next(i for i, spec in enumerate(screen.specs) if spec.name == "tiny-llama")
         table.focus()
         table.move_cursor(row=index)

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.ui.fakes import FakeHandle
+from tests.ui.pilot import SIZE, make_app, text_of, wait_until
 from tuitune.config import Config
-from tuitune.hardware import FakeGpuSource
 from tuitune.runs import CONTROL_FILE, RunDir
 from tuitune.ui.app import TuituneApp
 from tuitune.ui.screens.monitor import MonitorScreen
-from tuitune.ui.widgets.loss_chart import LossChart
-from uifakes import QueueHandle, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -45,96 +44,82 @@ def make_run(root: Path, name: str = "20260101-000000-demo") -> RunDir:
     return run
 
 
-def make_app(tmp_path: Path, **kwargs) -> TuituneApp:
-    return TuituneApp(gpu_source=FakeGpuSource.none(), runs_root=tmp_path / "runs", remember_theme=False,
-                      settings_path=tmp_path / "settings.toml", **kwargs)
-
-
 def opened(app: TuituneApp) -> bool:
     return isinstance(app.screen, MonitorScreen) and app.screen.run is not None
 
 
 def stats_text(screen: MonitorScreen) -> str:
-    return str(screen.query_one("#monitor-stats").render())
+    return text_of(screen.stats)
 
 
 def status_text(screen: MonitorScreen) -> str:
-    return str(screen.query_one("#monitor-status").render())
+    return text_of(screen.status_bar)
 
 
 def log_lines(screen: MonitorScreen) -> list[str]:
-    from textual.widgets import Log
-
-    return list(screen.query_one(Log).lines)
+    return list(screen.run_log.lines)
 
 
 async def test_live_handle_events_fill_the_monitor_and_controls_reach_the_handle(tmp_path):
     run = make_run(tmp_path / "runs")
-    handle = QueueHandle(run)
+    handle = FakeHandle(run)
     app = make_app(tmp_path)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=SIZE) as pilot:
         app.live_handle = handle
         app.open_run(run.path)
-        await wait_for(pilot, lambda: opened(app))
+        await wait_until(pilot, lambda: opened(app))
         screen = app.screen
         handle.feed(started(), *[step(n) for n in range(1, 21)], evaluation(20))
-        await wait_for(pilot, lambda: "step       20 / 50" in stats_text(screen))
-        chart = screen.query_one(LossChart)
+        await wait_until(pilot, lambda: "step       20 / 50" in stats_text(screen))
+        chart = screen.chart
         assert [x for x, _ in chart.train.points] == [float(n) for n in range(1, 21)]
         assert chart.eval.points == [(20.0, 2.5)]
         assert "lr         1.200e-04" in stats_text(screen)
         assert "tokens/s   1,234" in stats_text(screen)
         assert "GPU alloc  1.25 GB\nGPU resv   2.50 GB" in stats_text(screen)
-        bar = screen.query_one("#monitor-progress")
-        assert (bar.progress, bar.total) == (20, 50)
-        assert str(screen.query_one("#monitor-eta").render()) == "ETA 00:01:00"
+        assert (screen.progress.progress, screen.progress.total) == (20, 50)
+        assert text_of(screen.eta) == "ETA 00:01:00"
         assert any("eval at step 20: loss 2.5" in line for line in log_lines(screen))
         assert "running" in status_text(screen) and "live, started here" in status_text(screen)
 
         await pilot.press("p")
         handle.feed({"type": "paused", "ts": T0 + 41, "step": 20})
-        await wait_for(pilot, lambda: "paused" in status_text(screen))
+        await wait_until(pilot, lambda: "paused" in status_text(screen))
         await pilot.press("r")
         handle.feed({"type": "resumed", "ts": T0 + 42, "step": 20})
-        await wait_for(pilot, lambda: "running" in status_text(screen))
+        await wait_until(pilot, lambda: "running" in status_text(screen))
         await pilot.press("c")
         handle.feed({"type": "checkpoint", "ts": T0 + 43, "step": 20, "path": "checkpoints/step-20"})
-        await wait_for(pilot, lambda: any("checkpoint at step 20" in line for line in log_lines(screen)))
+        await wait_until(pilot, lambda: any("checkpoint at step 20" in line for line in log_lines(screen)))
         await pilot.press("x")
         await pilot.pause(0.1)
         assert handle.controls == ["pause", "resume", "save_now"], "stop must wait for the confirmation"
-        await pilot.press("y")
-        await wait_for(pilot, lambda: handle.controls[-1:] == ["stop"])
-        handle.feed({"type": "finished", "ts": T0 + 50, "summary": {"final_loss": 2.5, "steps": 20,
-                                                                     "stopped": True, "adapter_path": "adapter"}})
-        handle.alive = False
-        await wait_for(pilot, lambda: "stopped" in status_text(screen))
-        assert str(screen.query_one("#monitor-eta").render()) == "ETA done"
+        await pilot.press("y")  # the fake handle then ends the run with a stopped `finished` event
+        await wait_until(pilot, lambda: "stopped" in status_text(screen))
+        assert text_of(screen.eta) == "ETA done"
         assert handle.controls == ["pause", "resume", "save_now", "stop"]
 
 
 async def test_step_events_are_batched_into_few_redraws(tmp_path):
     run = make_run(tmp_path / "runs")
-    handle = QueueHandle(run)
+    handle = FakeHandle(run)
     app = make_app(tmp_path)
-    async with app.run_test(size=(120, 40)) as pilot:
+    batches: list[MonitorScreen.Batch] = []
+
+    def record(message) -> None:
+        if isinstance(message, MonitorScreen.Batch):
+            batches.append(message)
+
+    async with app.run_test(size=SIZE, message_hook=record) as pilot:
         app.live_handle = handle
         app.open_run(run.path)
-        await wait_for(pilot, lambda: opened(app))
+        await wait_until(pilot, lambda: opened(app))
         screen = app.screen
-        batches = []
-        original = screen._apply
-
-        def counting(events, lines):
-            batches.append(len(events))
-            original(events, lines)
-
-        screen._apply = counting
         handle.feed(started(500), *[step(n, 500) for n in range(1, 501)])
-        await wait_for(pilot, lambda: "step       500 / 500" in stats_text(screen))
-        assert sum(batches) == 501
+        await wait_until(pilot, lambda: "step       500 / 500" in stats_text(screen))
+        assert sum(len(batch.events) for batch in batches) == 501
         assert len(batches) <= 3, f"{len(batches)} redraws for one burst of events"
-        assert len(screen.query_one(LossChart).train.points) == 500
+        assert len(screen.chart.train.points) == 500
 
 
 async def test_past_run_opens_from_disk_and_refuses_controls(tmp_path):
@@ -144,9 +129,9 @@ async def test_past_run_opens_from_disk_and_refuses_controls(tmp_path):
         run.append_event(event)
     run.log_path.write_text("loading model\rloading model: done\nstep 10 done\n")
     app = make_app(tmp_path)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=SIZE) as pilot:
         app.open_run(run.path)
-        await wait_for(pilot, lambda: opened(app)
+        await wait_until(pilot, lambda: opened(app)
                        and "finished" in status_text(app.screen) and log_lines(app.screen))
         screen = app.screen
         assert "recorded" in status_text(screen)
@@ -168,19 +153,19 @@ async def test_reattaches_to_a_background_run_and_controls_it_through_its_files(
     run.append_event(started(30))
     run.append_event(step(1, 30))
     app = make_app(tmp_path)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=SIZE) as pilot:
         app.open_run(run.path)
-        await wait_for(pilot, lambda: opened(app)
+        await wait_until(pilot, lambda: opened(app)
                        and "step       1 / 30" in stats_text(app.screen))
         screen = app.screen
         assert "following events.jsonl" in status_text(screen)
         for n in range(2, 6):
             run.append_event(step(n, 30))
-        await wait_for(pilot, lambda: "step       5 / 30" in stats_text(screen))
+        await wait_until(pilot, lambda: "step       5 / 30" in stats_text(screen))
         await pilot.press("p")
         await pilot.press("c")
         await pilot.press("x", "y")
-        await wait_for(pilot, lambda: (run.path / CONTROL_FILE).exists()
+        await wait_until(pilot, lambda: (run.path / CONTROL_FILE).exists()
                        and len((run.path / CONTROL_FILE).read_text().splitlines()) == 3)
         sent = [json.loads(line)["control"] for line in (run.path / CONTROL_FILE).read_text().splitlines()]
         assert sent == ["pause", "save_now", "stop"]
@@ -208,10 +193,28 @@ def test_monitor_snapshot(tmp_path, snap_compare):
 
     async def open_it(pilot):
         app.open_run(run.path)
-        await wait_for(pilot, lambda: opened(app)
+        await wait_until(pilot, lambda: opened(app)
                        and "step       45 / 60" in stats_text(app.screen)
-                       and "interrupted" in status_text(app.screen))
+                       and "failed" in status_text(app.screen))
         app.screen.set_focus(None)
         await pilot.pause(0.1)
 
-    assert snap_compare(app, terminal_size=(120, 40), run_before=open_it)
+    assert snap_compare(app, terminal_size=SIZE, run_before=open_it)
+
+
+async def test_preference_runs_show_rewards_and_the_best_checkpoint_beside_the_loss(tmp_path):
+    run = make_run(tmp_path / "runs")
+    dpo_step = {**step(6), "reward_margin": 0.7003, "reward_accuracy": 0.75, "reward_chosen": 0.41,
+                "reward_rejected": -0.29}
+    best = {"type": "checkpoint", "ts": T0 + 13, "step": 6, "path": str(run.checkpoints_dir / "step-6"),
+            "best": True, "eval_loss": 0.4195}
+    for event in ({**started(), "objective": "dpo"}, step(5), dpo_step, evaluation(6), best):
+        run.append_event(event)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_run(run.path)
+        await wait_until(pilot, lambda: opened(app) and "margin" in stats_text(app.screen))
+        text = stats_text(app.screen)
+        assert "objective  dpo" in text
+        assert "margin     0.7003\nreward acc 75%\nchosen/rej 0.41 / -0.29" in text
+        assert "best       step 6 (0.4195)" in text

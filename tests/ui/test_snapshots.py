@@ -11,22 +11,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable
 
-from uifakes import make_runs
+from tests.ui.fakes import make_runs
+from tests.ui.pilot import SIZE, make_app, wait_until
 
-SIZE = (120, 40)
 # A fixed folder: the runs root is printed on the Runs screen, so it must not vary between runs.
 SNAPSHOT_RUNS = Path(tempfile.gettempdir()) / "tuitune-snapshot-runs"
-
-
-async def until(pilot, predicate, what: str) -> None:
-    for _ in range(200):
-        await pilot.pause(0.02)
-        if predicate():
-            await pilot.pause(0.05)
-            return
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def fixed_hardware(with_gpu: bool):
@@ -69,6 +59,27 @@ def stable_fit(monkeypatch):
     monkeypatch.setattr(models_screen, "compute_fits", fixed_fits)
 
 
+def gpu_shown(app):
+    """Before the shot: the GPU screen holds its snapshot."""
+    async def ready(pilot):
+        await wait_until(pilot, lambda: app.screen.snapshot is not None, 5, "the GPU snapshot")
+        await pilot.pause(0.05)
+
+    return ready
+
+
+def models_shown(app):
+    """Before the shot: the Models screen (f3) shows the fit table for the fixed GPU's free memory."""
+    async def ready(pilot):
+        await pilot.press("f3")
+        await wait_until(pilot, lambda: app.screen.fits and app.screen.query_values is not None
+                         and app.screen.query_values.free_gb == 101.8
+                         and not any(w.is_running for w in app.screen.workers), 5, "the fit table")
+        await pilot.pause(0.05)
+
+    return ready
+
+
 @pytest.fixture
 def snapshot_runs() -> Path:
     shutil.rmtree(SNAPSHOT_RUNS, ignore_errors=True)
@@ -78,48 +89,37 @@ def snapshot_runs() -> Path:
     shutil.rmtree(SNAPSHOT_RUNS, ignore_errors=True)
 
 
-def test_gpu_h200(snap_compare, make_app):
-    app = make_app(gpu_source=fixed_hardware(True))
+def test_gpu_h200(snap_compare, tmp_path):
+    app = make_app(tmp_path, gpu_source=fixed_hardware(True))
 
-    async def ready(pilot):
-        await until(pilot, lambda: app.screen.snapshot is not None, "the GPU snapshot")
-
-    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+    assert snap_compare(app, terminal_size=SIZE, run_before=gpu_shown(app))
 
 
-def test_gpu_none(snap_compare, make_app):
-    app = make_app(gpu_source=fixed_hardware(False))
+def test_gpu_none(snap_compare, tmp_path):
+    app = make_app(tmp_path, gpu_source=fixed_hardware(False))
 
-    async def ready(pilot):
-        await until(pilot, lambda: app.screen.snapshot is not None, "the GPU snapshot")
-
-    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+    assert snap_compare(app, terminal_size=SIZE, run_before=gpu_shown(app))
 
 
-def test_models(snap_compare, make_app, stable_fit):
-    app = make_app(gpu_source=fixed_hardware(True))
+def test_models(snap_compare, tmp_path, stable_fit):
+    app = make_app(tmp_path, gpu_source=fixed_hardware(True))
 
-    async def ready(pilot):
-        await pilot.press("f3")
-        await until(pilot, lambda: app.screen.fits and app.screen.query_values is not None
-                    and app.screen.query_values.free_gb == 101.8
-                    and not any(w.is_running for w in app.screen.workers), "the fit table")
-
-    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+    assert snap_compare(app, terminal_size=SIZE, run_before=models_shown(app))
 
 
-def test_runs(snap_compare, make_app, snapshot_runs):
-    app = make_app(runs_root=snapshot_runs)
+def test_runs(snap_compare, tmp_path, snapshot_runs):
+    app = make_app(tmp_path, runs_root=snapshot_runs)
 
     async def ready(pilot):
         await pilot.press("f7")
-        await until(pilot, lambda: app.screen.query_one("#runs-table", DataTable).row_count == 3, "the runs")
+        await wait_until(pilot, lambda: app.screen.table.row_count == 3, 5, "the runs")
+        await pilot.pause(0.05)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
 
 
-def test_help(snap_compare, make_app):
-    app = make_app()
+def test_help(snap_compare, tmp_path):
+    app = make_app(tmp_path)
 
     async def ready(pilot):
         await pilot.press("f1")
@@ -128,13 +128,7 @@ def test_help(snap_compare, make_app):
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
 
 
-def test_light_theme_models(snap_compare, make_app, stable_fit):
-    app = make_app(gpu_source=fixed_hardware(True), theme="tuitune-light", remember_theme=False)
+def test_light_theme_models(snap_compare, tmp_path, stable_fit):
+    app = make_app(tmp_path, gpu_source=fixed_hardware(True), theme="tuitune-light", remember_theme=False)
 
-    async def ready(pilot):
-        await pilot.press("f3")
-        await until(pilot, lambda: app.screen.fits and app.screen.query_values is not None
-                    and app.screen.query_values.free_gb == 101.8
-                    and not any(w.is_running for w in app.screen.workers), "the fit table")
-
-    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+    assert snap_compare(app, terminal_size=SIZE, run_before=models_shown(app))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.ui.pilot import make_app
 from tuitune.errors import TuituneError
 from tuitune.themes.loader import bundled_themes, load_theme_file, theme_from_dict
 from tuitune.ui.settings import Settings, load_settings, save_settings
@@ -49,12 +50,12 @@ def test_settings_round_trip_and_errors(tmp_path):
         load_settings(path)
 
 
-async def test_a_broken_settings_file_is_a_warning_not_a_crash(make_app):
+async def test_a_broken_settings_file_is_a_warning_not_a_crash(tmp_path):
     from tuitune.paths import config_dir
 
     (config_dir()).mkdir(parents=True, exist_ok=True)
     (config_dir() / "settings.toml").write_text('theme = "gone-theme"\n')
-    app = make_app()
+    app = make_app(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         assert app.theme == "tuitune-dark"

@@ -1,7 +1,7 @@
 """Measure peak GPU memory over a grid of configurations, for calibrating `tuitune.fit`.
 
 `python -m tuitune.bench.calibrate OUT_DIR [--paths hf,tuitune] [--shapes llama-1b,llama-8b]`
-builds the shapes' checkpoints, then runs one worker process per (shape, method, path), each
+builds the shapes' checkpoints, then runs one measuring process per (shape, method, path), each
 measuring several (batch, seq) points in its own peak-memory window, and writes one JSON file per
 process plus `calibration.json` with everything. Results are written as they come, so a run cut
 short still leaves what it measured.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tuitune.bench.runner import ensure_checkpoint, run_path
 from tuitune.bench.shapes import get_shape
-from tuitune.bench.worker import Job
+from tuitune.bench.measure import Job
 
 # (shape, method) -> [batch, seq, steps, warmup] points, smallest first so that the allocator's
 # cache from one point never hides the next one's peak.

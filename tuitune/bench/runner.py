@@ -1,7 +1,7 @@
 """Run the bench: build the shape's checkpoint, then each path in its own process, then compare.
 
 This module imports no torch: the checkpoint build and every measured path run as child
-processes (`tuitune.bench.shapes`, `tuitune.bench.worker`), so one path's allocator state and
+processes (`tuitune.bench.shapes`, `tuitune.bench.measure`), so one path's allocator state and
 CUDA context never leak into another's numbers.
 """
 
@@ -16,11 +16,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from tuitune.bench.shapes import BenchShape, checkpoint_dir, get_shape
-from tuitune.bench.worker import Job
+from tuitune.bench.measure import Job
 from tuitune.errors import TuituneError
 
 PATH_LABELS = {"hf": "baseline (hf)", "tuitune": "tuitune"}
-WORKER_TIMEOUT_S = 3600
+PROCESS_TIMEOUT_S = 3600
 
 
 def _child_env() -> dict:
@@ -30,7 +30,7 @@ def _child_env() -> dict:
     return env
 
 
-def ensure_checkpoint(shape: BenchShape, *, timeout: float = WORKER_TIMEOUT_S) -> Path:
+def ensure_checkpoint(shape: BenchShape, *, timeout: float = PROCESS_TIMEOUT_S) -> Path:
     folder = checkpoint_dir(shape)
     marker = folder / "tuitune-shape.json"
     if marker.is_file() and json.loads(marker.read_text()) == asdict(shape):
@@ -47,13 +47,13 @@ def _tail(text: str, lines: int = 12) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def run_path(job: Job, *, timeout: float = WORKER_TIMEOUT_S) -> dict:
-    """Run one worker process; its result dict, or {"error": ...} when it failed."""
+def run_path(job: Job, *, timeout: float = PROCESS_TIMEOUT_S) -> dict:
+    """Run one measuring process; its result dict, or {"error": ...} when it failed."""
     with tempfile.TemporaryDirectory(prefix="tuitune-bench-") as tmp:
         job_file, result_file = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job_file.write_text(json.dumps(asdict(job)))
         try:
-            proc = subprocess.run([sys.executable, "-m", "tuitune.bench.worker", str(job_file), str(result_file)],
+            proc = subprocess.run([sys.executable, "-m", "tuitune.bench.measure", str(job_file), str(result_file)],
                                   capture_output=True, text=True, timeout=timeout, env=_child_env())
         except subprocess.TimeoutExpired:
             return {"path": job.path, "error": f"timed out after {timeout:.0f} s"}
@@ -64,7 +64,7 @@ def run_path(job: Job, *, timeout: float = WORKER_TIMEOUT_S) -> dict:
 
 def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, method: str = "qlora",
               baseline: str = "hf", warmup: int | None = None, device: str = "auto",
-              checkpointing: str = "standard") -> dict:
+              checkpointing: str = "standard", profile: int = 0) -> dict:
     shape = get_shape(shape_name)
     if steps < 1:
         raise TuituneError("--steps must be at least 1.")
@@ -72,13 +72,13 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
         warmup = min(2, steps - 1)
     if not 0 <= warmup < steps:
         raise TuituneError(f"--warmup must be between 0 and steps - 1 ({steps - 1}); got {warmup}.")
-    checkpoint = checkpoint_dir(shape)  # the first worker builds it when it is not cached yet
+    checkpoint = checkpoint_dir(shape)  # the first measuring process builds it when it is not cached yet
     paths = (["hf"] if baseline == "hf" else []) + ["tuitune"]
     runs = {}
     for path in paths:
         job = Job(checkpoint=str(checkpoint), vocab=shape.vocab, path=path, method=method, rank=rank,
                   points=[[batch, seq, steps, warmup]], checkpointing=checkpointing, device=device,
-                  shape=shape.name)
+                  shape=shape.name, profile_steps=profile)
         runs[path] = run_path(job)
     return {
         "shape": shape_name, "method": method, "rank": rank, "batch": batch, "seq": seq, "steps": steps,
@@ -148,6 +148,13 @@ def format_report(result: dict) -> str:
                          f"{run.get('trainable_params', 0):,} trainable parameters")
         else:
             lines.append(f"{PATH_LABELS.get(path, path)} failed:\n{run['error']}")
+    for path, run in runs.items():
+        if run.get("profile"):
+            from tuitune.bench.step_profile import format_profile
+
+            lines.append(f"\n{PATH_LABELS.get(path, path)} profile: " + format_profile(run["profile"]))
+        elif run.get("profile_error"):
+            lines.append(f"\n{PATH_LABELS.get(path, path)} profile failed: {run['profile_error']}")
     if first.get("device") == "cpu":
         lines.append("No CUDA device: ran on the CPU, so there are no GPU memory figures.")
     return "\n".join(lines)

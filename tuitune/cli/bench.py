@@ -29,6 +29,15 @@ def register(subparsers) -> None:
     p.add_argument("--checkpointing", choices=["standard", "offloaded", "none"], default="standard",
                    help="activation checkpointing on both paths (default standard)")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="default: cuda if present")
+    p.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                   help="after timing, profile this many more steps of each path on the GPU and print where "
+                        "the kernel time goes (GEMMs, dequantization, attention, loss, copies, idle)")
+    p.add_argument("--trainer", action="store_true",
+                   help="then run `tuitune train` at the same shape, batch and length with kernels on and off, "
+                        "and compare its tokens/s with the bench's")
+    p.add_argument("--packing", action="store_true",
+                   help="then run `tuitune train` (kernels on) on rows of 50 to --seq tokens, packed and "
+                        "unpacked, and compare their real (non-padding) tokens/s")
     p.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
     p.set_defaults(func=run)
 
@@ -43,8 +52,32 @@ def run(args: argparse.Namespace) -> int:
                                "Create it or pick another path.")
     result = run_bench(args.shape, batch=args.batch, seq=args.seq, rank=args.rank, steps=args.steps,
                        method=args.method, baseline=args.baseline, warmup=args.warmup, device=args.device,
-                       checkpointing=args.checkpointing)
+                       checkpointing=args.checkpointing, profile=args.profile)
     print(format_report(result))
+    ours = result["runs"].get("tuitune", {})
+    if args.trainer and "error" not in ours:
+        import tempfile
+
+        from tuitune.bench.trainer_compare import format_product_path, product_path
+
+        out = Path(tempfile.mkdtemp(prefix="tuitune-bench-train-"))
+        result["trainer"] = product_path(
+            args.shape, batch=args.batch, seq=args.seq, steps=args.steps, method=args.method,
+            checkpointing=args.checkpointing, bench_tokens_per_s=(ours.get("points") or [{}])[0].get("tokens_per_s"),
+            out=out, device=args.device)
+        print()
+        print(format_product_path(result["trainer"]))
+    if args.packing and "error" not in ours:
+        import tempfile
+
+        from tuitune.bench.trainer_compare import format_packing_path, packing_path
+
+        out = Path(tempfile.mkdtemp(prefix="tuitune-bench-packing-"))
+        result["packing"] = packing_path(args.shape, batch=args.batch, seq=args.seq, steps=args.steps,
+                                         method=args.method, checkpointing=args.checkpointing, out=out,
+                                         device=args.device)
+        print()
+        print(format_packing_path(result["packing"]))
     if args.json:
         Path(args.json).expanduser().write_text(json.dumps(result, indent=2))
         print(f"\nnumbers written to {args.json}")

@@ -33,6 +33,11 @@ def register(subparsers) -> None:
                          help="system prompt added to conversations that have none")
     inspect.add_argument("--all-problems", action="store_true",
                          help="list every problem instead of the first 20 of each kind")
+    inspect.add_argument("--map", metavar="NAME=COLUMN,...", default=None,
+                         help="read columns under other names, e.g. instruction=question,"
+                              "output=answer (as data.columns in a config)")
+    inspect.add_argument("--salvage", action="store_true",
+                         help="use the complete records of a JSON file that breaks off part-way")
     inspect.set_defaults(func=run_inspect)
 
 
@@ -76,9 +81,11 @@ def report_lines(report, *, per_kind: int | None = PROBLEMS_PER_KIND) -> list[st
         lines.append(f"recommended max sequence length: {report.recommended_max_seq_length:,} ({how})")
     else:
         lines.append("tokens:   no usable rows to measure")
-    if not report.trainable:
-        lines.append("note:     preference pairs train with DPO, which tuitune does not run yet; "
-                     "`tuitune train` refuses this data.")
+    for note in report.notes:
+        lines.append(f"note:     {note}")
+    if report.format == "preference":
+        lines.append("note:     preference pairs train with DPO (training.objective auto or dpo) or ORPO "
+                     "(training.objective orpo).")
     if report.problems:
         lines.append(f"problems: {len(report.problems):,}")
         limit = per_kind if per_kind is not None else len(report.problems)
@@ -93,11 +100,14 @@ def report_lines(report, *, per_kind: int | None = PROBLEMS_PER_KIND) -> list[st
 
 
 def run_inspect(args: argparse.Namespace) -> int:
+    from tuitune.data.columns import parse_mapping
     from tuitune.data.inspection import inspect_data
 
     report = inspect_data(args.path, format=args.format, model=args.model,
                           max_seq_length=args.max_seq_length, system_prompt=args.system_prompt,
-                          progress=_progress_printer(sys.stderr))
+                          progress=_progress_printer(sys.stderr),
+                          columns=parse_mapping(args.map, "--map") if args.map else None,
+                          salvage=args.salvage)
     per_kind = None if args.all_problems else PROBLEMS_PER_KIND
     print("\n".join(report_lines(report, per_kind=per_kind)))
     if not report.usable:

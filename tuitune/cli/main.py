@@ -18,7 +18,9 @@ SUBCOMMAND_MODULES = [
     "tuitune.cli.models",
     "tuitune.cli.runs",
     "tuitune.cli.chat",
+    "tuitune.cli.export",
     "tuitune.cli.bench",
+    "tuitune.cli.eval",
 ]
 
 

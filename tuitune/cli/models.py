@@ -34,8 +34,9 @@ def register(subparsers) -> None:
     p.add_argument("--seq", type=positive_int, default=2048, help="sequence length (default 2048)")
     p.add_argument("--batch", type=positive_int, default=2, help="batch size (default 2)")
     p.add_argument("--rank", type=positive_int, default=16, help="LoRA rank (default 16)")
-    p.add_argument("--checkpointing", choices=["standard", "offloaded", "none"], default="standard",
-                   help="activation checkpointing (default standard)")
+    p.add_argument("--checkpointing", choices=["auto", "none", "standard", "offloaded"], default="auto",
+                   help="activation checkpointing (default auto: per model and method, the fastest mode "
+                        "that fits)")
     p.add_argument("--no-kernels", action="store_true",
                    help="estimate the stock path (full logits) instead of tuitune's fused loss")
     p.add_argument("--local", action="append", default=[], metavar="DIR",
@@ -62,25 +63,30 @@ def _context(tokens: int) -> str:
     return f"{tokens // 1024}k" if tokens >= 1024 and tokens % 1024 == 0 else str(tokens)
 
 
-def _cell(row: FitRow, method: str) -> str:
+CELL_WIDTH = 30
+AUTO_LABELS = {"none": "[none]", "standard": "[std]", "offloaded": "[off]"}
+
+
+def _cell(row: FitRow, method: str, auto: bool = False) -> str:
     fit = row[method]
     status = STATUS_SHORT[fit.status]
     if fit.status == "unknown":
         return "? (shape unknown)"
-    return f"{status:<5} {fit.estimate.total_gb:6.1f}G {fit.largest_label}"
+    mode = f" {AUTO_LABELS[fit.checkpointing]}" if auto else ""
+    return f"{status:<5} {fit.estimate.total_gb:6.1f}G {fit.largest_label}{mode}"
 
 
-def table(rows: list[FitRow]) -> str:
+def table(rows: list[FitRow], auto: bool = False) -> str:
     name_w = max([len("model")] + [len(r.spec.name) for r in rows])
     fam_w = max([len("family")] + [len(r.spec.family) for r in rows])
     header = (f"{'model':<{name_w}}  {'family':<{fam_w}}  {'params':>6}  {'context':>7}  "
-              + "  ".join(f"{METHOD_LABELS[m]:<24}" for m in METHODS)).rstrip()
+              + "  ".join(f"{METHOD_LABELS[m]:<{CELL_WIDTH}}" for m in METHODS)).rstrip()
     lines = [header, "-" * len(header)]
     for row in rows:
         s: ModelSpec = row.spec
         source = "" if s.source == "catalog" else f"  [{s.source}]"
         lines.append((f"{s.name:<{name_w}}  {s.family:<{fam_w}}  {s.params_label:>6}  {_context(s.context):>7}  "
-                      + "  ".join(f"{_cell(row, m):<24}" for m in METHODS)).rstrip() + source)
+                      + "  ".join(f"{_cell(row, m, auto):<{CELL_WIDTH}}" for m in METHODS)).rstrip() + source)
     return "\n".join(lines)
 
 
@@ -93,7 +99,8 @@ def run(args: argparse.Namespace, source=None) -> int:
     print(f"Fit for {where}; batch {args.batch} x {args.seq} tokens, LoRA rank {args.rank}, "
           f"{args.checkpointing} checkpointing, {kernels}.")
     print("Each method: fits / tight (within 10% of free) / no, the estimated peak GiB at this batch x seq, "
-          "and the largest batch x seq that fits.")
+          "and the largest batch x seq that fits" + (" (with offloaded checkpointing); [none]/[std]/[off]: the "
+          "checkpointing auto picks at this batch x seq." if args.checkpointing == "auto" else "."))
     print()
-    print(table(rows))
+    print(table(rows, auto=args.checkpointing == "auto"))
     return 0

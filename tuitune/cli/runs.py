@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tuitune.cli.train import _duration
+from tuitune.cli.progress import duration_text
 from tuitune.paths import runs_root
 from tuitune.runs import list_runs
 
@@ -25,7 +25,9 @@ def run(args) -> int:
     for info in runs:
         steps = f"{info.step}/{info.max_steps}" if info.max_steps else str(info.step)
         loss = f"{info.final_loss:.4f}" if info.final_loss is not None else "-"
-        print(f"{info.name[:44]:<44} {info.status:<11} {steps:>11} {_duration(info.duration_s):>8} "
+        print(f"{info.name[:44]:<44} {info.status:<11} {steps:>11} {duration_text(info.duration_s):>8} "
               f"{loss:>8}  {info.model}")
+        if info.status == "failed" and info.error:
+            print(f"  {info.error}")
     print(f"\n{len(runs)} run(s) in {root}")
     return 0

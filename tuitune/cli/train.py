@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import sys
-import time
 from pathlib import Path
 
 from tuitune import events as ev
+from tuitune.cli.distributed_args import add_arguments as add_distributed_arguments
+from tuitune.cli.distributed_args import overrides as distributed_overrides
+from tuitune.cli.progress import ProgressLine, duration_text
 from tuitune.config import Config, apply_overrides, load_config
 from tuitune.errors import TuituneError
 from tuitune.runs import RunDir
+from tuitune.trainer_handle import TrainerHandle
 
 
 def register(subparsers) -> None:
@@ -28,8 +30,12 @@ def register(subparsers) -> None:
     parser.add_argument("--output", help="runs root folder")
     parser.add_argument("--name", help="run name")
     parser.add_argument("--resume", metavar="RUN", help="resume a run from its last checkpoint")
+    parser.add_argument("--salvage", action="store_true", default=None,
+                        help="train on the complete records of a JSON file that breaks off part-way "
+                             "(sets data.salvage)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="override any config field, e.g. --set training.learning_rate=1e-4")
+    add_distributed_arguments(parser)
     parser.add_argument("--detach", action="store_true",
                         help="start the run in the background and return; follow it with `tuitune runs`")
     parser.set_defaults(func=run)
@@ -51,11 +57,14 @@ def is_demo(args) -> bool:
 
 def resolve_config(args) -> Config:
     if is_demo(args):
-        return apply_overrides(Config(), {**DEMO_OVERRIDES, "output.dir": args.output})
+        return apply_overrides(Config(), {**DEMO_OVERRIDES, **distributed_overrides(args),
+                                          "output.dir": args.output,
+                                          "data.salvage": args.salvage})
     config = load_config(args.config) if args.config else Config()
     overrides = {
         "model.name": args.model, "data.path": _absolute_if_local(args.data), "model.method": args.method,
         "training.max_steps": args.max_steps, "output.dir": args.output, "output.name": args.name,
+        "data.salvage": args.salvage,
     }
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -63,6 +72,8 @@ def resolve_config(args) -> Config:
             raise TuituneError(f"--set {item!r} is not SECTION.FIELD=VALUE (for example "
                                "--set training.learning_rate=1e-4).")
         overrides[key.strip()] = value.strip()
+    for key, value in distributed_overrides(args, config.training.distributed).items():
+        overrides.setdefault(key, value)
     return apply_overrides(config, overrides)
 
 
@@ -74,35 +85,26 @@ def _absolute_if_local(data: str | None) -> str | None:
 
 
 def run(args) -> int:
-    from tuitune.trainer.launcher import start_training
+    from tuitune.trainer import launcher
 
-    resume_from = None
-    run_dir = None
+    demo = is_demo(args)
     if args.resume:
         run_dir = RunDir.open(args.resume, args.output)
-        if run_dir.is_live():
-            raise TuituneError(f"Run {run_dir.name} is still training (pid {run_dir.trainer_pid()}).")
-        checkpoints = run_dir.checkpoints()
-        if not checkpoints:
-            raise TuituneError(f"Run {run_dir.name} has no complete checkpoint to resume from "
-                               f"({run_dir.checkpoints_dir} is empty). Start a new run instead.")
-        resume_from = str(checkpoints[-1])
-        config = run_dir.load_config()
-        if args.max_steps is not None:
-            config = apply_overrides(config, {"training.max_steps": args.max_steps})
+        handle = launcher.resume(run_dir, overrides={
+            "training.max_steps": args.max_steps, "data.salvage": args.salvage,
+            **distributed_overrides(args, run_dir.load_config().training.distributed)})
+        print(f"run: {run_dir.path}", flush=True)
+        print(f"resuming from {run_dir.last_checkpoint()}", flush=True)
     else:
         config = resolve_config(args)
-    demo = is_demo(args)
-    if demo:
-        print("demo: fine-tuning the embedded SmolLM2-135M-Instruct on the bundled pirate-speak sample "
-              "(60 steps; `tuitune init-config` shows every setting)", flush=True)
-    handle = start_training(config, run_dir, resume_from=resume_from)
-    print(f"run: {handle.run_dir.path}", flush=True)
-    if resume_from:
-        print(f"resuming from {resume_from}", flush=True)
+        if demo:
+            print("demo: fine-tuning the embedded SmolLM2-135M-Instruct on the bundled pirate-speak sample "
+                  "(60 steps; `tuitune init-config` shows every setting)", flush=True)
+        handle = launcher.start(config)
+        print(f"run: {handle.run_dir.path}", flush=True)
     if args.detach:
         if not handle.detach():
-            raise TuituneError(f"The trainer process did not start (exit code {handle.process.exitcode}); "
+            raise TuituneError(f"The trainer process did not start (exit code {handle.join(0)}); "
                                f"see {handle.run_dir.log_path}.")
         print("training in the background; `tuitune runs` shows its status; the log is "
               f"{handle.run_dir.log_path}")
@@ -126,7 +128,7 @@ def show_before_after(run_dir: RunDir) -> None:
     print(f"\nchat with it: tuitune chat {run_dir.path} --compare --prompt \"...\"")
 
 
-def follow(handle) -> int:
+def follow(handle: TrainerHandle) -> int:
     """Print progress until the trainer finishes. Ctrl+C asks for a stop with checkpoint; twice kills."""
     bar = ProgressLine(sys.stdout)
     interrupts = 0
@@ -153,7 +155,7 @@ def follow(handle) -> int:
                     bar.show(event)
                 if handle.finished is None:
                     bar.message(f"the trainer process ended without a result (exit code "
-                                f"{handle.process.exitcode}); see {handle.run_dir.log_path}")
+                                f"{handle.join(0)}); see {handle.run_dir.log_path}")
                     return 1
                 break
     finally:
@@ -167,80 +169,7 @@ def follow(handle) -> int:
     summary = final.get("summary", {})
     verb = "stopped" if summary.get("stopped") else "finished"
     loss = summary.get("final_loss")
-    print(f"{verb}: {summary.get('steps')} steps in {_duration(summary.get('runtime_s'))}, "
+    print(f"{verb}: {summary.get('steps')} steps in {duration_text(summary.get('runtime_s'))}, "
           f"final loss {loss:.4f}" if loss is not None else f"{verb}: no steps ran")
     print(f"adapter: {summary.get('adapter_path')}")
     return 0
-
-
-class ProgressLine:
-    def __init__(self, stream):
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.first_loss: float | None = None
-        self._last_plain = 0.0
-        self._open = False
-
-    def show(self, event: dict) -> None:
-        kind = event["type"]
-        if kind == ev.STEP:
-            if self.first_loss is None:
-                self.first_loss = event.get("loss")
-            self._step(event)
-        elif kind == ev.STARTED:
-            self.message(f"{event.get('model')} · {event.get('method', '').upper()} · {event.get('device')} · "
-                         f"{event.get('trainable_params', 0):,} trainable of {event.get('total_params', 0):,} · "
-                         f"{event.get('rows')} rows · kernels {event.get('kernels')}")
-        elif kind in (ev.LOG, ev.WARNING):
-            level = "warning" if kind == ev.WARNING else event.get("level", "info")
-            if level in ("info", "warning", "error"):
-                self.message(f"{level}: {event.get('text')}" if level != "info" else event.get("text", ""))
-        elif kind == ev.CHECKPOINT:
-            self.message(f"checkpoint: {event.get('path')}")
-        elif kind == ev.EVAL:
-            self.message(f"eval loss at step {event.get('step')}: {event.get('eval_loss'):.4f}")
-        elif kind in (ev.PAUSED, ev.RESUMED):
-            self.message(f"{kind} at step {event.get('step')}")
-
-    def _step(self, e: dict) -> None:
-        step, total = e.get("step", 0), max(1, e.get("max_steps") or 1)
-        width = 24
-        filled = int(width * min(step, total) / total)
-        parts = [f"step {step}/{total}", "[" + "#" * filled + "." * (width - filled) + "]",
-                 f"loss {e['loss']:.4f}"]
-        if e.get("lr") is not None:
-            parts.append(f"lr {e['lr']:.2e}")
-        if e.get("tokens_per_s"):
-            parts.append(f"{e['tokens_per_s']:,.0f} tok/s")
-        if e.get("eta_s") is not None:
-            parts.append(f"ETA {_duration(e['eta_s'])}")
-        line = "  ".join(parts)
-        if self.tty:
-            columns = shutil.get_terminal_size((100, 20)).columns
-            self.stream.write("\r" + line[: columns - 1].ljust(min(columns - 1, len(line) + 2)))
-            self._open = True
-        elif time.monotonic() - self._last_plain >= 2 or step == total:
-            self.stream.write(line + "\n")
-            self._last_plain = time.monotonic()
-        self.stream.flush()
-
-    def message(self, text: str) -> None:
-        self.end()
-        self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def end(self) -> None:
-        if self._open:
-            self.stream.write("\n")
-            self._open = False
-
-
-def _duration(seconds) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

@@ -18,7 +18,7 @@ class FormatSpec:
     name: str
     title: str
     needs: str          # what a row must hold, for messages that explain a failed detection
-    trainable: bool     # False: recognised and inspected, but SFT cannot train on it
+    trainable: bool     # False: recognised and inspected, but no objective trains on it
 
 
 FORMATS: dict[str, FormatSpec] = {
@@ -30,7 +30,7 @@ FORMATS: dict[str, FormatSpec] = {
                          "{\"role\": system|user|assistant, \"content\": ...}", True),
     TEXT: FormatSpec(TEXT, "plain text", "a `text` column of strings (continued pretraining)", True),
     PREFERENCE: FormatSpec(PREFERENCE, "preference pairs", "columns `chosen` and `rejected` "
-                           "(`prompt` optional)", False),
+                           "(`prompt` optional; trains with DPO or ORPO)", True),
 }
 
 # Other names users type for --format.
@@ -82,7 +82,7 @@ def as_list(value: Any) -> Any:
     if isinstance(value, str) and value.lstrip().startswith("["):
         try:
             parsed = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return value
         return parsed
     if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):

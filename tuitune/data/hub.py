@@ -39,9 +39,9 @@ def offline_reason() -> str | None:
             result[0] = f"{host} cannot be reached ({exc.strerror or exc})"
 
     # A thread bounds the DNS lookup too, which socket timeouts do not cover.
-    worker = threading.Thread(target=probe, daemon=True)
-    worker.start()
-    worker.join(PROBE_TIMEOUT_S + 0.5)
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(PROBE_TIMEOUT_S + 0.5)
     return result[0]
 
 

@@ -15,6 +15,7 @@ from tuitune.data.problems import Problem
 from tuitune.data.rendering import TemplateFailure, render_row
 
 LENGTH_MULTIPLE = 64
+TOKEN_SAMPLE_ROWS = 20_000  # larger datasets get token lengths measured on an even sample
 _NO_LIMIT = 10_000_000  # tokenizers without a known context report ~1e30 as model_max_length
 
 
@@ -33,10 +34,12 @@ class InspectReport:
     recommended_max_seq_length: int | None = None
     max_seq_length: int | None = None    # the limit rows were checked against (None: no limit)
     model_context: int | None = None
-    trainable: bool = True               # False for preference pairs (DPO, not trained yet)
+    trainable: bool = True               # whether some training objective takes this format
     lengths: list[int] = field(default_factory=list, repr=False)   # per usable row, for histograms
     problems: list[Problem] = field(default_factory=list)
     samples: list[str] = field(default_factory=list, repr=False)   # formatted training texts
+    measured_rows: int = 0               # rows whose tokens were counted (a sample when large)
+    notes: list[str] = field(default_factory=list)   # how the data was read and measured
 
     @property
     def usable(self) -> bool:
@@ -84,7 +87,7 @@ def recommend_max_seq_length(p99: int, context: int | None) -> int | None:
 def default_tokenizer(model: str | None = None):
     """The tokenizer of `model`, or of the embedded default model (no weights are loaded)."""
     from tuitune.config import DEFAULT_MODEL
-    from tuitune.trainer.model_loading import load_tokenizer
+    from tuitune.model_source import load_tokenizer
 
     return load_tokenizer(model or DEFAULT_MODEL)
 
@@ -104,20 +107,30 @@ def _sample_text(row, tokenizer, system_prompt: str | None) -> str:
 def inspect_data(path: str | Path | LoadedData, *, format: str | None = None, tokenizer: Any = None,
                  max_seq_length: int | None = None, model: str | None = None,
                  system_prompt: str | None = None, progress: Callable[[int, int], None] | None = None,
-                 sample_count: int = 3) -> InspectReport:
+                 sample_count: int = 3, columns: object = None, salvage: bool = False,
+                 sample_rows: int | None = TOKEN_SAMPLE_ROWS) -> InspectReport:
     """Read (or take an already loaded) dataset and measure it with a tokenizer.
 
     Without `tokenizer`, the tokenizer of `model` (default: the embedded default model) is
     loaded. Rows are counted as the trainer would render them (chat template or Alpaca prompt).
-    `max_seq_length` (else the model's context) is the limit for `too_long` problems.
+    `max_seq_length` (else the model's context) is the limit for `too_long` problems. With more
+    than `sample_rows` usable rows, token lengths come from an even sample of that many (the
+    report's `notes` say so). `columns` and `salvage` are load_rows's.
     """
     from tuitune.data.tokenization import token_lengths
 
-    loaded = path if isinstance(path, LoadedData) else load_rows(path, format=format,
-                                                                 progress=progress)
+    loaded = path if isinstance(path, LoadedData) else load_rows(
+        path, format=format, progress=progress, columns=columns, salvage=salvage)
     if tokenizer is None:
         tokenizer = default_tokenizer(model)
-    measured, template_problems = token_lengths(loaded.rows, tokenizer, system_prompt=system_prompt)
+    rows, notes = loaded.rows, list(loaded.notes)
+    if sample_rows and len(rows) > sample_rows:
+        stride = -(-len(rows) // sample_rows)
+        rows = rows[::stride]
+        notes.append(f"token statistics from an even sample of {len(rows):,} of the "
+                     f"{loaded.usable_rows:,} usable rows (every {stride}th row); length and "
+                     "template problems are counted in that sample only")
+    measured, template_problems = token_lengths(rows, tokenizer, system_prompt=system_prompt)
     problems = list(loaded.problems) + template_problems
     context = model_context(tokenizer)
     limit = max_seq_length or context
@@ -134,7 +147,8 @@ def inspect_data(path: str | Path | LoadedData, *, format: str | None = None, to
         path=loaded.path, format=loaded.format, format_reason=loaded.format_reason,
         row_count=loaded.row_count, usable_rows=loaded.usable_rows - len(failed),
         max_seq_length=max_seq_length, model_context=context,
-        trainable=FORMATS[loaded.format].trainable, lengths=lengths, problems=problems)
+        trainable=FORMATS[loaded.format].trainable, lengths=lengths, problems=problems,
+        measured_rows=len(rows), notes=notes)
     if ordered:
         report.mean_tokens = sum(ordered) / len(ordered)
         middle = len(ordered) // 2
@@ -144,7 +158,7 @@ def inspect_data(path: str | Path | LoadedData, *, format: str | None = None, to
         report.p99_tokens = percentile(ordered, 99)
         report.max_tokens = ordered[-1]
         report.recommended_max_seq_length = recommend_max_seq_length(report.p99_tokens, context)
-    for row in loaded.rows:
+    for row in rows:
         if len(report.samples) >= sample_count:
             break
         if row.number in failed:

@@ -7,7 +7,6 @@ a plain text, or, for preference pairs, a prompt conversation with chosen and re
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,9 +45,27 @@ class Row:
         return {"messages": self.messages}
 
     def content_key(self) -> bytes:
-        """A digest of the content, equal for rows that would train identically."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
-        return hashlib.blake2b(blob.encode("utf-8"), digest_size=16).digest()
+        """A digest of the content, equal for rows that would train identically. (Each string
+        goes in with its length, so no two different rows can run together into one input.)"""
+        digest = hashlib.blake2b(digest_size=16)
+
+        def add(text: str) -> None:
+            data = text.encode("utf-8", "surrogatepass")
+            digest.update(len(data).to_bytes(8, "little"))
+            digest.update(data)
+
+        if self.text is not None:
+            add("text")
+            add(self.text)
+        for label, turns in (("messages", self.messages), ("chosen", self.chosen),
+                             ("rejected", self.rejected)):
+            if turns is not None:
+                add(label)
+                add(str(len(turns)))
+                for turn in turns:
+                    add(turn["role"])
+                    add(turn["content"])
+        return digest.digest()
 
 
 _KNOWN_ROLES = "system, user, assistant (aliases: " + ", ".join(

@@ -2,8 +2,10 @@
 
 Every reader gives a `RecordSource`: its length, any record by 0-based index (for previews) and
 an iterator over all records. JSONL and JSON-array files are indexed (byte offsets of each record)
-rather than parsed whole, with `progress(done_bytes, total_bytes)` called as the scan advances, so
-a UI can index a file of hundreds of MB from a background thread and show a progress bar.
+in one streaming pass rather than parsed whole, with `progress(done_bytes, total_bytes)` called as
+the scan advances, so a UI can index a file of hundreds of MB from a background thread and show a
+progress bar. A JSON file that breaks off part-way raises `BrokenFileError`, which says where and
+carries the complete records before the break (`salvaged()`), so using them costs no second read.
 """
 
 from __future__ import annotations
@@ -15,9 +17,16 @@ import re
 import sys
 from array import array
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
+from tuitune.data.json_scan import NotUtf8, line_and_column, scan_array
+from tuitune.data.record_sources import (ArrowSource, BrokenFileError, JsonArraySource, JsonlSource,
+                                         ListSource, RecordError, RecordSource)
 from tuitune.errors import TuituneError
+
+__all__ = ["ArrowSource", "BrokenFileError", "JsonArraySource", "JsonlSource", "ListSource",
+           "RecordError", "RecordSource", "open_file", "read_csv", "read_json", "read_jsonl",
+           "read_parquet", "read_saved_dataset", "is_saved_dataset", "pick_split", "arrow_table_of"]
 
 Progress = Callable[[int, int], None]
 
@@ -28,146 +37,7 @@ PARQUET_SUFFIXES = {".parquet", ".pq"}
 DATA_SUFFIXES = JSON_SUFFIXES | JSONL_SUFFIXES | CSV_SUFFIXES | PARQUET_SUFFIXES
 
 _PROGRESS_STEP = 1 << 20  # report at most once per MiB
-_WS = re.compile(r"[ \t\n\r]*")
-
-
-class RecordError(Exception):
-    """One record could not be read (for instance a JSONL line that is not valid JSON)."""
-
-
-class RecordSource:
-    """Raw records of one dataset. Subclasses set `path`, `kind` and implement the three methods."""
-
-    path: str
-    kind: str  # json, jsonl, csv, parquet, arrow (save_to_disk), hub
-
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-    def record(self, index: int) -> dict:
-        """The record at 0-based `index`; raises RecordError when that record is unreadable."""
-        raise NotImplementedError
-
-    def records(self) -> Iterator[tuple[int, dict | RecordError]]:
-        """(index, record or RecordError) for every record, in order."""
-        for index in range(len(self)):
-            try:
-                yield index, self.record(index)
-            except RecordError as exc:
-                yield index, exc
-
-    def sample(self, count: int = 20) -> list[dict]:
-        """The first `count` readable records (for format detection and previews)."""
-        out = []
-        for _, rec in self.records():
-            if isinstance(rec, dict):
-                out.append(rec)
-                if len(out) >= count:
-                    break
-        return out
-
-    def columns(self, count: int = 50) -> list[str]:
-        names: dict[str, None] = {}
-        for rec in self.sample(count):
-            names.update(dict.fromkeys(rec))
-        return list(names)
-
-
-class ListSource(RecordSource):
-    """Records already in memory (JSON objects, CSV rows)."""
-
-    def __init__(self, path: str, kind: str, rows: list):
-        self.path, self.kind, self._rows = path, kind, rows
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def record(self, index: int) -> dict:
-        rec = self._rows[index]
-        if not isinstance(rec, dict):
-            raise RecordError(f"is a JSON {type(rec).__name__}, not an object with named fields")
-        return rec
-
-
-class JsonlSource(RecordSource):
-    """A JSON Lines file indexed by the byte offset of each non-blank line."""
-
-    kind = "jsonl"
-
-    def __init__(self, path: str, offsets: array):
-        self.path, self._offsets = path, offsets
-
-    def __len__(self) -> int:
-        return len(self._offsets)
-
-    @staticmethod
-    def _parse(line: bytes) -> dict:
-        try:
-            rec = json.loads(line)
-        except ValueError as exc:
-            raise RecordError(f"is not valid JSON ({exc})") from None
-        if not isinstance(rec, dict):
-            raise RecordError(f"is a JSON {type(rec).__name__}, not an object with named fields")
-        return rec
-
-    def record(self, index: int) -> dict:
-        with open(self.path, "rb") as handle:
-            handle.seek(self._offsets[index])
-            return self._parse(handle.readline())
-
-    def records(self) -> Iterator[tuple[int, dict | RecordError]]:
-        index = 0
-        with open(self.path, "rb") as handle:
-            for line in handle:
-                if not line.strip():
-                    continue
-                try:
-                    yield index, self._parse(line)
-                except RecordError as exc:
-                    yield index, exc
-                index += 1
-
-
-class JsonArraySource(RecordSource):
-    """A JSON file holding one array of objects, indexed by the character offset of each element."""
-
-    kind = "json"
-
-    def __init__(self, path: str, text: str, offsets: array):
-        self.path, self._text, self._offsets = path, text, offsets
-        self._decoder = json.JSONDecoder()
-
-    def __len__(self) -> int:
-        return len(self._offsets)
-
-    def record(self, index: int) -> dict:
-        rec, _ = self._decoder.raw_decode(self._text, self._offsets[index])
-        if not isinstance(rec, dict):
-            raise RecordError(f"is a JSON {type(rec).__name__}, not an object with named fields")
-        return rec
-
-
-class ArrowSource(RecordSource):
-    """Records of a pyarrow Table (Parquet files, `save_to_disk` folders, hub datasets)."""
-
-    def __init__(self, path: str, kind: str, table: Any):
-        self.path, self.kind, self._table = path, kind, table
-
-    def __len__(self) -> int:
-        return self._table.num_rows
-
-    def record(self, index: int) -> dict:
-        return self._table.slice(index, 1).to_pylist()[0]
-
-    def records(self) -> Iterator[tuple[int, dict | RecordError]]:
-        index = 0
-        for batch in self._table.to_batches(max_chunksize=2048):
-            for rec in batch.to_pylist():
-                yield index, rec
-                index += 1
-
-    def columns(self, count: int = 50) -> list[str]:
-        return list(self._table.column_names)
+_BOM = b"\xef\xbb\xbf"
 
 
 def _report(progress: Progress | None, done: int, total: int) -> None:
@@ -233,39 +103,67 @@ def read_jsonl(path: Path, progress: Progress | None = None) -> JsonlSource:
                                "CSV, or Parquet.") from None
         try:
             json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise TuituneError(f"{path} is not JSON Lines: its first row is not valid JSON ({exc}). "
                                "Each line must hold one JSON object.") from None
-    return JsonlSource(str(path), offsets)
+    return JsonlSource(str(path), offsets, total)
 
 
-def _index_json_array(path: Path, text: str, total: int, progress: Progress | None) -> JsonArraySource:
-    decoder = json.JSONDecoder()
-    offsets = array("Q")
-    length = len(text)
-    position = text.index("[") + 1  # past the opening bracket
-    next_report = 0
-    while True:
-        position = _WS.match(text, position).end()
-        if position < length and text[position] == "]":
-            break
-        try:
-            _, end = decoder.raw_decode(text, position)
-        except ValueError as exc:
-            raise TuituneError(f"{path} is not valid JSON: {exc}. Fix the file, or save it as JSON "
-                               "Lines (one object per line).") from None
-        offsets.append(position)
-        position = _WS.match(text, end).end()
-        if position < length and text[position] == ",":
-            position += 1
-        elif not (position < length and text[position] == "]"):
-            raise TuituneError(f"{path} is not valid JSON: expected ',' or ']' after element "
-                               f"{len(offsets)} (character {position}).")
-        if position >= next_report:
-            _report(progress, position * total // max(length, 1), total)
-            next_report = position + _PROGRESS_STEP
+def _index_json_array(path: Path, start: int, total: int, progress: Progress | None) -> JsonArraySource:
+    """Index the array whose `[` ends just before byte `start`; BrokenFileError if it breaks."""
+    try:
+        with open(path, "rb") as handle:
+            scan = scan_array(handle, start, total, progress)
+            if scan.broken is not None:
+                line, column = line_and_column(handle, scan.broken.offset)
+                raise BrokenFileError(path, scan, line, column, total)
+    except NotUtf8 as exc:
+        raise TuituneError(f"{path} is not UTF-8 text (undecodable byte at offset {exc.offset:,}). "
+                           "Data files must be UTF-8 JSON, JSONL or CSV, or Parquet.") from None
+    except OSError as exc:
+        raise TuituneError(f"Cannot read {path}: {exc.strerror or exc}.") from None
     _report(progress, total, total)
-    return JsonArraySource(str(path), text, offsets)
+    return JsonArraySource(str(path), scan.starts, scan.ends)
+
+
+def _array_member_start(text: str) -> int | None:
+    """In a broken top-level object, the character index just past the `[` of the member whose
+    value breaks, when that value is an array (`{"version": 2, "data": [ ...cut off`)."""
+    decoder = json.JSONDecoder()
+    ws = re.compile(r"[ \t\n\r]*")
+    pos = ws.match(text, text.index("{") + 1).end()
+    try:
+        while pos < len(text) and text[pos] == '"':
+            _, pos = decoder.raw_decode(text, pos)
+            pos = ws.match(text, pos).end()
+            if text[pos:pos + 1] != ":":
+                return None
+            pos = ws.match(text, pos + 1).end()
+            try:
+                _, end = decoder.raw_decode(text, pos)
+            except ValueError:
+                return pos + 1 if text[pos:pos + 1] == "[" else None
+            pos = ws.match(text, end).end()
+            if text[pos:pos + 1] != ",":
+                return None
+            pos = ws.match(text, pos + 1).end()
+    except (ValueError, RecursionError):
+        return None
+    return None
+
+
+def _looks_like_jsonl(path: Path) -> bool:
+    """A first line that is a whole JSON object followed by another line: JSON Lines."""
+    with open(path, "rb") as handle:
+        first = handle.readline(1 << 24)
+        second = handle.readline(1 << 24)
+        while second and not second.strip():
+            second = handle.readline(1 << 24)
+    try:
+        value = json.loads(first.removeprefix(_BOM))
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(value, dict) and second.lstrip().startswith(b"{")
 
 
 def _rows_of_object(path: Path, obj: dict) -> list:
@@ -290,18 +188,33 @@ def _rows_of_object(path: Path, obj: dict) -> list:
 def read_json(path: Path, progress: Progress | None = None) -> RecordSource:
     total = _check_readable(path)
     _report(progress, 0, total)
-    text = _read_text(path)
-    first = text.lstrip()[:1]
+    with open(path, "rb") as handle:
+        head = handle.read(65536)
+    bom = len(_BOM) if head.startswith(_BOM) else 0
+    stripped = head[bom:].lstrip()
+    first = stripped[:1].decode("latin-1")
     if first == "[":
-        return _index_json_array(path, text, total, progress)
+        return _index_json_array(path, bom + len(head[bom:]) - len(stripped) + 1, total, progress)
     if first == "{":
+        if _looks_like_jsonl(path):  # JSON Lines saved as .json
+            return read_jsonl(path, progress)
+        text = _read_text(path)
         try:
             obj = json.loads(text)
-        except ValueError as exc:
-            if "Extra data" in str(exc):  # JSON Lines saved as .json
+        except RecursionError:
+            raise TuituneError(f"{path} is nested too deeply to read.") from None
+        except json.JSONDecodeError as exc:
+            if exc.msg == "Extra data":  # JSON Lines saved as .json
                 del text
                 return read_jsonl(path, progress)
-            raise TuituneError(f"{path} is not valid JSON: {exc}.") from None
+            member = _array_member_start(text)
+            if member is not None:  # `{"data": [ ...` that breaks inside the array
+                start = bom + len(text[:member].encode("utf-8"))
+                del text
+                return _index_json_array(path, start, total, progress)
+            raise TuituneError(f"{path} is not valid JSON at line {exc.lineno:,}, column "
+                               f"{exc.colno:,}: {exc.msg}. Fix the file, or save it as JSON Lines "
+                               "(one object per line).") from None
         _report(progress, total, total)
         return ListSource(str(path), "json", _rows_of_object(path, obj))
     raise TuituneError(f"{path} is not a JSON array or object (it starts with {first!r}). "
@@ -427,8 +340,21 @@ def is_saved_dataset(path: Path) -> bool:
                                   and (path / "dataset_info.json").exists()))
 
 
-def open_file(path: Path, progress: Progress | None = None) -> RecordSource:
-    """A RecordSource for a local file or `save_to_disk` folder, chosen by suffix, then by content."""
+def open_file(path: Path, progress: Progress | None = None, *, salvage: bool = False) -> RecordSource:
+    """A RecordSource for a local file or `save_to_disk` folder, chosen by suffix, then by content.
+
+    A JSON file that breaks part-way raises BrokenFileError; with `salvage` the complete records
+    before the break are returned instead (the source's `notes` say so).
+    """
+    try:
+        return _open_file(path, progress)
+    except BrokenFileError as exc:
+        if salvage and exc.records:
+            return exc.salvaged()
+        raise
+
+
+def _open_file(path: Path, progress: Progress | None) -> RecordSource:
     if path.is_dir():
         if is_saved_dataset(path):
             return read_saved_dataset(path, progress)

@@ -185,6 +185,6 @@ def generation_prompt(messages: list[dict], tokenizer, *, system_prompt: str | N
 
 
 def preference_refusal() -> str:
-    return ("This dataset holds preference pairs (prompt/chosen/rejected), which are for DPO "
-            "training; tuitune trains with SFT only for now. Use `tuitune data inspect` to check "
-            "the pairs, or give a dataset of conversations, instructions or text to fine-tune on.")
+    return ("This dataset holds preference pairs (prompt/chosen/rejected), which train with DPO or "
+            "ORPO, not SFT. Set training.objective to auto (pairs pick DPO), dpo or orpo, or give a "
+            "dataset of conversations, instructions or text to fine-tune on with SFT.")

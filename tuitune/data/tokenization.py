@@ -6,8 +6,10 @@ How the trainer must configure TRL (1.16) for a dataset from `build_training_dat
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Iterable, Iterator
 
 from tuitune.data import problems as P
 from tuitune.data.normalize import Row
@@ -112,23 +114,22 @@ def encode_row(row: Row, tokenizer, *, responses_only: bool = True,
     return _finish(row, ids, mask, tokenizer)
 
 
-def _as_rows(data: Any) -> list[Row]:
+def _iter_rows(data: Any) -> Iterator[Row]:
+    """Canonical rows of a LoadedData (its rows may be lazy), a list of Rows, or dicts."""
     rows = getattr(data, "rows", data)
-    out = []
     for index, row in enumerate(rows, start=1):
         if isinstance(row, Row):
-            out.append(row)
+            yield row
         elif isinstance(row, dict) and "messages" in row:
-            out.append(Row(row.get("row", index), messages=row["messages"]))
+            yield Row(row.get("row", index), messages=row["messages"])
         elif isinstance(row, dict) and "text" in row:
-            out.append(Row(row.get("row", index), text=row["text"]))
+            yield Row(row.get("row", index), text=row["text"])
         elif isinstance(row, dict) and "chosen" in row:
-            out.append(Row(index, messages=row.get("prompt") or [], chosen=row["chosen"],
-                           rejected=row.get("rejected")))
+            yield Row(index, messages=row.get("prompt") or [], chosen=row["chosen"],
+                      rejected=row.get("rejected"))
         else:
             raise TuituneError(f"Row {index} is not a canonical row (expected a Row, or a dict "
                                "with `messages` or `text`). Load data with tuitune.data.load_rows.")
-    return out
 
 
 def _add(out: TokenizedRows, row: Row, ids: list[int], mask: list[int], max_seq_length: int,
@@ -159,6 +160,38 @@ def _add(out: TokenizedRows, row: Row, ids: list[int], mask: list[int], max_seq_
         out.numbers.append(row.number)
 
 
+def tokenized_batches(data: Any, tokenizer, *, max_seq_length: int, responses_only: bool = True,
+                      packing: bool = False, system_prompt: str | None = None,
+                      batch_size: int = 256) -> Iterator[TokenizedRows]:
+    """`tokenize_rows` one batch of rows at a time, reading the rows as it goes (a large dataset is
+    never held whole). Raises TuituneError at the first preference pair."""
+    if max_seq_length < 1:
+        raise TuituneError(f"max_seq_length must be at least 1 (got {max_seq_length}).")
+    out = TokenizedRows()
+    pending: list[tuple[Row, Rendered]] = []
+
+    def flush() -> TokenizedRows:
+        nonlocal out
+        encoded = encode_batch([(r, responses_only and row.kind != "text") for row, r in pending],
+                               tokenizer)
+        for (row, _), (ids, mask) in zip(pending, encoded):
+            _add(out, row, *_finish(row, ids, mask, tokenizer), max_seq_length, packing)
+        pending.clear()
+        done, out = out, TokenizedRows()
+        return done
+
+    for row in _iter_rows(data):
+        if row.kind == "preference":
+            raise TuituneError(preference_refusal())
+        try:
+            pending.append((row, render_row(row, tokenizer, system_prompt=system_prompt)))
+        except TemplateFailure as exc:
+            out.problems.append(Problem(row.number, P.TEMPLATE_ERROR, str(exc)))
+        if len(pending) >= batch_size:
+            yield flush()
+    yield flush()
+
+
 def tokenize_rows(data: Any, tokenizer, *, max_seq_length: int, responses_only: bool = True,
                   packing: bool = False, system_prompt: str | None = None,
                   batch_size: int = 256) -> TokenizedRows:
@@ -168,36 +201,51 @@ def tokenize_rows(data: Any, tokenizer, *, max_seq_length: int, responses_only: 
     `too_long`; with `packing`, plain-text rows are split into `max_seq_length` chunks instead,
     so continued pretraining loses no text. Rows left with no loss token are dropped.
     """
-    if max_seq_length < 1:
-        raise TuituneError(f"max_seq_length must be at least 1 (got {max_seq_length}).")
-    rows = _as_rows(data)
-    if any(row.kind == "preference" for row in rows):
-        raise TuituneError(preference_refusal())
     out = TokenizedRows()
-    pending: list[tuple[Row, Rendered]] = []
-
-    def flush() -> None:
-        encoded = encode_batch([(r, responses_only and row.kind != "text") for row, r in pending],
-                               tokenizer)
-        for (row, _), (ids, mask) in zip(pending, encoded):
-            _add(out, row, *_finish(row, ids, mask, tokenizer), max_seq_length, packing)
-        pending.clear()
-
-    for row in rows:
-        try:
-            pending.append((row, render_row(row, tokenizer, system_prompt=system_prompt)))
-        except TemplateFailure as exc:
-            out.problems.append(Problem(row.number, P.TEMPLATE_ERROR, str(exc)))
-        if len(pending) >= batch_size:
-            flush()
-    flush()
+    for batch in tokenized_batches(data, tokenizer, max_seq_length=max_seq_length,
+                                   responses_only=responses_only, packing=packing,
+                                   system_prompt=system_prompt, batch_size=batch_size):
+        out.input_ids.extend(batch.input_ids)
+        out.completion_mask.extend(batch.completion_mask)
+        out.numbers.extend(batch.numbers)
+        out.problems.extend(batch.problems)
     out.problems.sort(key=lambda p: p.row)
     return out
 
 
+def write_tokenized(batches: Iterable[TokenizedRows], path: Path) -> tuple[int, list[Problem]]:
+    """Write examples to an Arrow file (the format `datasets.Dataset.from_file` memory-maps), one
+    batch at a time. Returns (examples written, the first few problems)."""
+    import pyarrow as pa
+
+    ids_type, mask_type = pa.list_(pa.int32()), pa.list_(pa.int8())
+    schema = pa.schema([("input_ids", ids_type), ("completion_mask", mask_type)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    written, problems = 0, []
+    try:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+            for batch in batches:
+                if len(problems) < 3:
+                    problems.extend(batch.problems[: 3 - len(problems)])
+                if batch.input_ids:
+                    writer.write_batch(pa.record_batch(
+                        [pa.array(batch.input_ids, ids_type), pa.array(batch.completion_mask, mask_type)],
+                        schema=schema))
+                    written += len(batch.input_ids)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise TuituneError(f"Cannot write the tokenized data to {path.parent} ({exc.strerror or exc}). "
+                           "Free some disk space, or choose another runs folder with --output.") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return written, problems
+
+
 def build_training_dataset(data: Any, tokenizer, *, max_seq_length: int, responses_only: bool,
                            packing: bool, system_prompt: str | None = None,
-                           format: str | None = None):
+                           format: str | None = None, cache_dir: str | Path | None = None):
     """A `datasets.Dataset` with columns `input_ids` and `completion_mask`, one row per example.
 
     `completion_mask` is 1 on tokens that get loss: all of them when `responses_only` is False or
@@ -223,12 +271,26 @@ def build_training_dataset(data: Any, tokenizer, *, max_seq_length: int, respons
     packing, TRL keeps `labels` through `pack_dataset` and adds `seq_lengths`.
 
     `data` is a LoadedData, a list of Rows, or dicts with `messages` or `text`; `format` (the
-    loaded format, optional) only lets preference data be refused before any work.
+    loaded format, optional) only lets preference data be refused before any work. With
+    `cache_dir`, rows are tokenized a batch at a time into an Arrow file there and the dataset
+    memory-maps it (as do the caches TRL's preparation writes beside it): nothing grows with the
+    dataset's size but the disk. Without it, the dataset is built in memory.
     Raises TuituneError for preference pairs (DPO) and when no row is left to train on.
     Use `tokenize_rows` to get the per-row problems (truncations, template errors) as well.
     """
     if format == "preference" or getattr(data, "format", None) == "preference":
         raise TuituneError(preference_refusal())
+    if cache_dir is not None:
+        from datasets import Dataset
+
+        path = Path(cache_dir) / "tokenized.arrow"
+        written, problems = write_tokenized(tokenized_batches(
+            data, tokenizer, max_seq_length=max_seq_length, responses_only=responses_only,
+            packing=packing, system_prompt=system_prompt), path)
+        if not written:
+            reasons = "; ".join(str(p) for p in problems) or "the dataset has no rows"
+            raise TuituneError(f"No row is left to train on after tokenization ({reasons}).")
+        return Dataset.from_file(str(path))
     tokenized = tokenize_rows(data, tokenizer, max_seq_length=max_seq_length,
                               responses_only=responses_only, packing=packing,
                               system_prompt=system_prompt)

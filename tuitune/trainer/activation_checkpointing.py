@@ -17,6 +17,7 @@ transformers' own ``gradient_checkpointing_enable`` must not also be on: it is t
 
 from __future__ import annotations
 
+import threading
 import types
 
 import torch
@@ -50,6 +51,13 @@ def enable_checkpointing(model, mode: str) -> str:
 
 
 _CLASS_FORWARD = object()  # marker: the layer had no instance-level forward before wrapping
+_STATE = threading.local()  # autograd runs a backward pass on its own thread per device
+
+
+def recomputing() -> bool:
+    """True while a checkpointed layer runs again for its backward pass. The layer's output values
+    are then never read (only its graph is), which the patched MLP uses to skip work."""
+    return getattr(_STATE, "depth", 0) > 0
 
 
 def decoder_layers(base) -> list[torch.nn.Module]:
@@ -125,8 +133,12 @@ class _LayerCheckpoint(torch.autograd.Function):
             torch.set_rng_state(ctx.cpu_rng)
             if ctx.cuda_rng is not None:
                 torch.cuda.set_rng_state(ctx.cuda_rng, h.device)
-            with torch.enable_grad(), torch.autocast(device_type, dtype=dtype, enabled=enabled):
-                out = ctx.run(h)
+            _STATE.depth = getattr(_STATE, "depth", 0) + 1
+            try:
+                with torch.enable_grad(), torch.autocast(device_type, dtype=dtype, enabled=enabled):
+                    out = ctx.run(h)
+            finally:
+                _STATE.depth -= 1
         torch.autograd.backward(out, grad_out)
         return None, None, None, (h.grad if ctx.needs_input_grad[3] else None)
 
@@ -161,13 +173,14 @@ class _Offloader:
     def _fetch(self, e: _Entry) -> None:
         if e.gpu is not None or e.cpu is None:
             return
-        e.gpu = torch.empty(e.cpu.shape, dtype=e.cpu.dtype, device=e.device)
         with torch.cuda.stream(self.stream):
+            # Allocated from the side stream's pool: a block just freed by the main stream may still
+            # be read by its queued kernels, and the copy below must not overwrite it before they ran.
+            e.gpu = torch.empty(e.cpu.shape, dtype=e.cpu.dtype, device=e.device)
             self.stream.wait_event(e.copied)
             e.gpu.copy_(e.cpu, non_blocking=True)
             e.fetched = torch.cuda.Event()
             e.fetched.record(self.stream)
-        e.gpu.record_stream(self.stream)
 
     def load(self, e: _Entry) -> torch.Tensor:
         self._fetch(e)
@@ -176,6 +189,7 @@ class _Offloader:
         if prev is not None:
             self._fetch(prev)  # the layer before runs its backward next: start its copy now
         t, e.gpu, e.cpu = e.gpu, None, None
+        t.record_stream(torch.cuda.current_stream(self.device))  # used (and freed) on the main stream
         if self.last is e:
             self.last = None
         return t

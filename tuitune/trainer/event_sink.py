@@ -15,10 +15,29 @@ class EventSink:
         self.run = run
         self.queue = events_queue
         self._parent = os.getppid()
+        self.write_error: str | None = None  # why the last event could not reach events.jsonl
 
     def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
         event = ev.make(type_, **fields)
-        self.run.append_event(event)
+        try:
+            self.run.append_event(event)
+        except OSError as exc:  # a full disk or a deleted run folder must not end the run
+            first = self.write_error is None
+            self.write_error = f"{exc.strerror or exc}"
+            if first:  # said once, over the queue (the file cannot take it), to the UI's toast
+                print(f"tuitune: cannot write {self.run.events_path}: {exc}", flush=True)
+                self._send(event)
+                self._send(ev.make(ev.WARNING, notify=True, text=(
+                    f"Cannot write {self.run.events_path} ({self.write_error}): training goes on and "
+                    "events still reach this screen, but the run's record on disk stops here until "
+                    "the file can be written again (free space on that disk).")))
+                return event
+        else:
+            self.write_error = None
+        self._send(event)
+        return event
+
+    def _send(self, event: dict[str, Any]) -> None:
         if self.queue is not None:
             if os.getppid() != self._parent:  # the UI is gone: the file alone keeps the record
                 self.queue = None
@@ -27,7 +46,6 @@ class EventSink:
                     self.queue.put_nowait(event)
                 except (queue_module.Full, OSError, ValueError):
                     self.queue = None
-        return event
 
     def log(self, text: str, level: str = "info") -> None:
         self.emit(ev.LOG, level=level, text=text)

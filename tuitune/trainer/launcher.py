@@ -1,7 +1,10 @@
-"""Starts the trainer in a spawned child process and talks to it over two queues.
+"""Starts and resumes runs: the one run lifecycle of the app, the CLI and scripts.
 
-UI-side module: imports neither torch nor textual. Queues and the process are created with the real
-stderr in place because Textual replaces sys.stderr, which multiprocessing cannot pass to a child.
+`start` creates the run directory and writes its config.toml once; `resume` continues a run from its
+last complete checkpoint; both hand the prepared run to a `Spawn` (by default `spawn`: the trainer
+in a child process, with `ProcessHandle` talking to it over two queues). UI-side module: imports
+neither torch nor textual. Queues and the process are created with the real stdout/stderr in place
+because Textual replaces them, and multiprocessing cannot hand Textual's to a child.
 """
 
 from __future__ import annotations
@@ -12,14 +15,19 @@ import multiprocessing.process
 import queue as queue_module
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from tuitune import events as ev
-from tuitune.config import Config
-from tuitune.runs import RunDir
+from tuitune.config import Config, apply_overrides
+from tuitune.distributed_plan import check_resume
+from tuitune.errors import TuituneError
+from tuitune.runs import RunDir, run_name
+from tuitune.trainer_handle import Spawn, TrainerHandle
 
 
-class TrainerHandle:
+class ProcessHandle:
+    """The trainer in a spawned child process (a TrainerHandle)."""
+
     def __init__(self, run_dir: RunDir, process, events_queue, controls_queue):
         self.run_dir = run_dir
         self.process = process
@@ -90,37 +98,55 @@ class TrainerHandle:
         return self.process.is_alive()
 
 
-def start_training(config: Config, run_dir: RunDir | None = None, *, resume_from: str | None = None,
-                   name: str | None = None) -> TrainerHandle:
-    """Create the run directory (unless given), write its config and start the trainer process."""
-    if run_dir is None:
-        run_dir = RunDir.create(config.output.dir or None, name or default_run_name(config))
-    run_dir.write_config(config)
+def spawn(config: Config, run_dir: RunDir, resume_from: str | None = None) -> ProcessHandle:
+    """Start the trainer process on a prepared run directory (the default `Spawn`)."""
     context = multiprocessing.get_context("spawn")
     with contextlib.redirect_stderr(sys.__stderr__), contextlib.redirect_stdout(sys.__stdout__):
         events_queue = context.Queue()
         controls_queue = context.Queue()
-        from tuitune.trainer.worker import worker_main
+        from tuitune.trainer.child import child_main
 
         process = context.Process(
-            target=worker_main, name=f"tuitune-trainer-{run_dir.name}",
+            target=child_main, name=f"tuitune-trainer-{run_dir.name}",
             args=(config.to_dict(), str(run_dir.path), events_queue, controls_queue, resume_from),
         )
         process.start()
-    return TrainerHandle(run_dir, process, events_queue, controls_queue)
+    return ProcessHandle(run_dir, process, events_queue, controls_queue)
 
 
-def default_run_name(config: Config) -> str:
-    from pathlib import Path
-
-    if config.output.name:
-        return config.output.name
-    model = Path(config.model.name).name or config.model.name
-    data = Path(config.data.path).stem if config.data.path else "sample"
-    return f"{model}-{data}"
+def start(config: Config, *, runs_root: str | None = None, spawn: Spawn = spawn) -> TrainerHandle:
+    """A new run: its directory under `output.dir` (else `runs_root`, else the default root), its
+    config.toml, then the trainer."""
+    run_dir = RunDir.create(config.output.dir or runs_root, run_name(config))
+    run_dir.write_config(config)
+    return spawn(config, run_dir, None)
 
 
-def wait_for(handle: TrainerHandle, predicate, timeout: float) -> list[dict[str, Any]]:
+
+def resume(run_dir: RunDir, *, overrides: dict[str, Any] | None = None, spawn: Spawn = spawn) -> TrainerHandle:
+    """Continue a stopped or interrupted run, in its own folder, from its last complete checkpoint.
+
+    `overrides` (dotted config keys; None values ignored) change the run's config, which is then
+    rewritten; refused with the reason when the run still trains or has no complete checkpoint."""
+    if run_dir.is_live():
+        raise TuituneError(f"Run {run_dir.name} is still training (pid {run_dir.trainer_pid()}); "
+                           "open it instead of resuming it.")
+    checkpoint = run_dir.last_checkpoint()
+    if checkpoint is None:
+        raise TuituneError(f"Run {run_dir.name} has no complete checkpoint to resume from "
+                           f"({run_dir.checkpoints_dir} is empty). Start a new run instead.")
+    config = run_dir.load_config()
+    changed = bool(overrides) and any(value is not None for value in overrides.values())
+    if changed:
+        config = apply_overrides(config, overrides)
+    check_resume(checkpoint, config)  # e.g. a ZeRO-3 checkpoint cannot continue on another number of GPUs
+    if changed:
+        run_dir.write_config(config)
+    return spawn(config, run_dir, str(checkpoint))
+
+
+def wait_for(handle: TrainerHandle, predicate: Callable[[dict[str, Any]], bool],
+             timeout: float) -> list[dict[str, Any]]:
     """Collect events until `predicate(event)` holds for one, the child dies, or `timeout` passes."""
     seen: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout

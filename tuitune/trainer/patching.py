@@ -10,7 +10,8 @@ left untouched and the report says why.
 What each replacement does:
 - RMSNorm -> `rms_norm` (offset 1.0 for Gemma's ``1 + weight``), including Qwen3's q/k norms.
 - attention -> `lora_qkv` (or Phi-3's fused ``qkv_proj`` through `lora_o`), `rope` on q and k in
-  one launch, the model's configured attention function, and `lora_o` for the output projection.
+  one launch, the model's configured attention function (variable-length flash attention for packed
+  rows on a GPU: tuitune.trainer.varlen_attention), and `lora_o` for the output projection.
 - MLP -> `lora_mlp` (SwiGLU or GeGLU by the config's activation; Phi-3's fused ``gate_up_proj``
   goes through `lora_o` + `swiglu` + `lora_o`).
 - causal-LM head -> with ``labels`` (or TRL's ``fused_lm_head=True``): `fused_linear_cross_entropy`
@@ -51,6 +52,9 @@ class _Arch:
     attn_softcap: bool = False
     fused_qkv: bool = False
     fused_gate_up: bool = False
+    # The decoder layer adds the MLP's output straight to the residual stream, so a recompute pass
+    # never reads its values (see lora_mlp's "deferred" mode). Not Gemma 2: it normalises it first.
+    mlp_output_to_residual: bool = True
 
 
 _ARCHS = {
@@ -59,8 +63,8 @@ _ARCHS = {
     "qwen2": _Arch(sliding_window="module"),
     "qwen3": _Arch(sliding_window="module"),
     "gemma": _Arch(norm_offset=1.0),
-    "gemma2": _Arch(norm_offset=1.0, sliding_window="module", attn_softcap=True),
-    "phi3": _Arch(sliding_window="config", fused_qkv=True, fused_gate_up=True),
+    "gemma2": _Arch(norm_offset=1.0, sliding_window="module", attn_softcap=True, mlp_output_to_residual=False),
+    "phi3": _Arch(sliding_window="config", fused_qkv=True, fused_gate_up=True, mlp_output_to_residual=False),
 }
 
 _ACTIVATIONS = {"silu": "swiglu", "swish": "swiglu", "gelu": "geglu", "gelu_pytorch_tanh": "geglu_tanh",
@@ -103,7 +107,8 @@ def apply_kernels(model, *, allow_cpu: bool = False) -> PatchReport:
         if mlp is not None and activation is not None:
             if arch.fused_gate_up and _patch(mlp, _fused_gate_up_mlp_forward):
                 counts["mlp"] += 1
-            elif not arch.fused_gate_up and _patch(mlp, _mlp_forward, activation=activation):
+            elif not arch.fused_gate_up and _patch(mlp, _mlp_forward, activation=activation,
+                                                   defer_in_recompute=arch.mlp_output_to_residual):
                 counts["mlp"] += 1
     if _plain_linear(base.lm_head) and _patch_lm_head(base):
         counts["causal_lm_loss"] += 1
@@ -137,7 +142,28 @@ def _rms_norm_forward(self, hidden_states):
 
 def lora_weights_of(module):
     """A `LoRAWeights` view of a PEFT LoRA linear (or a plain / 4-bit linear), or None when the fused
-    path would not reproduce the module exactly."""
+    path would not reproduce the module exactly.
+
+    Kept on the module and rebuilt only when what it depends on changes (training mode, merged or
+    disabled adapters, the active adapter, the base weight object): it is asked for at every forward."""
+    key = _lora_state(module)
+    kept = module.__dict__.get("_tuitune_lora_weights")
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    weights = _read_lora_weights(module)
+    module.__dict__["_tuitune_lora_weights"] = (key, weights)
+    return weights
+
+
+def _lora_state(module) -> tuple:
+    base = module.__dict__.get("_modules", {}).get("base_layer")
+    if base is None:
+        return (module.training, id(getattr(module, "weight", None)))
+    return (module.training, bool(module.merged_adapters), module.disable_adapters, tuple(module.active_adapters),
+            id(getattr(base, "weight", None)), tuple(module.scaling.items()))
+
+
+def _read_lora_weights(module):
     from tuitune.kernels import LoRAWeights
 
     if hasattr(module, "base_layer") and hasattr(module, "lora_A"):
@@ -195,6 +221,9 @@ def _project(module, x):
 def _attention_forward(self, hidden_states, position_embeddings=None, attention_mask=None, cache=None, **kwargs):
     from tuitune.kernels import lora_o, lora_qkv, rope
 
+    from .activation_checkpointing import recomputing
+    from .varlen_attention import packed_attention
+
     if "past_key_values" in kwargs:
         cache = kwargs.pop("past_key_values")
     arch: _Arch = self._tuitune_arch
@@ -208,7 +237,7 @@ def _attention_forward(self, hidden_states, position_embeddings=None, attention_
     else:
         ws = [lora_weights_of(m) for m in (self.q_proj, self.k_proj, self.v_proj)]
         if all(w is not None for w in ws):
-            q, k, v = lora_qkv(hidden_states, *ws)
+            q, k, v = lora_qkv(hidden_states, *ws, keep_dense=recomputing())
         else:
             q, k, v = (self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states))
     q, k, v = q.view(hidden_shape), k.view(hidden_shape), v.view(hidden_shape)
@@ -231,13 +260,33 @@ def _attention_forward(self, hidden_states, position_embeddings=None, attention_
         extra["sliding_window"] = self.sliding_window
     if arch.attn_softcap:
         extra["softcap"] = self.attn_logit_softcapping
-    out, weights = attention_interface(
-        self, q, k, v, attention_mask, dropout=0.0 if not self.training else self.attention_dropout,
-        scaling=self.scaling, **extra, **kwargs)
+    dropout = 0.0 if not self.training else self.attention_dropout
+    out = packed_attention(q, k, v, scaling=self.scaling, kwargs=kwargs, dropout=dropout,
+                           sliding_window=extra.get("sliding_window"), softcap=extra.get("softcap"))
+    if out is not None:  # packed examples: variable-length flash attention, no mask
+        weights = None
+    else:
+        with _sdpa_priority(q.device):
+            out, weights = attention_interface(self, q, k, v, attention_mask, dropout=dropout,
+                                               scaling=self.scaling, **extra, **kwargs)
     out = out.reshape(*input_shape, -1).contiguous()
     w_o = lora_weights_of(self.o_proj)
-    out = self.o_proj(out) if w_o is None else lora_o(out, w_o)
+    out = self.o_proj(out) if w_o is None else lora_o(out, w_o, keep_dense=recomputing())
     return out, weights
+
+
+def _sdpa_priority(device):
+    """The scaled-dot-product attention backends to try first (TUITUNE_SDPA=cudnn puts cuDNN's
+    fused attention first; unset keeps PyTorch's order)."""
+    import contextlib
+
+    choice = os.environ.get("TUITUNE_SDPA", "")
+    if choice != "cudnn" or device.type != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                        SDPBackend.MATH], set_priority=True)
 
 
 # ------------------------------------------------------------------------------------------- MLP
@@ -245,10 +294,13 @@ def _attention_forward(self, hidden_states, position_embeddings=None, attention_
 def _mlp_forward(self, x):
     from tuitune.kernels import geglu, lora_mlp, swiglu
 
+    from .activation_checkpointing import recomputing
+
     activation = self._tuitune_activation
     ws = [lora_weights_of(m) for m in (self.gate_proj, self.up_proj, self.down_proj)]
     if all(w is not None for w in ws):
-        return lora_mlp(x, *ws, activation=activation)
+        mode = "deferred" if self._tuitune_defer_in_recompute and recomputing() else "saved"
+        return lora_mlp(x, *ws, activation=activation, mode=mode)
     gate, up = self.gate_proj(x), self.up_proj(x)
     if activation == "swiglu":
         h = swiglu(gate, up)
@@ -298,31 +350,56 @@ def _patch_lm_head(base) -> bool:
 def _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm_head, kwargs):
     from transformers.modeling_outputs import CausalLMOutputWithPast
 
-    from tuitune.kernels.linear_cross_entropy import fused_linear_cross_entropy_rows
+    from tuitune.kernels.ops.fused_linear_cross_entropy import fused_linear_cross_entropy_rows
 
     kwargs.pop("logits_to_keep", None)
     if "past_key_values" in kwargs:
         kwargs["cache"] = kwargs.pop("past_key_values")
+    target = labels[:, 1:] if shift_labels is None else shift_labels
+    mask = target != -100
+    # Which rows carry a label, found before the decoder runs: the one host-device synchronisation
+    # of the step then happens while the GPU has nothing queued, not between forward and backward.
+    rows = mask.reshape(-1).nonzero().squeeze(1)
     outputs = self.model(**kwargs)
     hidden = outputs.last_hidden_state
     if shift_labels is None:
-        hidden, target = hidden[:, :-1], labels[:, 1:]
-    else:
-        target = shift_labels
+        hidden = hidden[:, :-1]
     target = target.to(hidden.device)
-    mask = target != -100
+    mask, rows = mask.to(hidden.device), rows.to(hidden.device)
+    flat_hidden = hidden.reshape(-1, hidden.shape[-1])
+    flat_target = target.reshape(-1)
+    if rows.numel() != flat_target.numel():
+        flat_hidden, flat_target = flat_hidden.index_select(0, rows), flat_target.index_select(0, rows)
     softcap = getattr(self.config, "final_logit_softcapping", None)
-    nll, entropy, top1 = fused_linear_cross_entropy_rows(hidden[mask], self.lm_head.weight, target[mask],
+    nll, entropy, top1 = fused_linear_cross_entropy_rows(flat_hidden, self.lm_head.weight, flat_target,
                                                          softcap=softcap)
     denom = mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
     loss = nll.sum() / denom
     if not fused_lm_head:
         return CausalLMOutputWithPast(loss=loss, logits=None, hidden_states=outputs.hidden_states,
                                       attentions=outputs.attentions)
-    zeros = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+
+    def spread(values, dtype):
+        full = torch.zeros(mask.numel(), dtype=dtype, device=mask.device)
+        return full.index_copy(0, rows, values.to(dtype)).view(mask.shape)
+
+    mean_logits = _row_mean_logits(flat_hidden, self.lm_head.weight, softcap)
     return _fused_output_class()(
-        loss=loss, log_probs=zeros.masked_scatter(mask, -nll), entropy=zeros.masked_scatter(mask, entropy),
-        is_top1=torch.zeros_like(mask).masked_scatter(mask, top1), label_mask=mask)
+        loss=loss, log_probs=spread(-nll, torch.float32), entropy=spread(entropy, torch.float32),
+        is_top1=spread(top1, torch.bool), mean_logits=spread(mean_logits, torch.float32), label_mask=mask)
+
+
+@torch.no_grad()
+def _row_mean_logits(hidden, weight, softcap, chunk: int = 1024):
+    """Each row's mean logit (DPO's and ORPO's logits/* metrics) without the full logits: the mean over the
+    vocabulary of h.w_v is h.mean(W), one GEMV. A soft-capped head (Gemma 2) takes it chunk by chunk."""
+    if softcap is None:
+        mean_row = weight.new_ones(1, weight.shape[0]) @ weight / weight.shape[0]
+        return (hidden @ mean_row.to(hidden.dtype).t()).squeeze(1).float()
+    w = weight.to(hidden.dtype)
+    parts = [(softcap * torch.tanh((hidden[i:i + chunk] @ w.t()).float() / softcap)).mean(-1)
+             for i in range(0, hidden.shape[0], chunk)]
+    return torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
 
 
 @functools.cache

@@ -11,10 +11,16 @@ from pathlib import Path
 from tuitune import events as ev
 from tuitune.config import Config, to_toml
 from tuitune.errors import TuituneError
+from tuitune.log_filter import keep_library_record
+from tuitune.model_source import local_folder, resolve_model_source
+from tuitune.plan import Plan, resolve_plan
 from tuitune.runs import RunDir
-from tuitune.trainer.device import Plan, resolve_plan, torch_dtype
+from tuitune.steps import eval_rows, planned_steps
+from tuitune.trainer import faults
+from tuitune.trainer.device import probe_device, torch_dtype
 from tuitune.trainer.event_sink import ControlInbox, EventSink
-from tuitune.trainer.model_loading import local_folder, resolve_model_source
+
+DATA_CACHE = ".data"  # the run's tokenized training data (Arrow files), removed with .hf at the end
 
 
 def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox,
@@ -25,10 +31,15 @@ def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox,
     import torch
     from transformers import set_seed
 
+    from tuitune.trainer.distributed import current
+
     started = time.time()
-    plan = resolve_plan(config)
+    rank = current(config)  # one process, or one rank of a distributed run (tuitune.trainer.distributed)
+    plan = rank.adjust_plan(resolve_plan(config, probe_device()))
     for note in plan.notes:
         sink.warning(note)
+    if plan.checkpointing_reason:
+        sink.log(f"Gradient checkpointing auto: {plan.checkpointing_reason}.")
     set_seed(config.training.seed)
     _route_library_warnings(sink)
 
@@ -36,26 +47,32 @@ def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox,
     sink.log(f"Loading {source.display} ({source.kind}) for {plan.method.upper()} on {plan.device_name}")
     folder = local_folder(source)
     tokenizer = _load_tokenizer(folder)
-    train_set, eval_set = build_datasets(config, tokenizer, sink)  # bad data fails before a slow load
+    # Bad data fails before a slow load; tokenized rows go to an Arrow file, memory-mapped.
+    train_set, eval_set = build_datasets(config, tokenizer, sink, cache_dir=rank.data_cache(run.path / DATA_CACHE))
     model = load_model(folder, plan, config)
     model = add_adapters(model, config, plan)
-    if config.data.packing and getattr(model.config, "_attn_implementation", "") != "flash_attention_2":
-        sink.warning("data.packing with this attention implementation "
-                     f"({getattr(model.config, '_attn_implementation', 'unknown')}) lets packed examples "
-                     "attend to each other; install flash-attn for isolated packing, or turn packing off.")
     trainer = build_trainer(config, plan, model, tokenizer, train_set, eval_set, run, sink, inbox)
     # After the SFTTrainer exists: its __init__ installs TRL's own LM head, which ours must replace.
     kernels_note = apply_speedups(trainer.model, config, plan, sink)
+    if plan.device == "cuda":
+        from tuitune.trainer.optimizer import use_in_trainer
+
+        use_in_trainer(trainer)  # the same 8-bit AdamW updates, without a host wait per tensor
     trainable, total = _parameter_counts(model)
     sink.emit(
         ev.STARTED, config=config.to_dict(), model=source.display, method=plan.method, dtype=plan.dtype,
         device=plan.device_name, trainable_params=trainable, total_params=total,
-        max_steps=trainer.state.max_steps or _planned_steps(config, len(train_set)), rows=len(train_set),
+        max_steps=trainer.state.max_steps or planned_steps(config.training, len(train_set)), rows=len(train_set),
         eval_rows=len(eval_set) if eval_set is not None else 0, kernels=kernels_note,
-        resumed_from=resume_from,
+        resumed_from=resume_from, objective="sft",
     )
     callback = trainer.tuitune_callback
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    callback.best.patience = config.training.early_stopping_patience
+    # Out of memory, a full disk or a loss that is not a number end in a TrainingFault that says
+    # what was kept and what to change (tuitune.trainer.faults).
+    with faults.guard(trainer, callback, config, plan, run, folder):
+        result = trainer.train(resume_from_checkpoint=resume_from)
+    faults.raise_if_faulted(callback, config, plan, run)
     stopped = callback.stopped
 
     if eval_set is not None and not stopped:
@@ -63,12 +80,14 @@ def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox,
         sink.emit(ev.EVAL, step=trainer.state.global_step, eval_loss=metrics.get("eval_loss"))
     if on_trained is not None:
         on_trained(trainer.model, tokenizer)
-    adapter_dir = save_adapter(trainer.model, tokenizer, config, run)
+    with faults.guard(trainer, callback, config, plan, run, folder):
+        adapter_dir = rank.save_adapter(trainer, tokenizer, config, run, save_adapter)
     peak = torch.cuda.max_memory_allocated() / 1024 ** 3 if plan.device == "cuda" else None
     return {
         "final_loss": callback.last_loss, "train_loss": result.training_loss,
         "steps": trainer.state.global_step, "max_steps": trainer.state.max_steps,
         "runtime_s": time.time() - started, "adapter_path": str(adapter_dir), "stopped": stopped,
+        "stop_signal": callback.stop_signal,
         "peak_gpu_memory_gb": peak, "tokens_seen": trainer.state.num_input_tokens_seen,
     }
 
@@ -85,13 +104,16 @@ def _load_tokenizer(folder: Path):
 def load_model(folder: Path, plan: Plan, config: Config):
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+    from tuitune.trainer.distributed import current
+
+    rank = current(config)
     kwargs = {"dtype": torch_dtype(plan.dtype), "trust_remote_code": config.model.trust_remote_code}
     if plan.method == "qlora":
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch_dtype(plan.dtype))
+            bnb_4bit_compute_dtype=torch_dtype(plan.dtype), **rank.quantization_kwargs(torch_dtype(plan.dtype)))
     if plan.device == "cuda":
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = rank.device_map(plan)
     try:
         model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
     except (OSError, ValueError) as exc:
@@ -100,7 +122,7 @@ def load_model(folder: Path, plan: Plan, config: Config):
     return model
 
 
-def add_adapters(model, config: Config, plan: Plan):
+def add_adapters(model, config: Config, plan: Plan, **lora_extra):
     from peft import LoraConfig, get_peft_model
 
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
@@ -115,7 +137,7 @@ def add_adapters(model, config: Config, plan: Plan):
         param.requires_grad_(False)
     lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                       target_modules=targets, bias="none", task_type="CAUSAL_LM",
-                      use_rslora=config.lora.use_rslora)
+                      use_rslora=config.lora.use_rslora, **lora_extra)
     model = get_peft_model(model, lora)
     if plan.method == "lora" and plan.dtype != "float32":
         # Adapter weights train in float32 for stable updates; the frozen base stays in 16-bit.
@@ -134,9 +156,15 @@ def _linear_names(model) -> set[str]:
 
 def apply_speedups(model, config: Config, plan: Plan, sink: EventSink) -> str:
     """Swap in tuitune's kernels and set up activation checkpointing; say what happened."""
+    from tuitune.trainer.distributed import current
+
     note = "off (training.use_kernels = false)"
+    blocked = current(config).kernels_blocked(plan.method)
     if config.training.use_kernels and plan.device != "cuda":
         note = "stock path (Triton kernels need a CUDA GPU)"
+    elif config.training.use_kernels and blocked:
+        note = f"stock path (training.distributed = {config.training.distributed})"
+        sink.warning(f"tuitune kernels are off under training.distributed = {config.training.distributed}: {blocked}.")
     elif config.training.use_kernels:
         try:
             from tuitune.trainer.patching import apply_kernels
@@ -162,15 +190,23 @@ def apply_speedups(model, config: Config, plan: Plan, sink: EventSink) -> str:
         applied = enable_checkpointing(model, mode)
         if applied != mode:
             sink.warning(f"Gradient checkpointing '{mode}' is not possible here; using '{applied}'.")
+        if applied == "offloaded":
+            from tuitune.trainer.embedding_offload import offload_input_embeddings
+
+            sink.log(f"Input embeddings: {offload_input_embeddings(model)}.")
     return note
 
 
-def build_datasets(config: Config, tokenizer, sink: EventSink):
+def build_datasets(config: Config, tokenizer, sink: EventSink, cache_dir: Path | None = None):
     from tuitune.data import build_training_dataset, load_rows, sample_dataset_path
 
     path = config.data.path or str(sample_dataset_path())
     fmt = None if config.data.format == "auto" else config.data.format
-    loaded = load_rows(path, format=fmt)
+    loaded = load_rows(path, format=fmt, columns=config.data.columns, salvage=config.data.salvage)
+    for note in loaded.notes:
+        sink.warning(note)
+    if cache_dir is not None:
+        shutil.rmtree(cache_dir, ignore_errors=True)  # a previous attempt's files
     if loaded.format == "preference":
         raise TuituneError(f"{path} holds preference pairs (prompt/chosen/rejected), which train with DPO; "
                            "tuitune's SFT recipe needs instructions, conversations or plain text.")
@@ -182,11 +218,15 @@ def build_datasets(config: Config, tokenizer, sink: EventSink):
     dataset = build_training_dataset(
         rows, tokenizer, max_seq_length=config.model.max_seq_length,
         responses_only=config.data.responses_only, packing=config.data.packing,
-        system_prompt=config.data.system_prompt or None, format=loaded.format)
+        system_prompt=config.data.system_prompt or None, format=loaded.format, cache_dir=cache_dir)
     if len(dataset) == 0:
         raise TuituneError(f"No usable training rows in {path}. Run `tuitune data inspect {path}` to see why.")
+    if config.data.eval_path:
+        from tuitune.trainer.eval_data import eval_dataset_from_file
+
+        return dataset, eval_dataset_from_file(config, tokenizer, sink, cache_dir)
     if config.data.eval_fraction > 0:
-        n_eval = max(1, int(len(dataset) * config.data.eval_fraction))
+        n_eval = eval_rows(len(dataset), config.data.eval_fraction)
         if len(dataset) - n_eval < 1:
             raise TuituneError(f"data.eval_fraction {config.data.eval_fraction} leaves no training rows "
                                f"out of {len(dataset)}. Lower it.")
@@ -201,39 +241,18 @@ def build_trainer(config: Config, plan: Plan, model, tokenizer, train_set, eval_
 
     from tuitune.data import SFT_SETTINGS
 
-    from tuitune.trainer.callback import EventsCallback
+    from tuitune.trainer.arguments import attach_events, common_arguments
+    from tuitune.trainer.distributed import current
 
-    t = config.training
-    eval_on = eval_set is not None
     args = SFTConfig(
-        output_dir=str(run.path / ".hf"),
-        per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps,
-        weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, optim=plan.optimizer, seed=t.seed,
-        data_seed=t.seed, max_steps=t.max_steps if t.max_steps > 0 else -1, num_train_epochs=t.num_epochs,
-        logging_steps=t.logging_steps, save_strategy="steps" if t.save_steps else "no",
-        save_steps=t.save_steps or 500, save_total_limit=None,
-        eval_strategy=("steps" if t.eval_steps else "no") if eval_on else "no",
-        eval_steps=t.eval_steps or None,
-        bf16=plan.dtype == "bfloat16" and plan.device == "cuda",
-        fp16=plan.dtype == "float16" and plan.device == "cuda",
-        use_cpu=plan.device == "cpu", report_to="none", disable_tqdm=True,
-        gradient_checkpointing=False,  # handled by apply_speedups
-        include_num_input_tokens_seen="non_padding", dataloader_num_workers=0,
+        **common_arguments(config, plan, run, sink, eval_on=eval_set is not None),
+        include_num_input_tokens_seen="non_padding",
         max_length=config.model.max_seq_length, packing=config.data.packing,
-        remove_unused_columns=True, **SFT_SETTINGS,
+        remove_unused_columns=True, **SFT_SETTINGS, **current(config).trainer_kwargs(model, plan),
     )
-    callback = EventsCallback(run, sink, inbox, save_total_limit=config.output.save_total_limit,
-                              samples_per_step=t.batch_size * t.gradient_accumulation_steps)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-                         processing_class=tokenizer, callbacks=[callback])
-    # Step numbers live in events.jsonl; the printer would repeat them as dicts in train.log.
-    from transformers.trainer_callback import PrinterCallback
-
-    trainer.remove_callback(PrinterCallback)
-    callback.trainer = trainer
-    trainer.tuitune_callback = callback
+                         processing_class=tokenizer)
+    attach_events(trainer, config, run, sink, inbox)
     return trainer
 
 
@@ -249,6 +268,7 @@ def save_adapter(model, tokenizer, config: Config, run: RunDir) -> Path:
         shutil.rmtree(target)
     os.replace(tmp, target)
     shutil.rmtree(run.path / ".hf", ignore_errors=True)
+    shutil.rmtree(run.path / DATA_CACHE, ignore_errors=True)
     return target
 
 
@@ -258,14 +278,6 @@ def _parameter_counts(model) -> tuple[int, int]:
     return trainable, total
 
 
-def _planned_steps(config: Config, rows: int) -> int:
-    t = config.training
-    if t.max_steps > 0:
-        return t.max_steps
-    per_step = t.batch_size * t.gradient_accumulation_steps
-    return max(1, int(-(-rows // per_step) * t.num_epochs))
-
-
 class _EventLogHandler(logging.Handler):
     def __init__(self, sink: EventSink):
         super().__init__(level=logging.WARNING)
@@ -273,7 +285,9 @@ class _EventLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.sink.log(record.getMessage(), level=record.levelname.lower())
+            text = record.getMessage()
+            if keep_library_record(record.name, record.levelno, text):  # deprecations: train.log only
+                self.sink.log(text, level=record.levelname.lower())
         except Exception:
             pass
 

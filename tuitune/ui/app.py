@@ -1,4 +1,4 @@
-"""The tuitune terminal app: six screens as Textual MODES, themes, the command palette, the quit guard.
+"""The tuitune terminal app: the registry's screens as Textual MODES, themes, the palette, the quit guard.
 
 Shared state that every screen relies on (the contract between the screens):
 
@@ -8,29 +8,40 @@ Shared state that every screen relies on (the contract between the screens):
                                                   outside a form (new, load, model picked)
     app.gpu_source        tuitune.hardware.GpuSource   `.snapshot()` -> HardwareSnapshot
     app.runs_root         Path | None             runs root (None: $TUITUNE_RUNS or the XDG data dir)
-    app.trainer_factory   (config, run_dir, **kwargs) -> handle; default: the trainer launcher
-                          (imported lazily); tests inject a fake
-    app.live_handle       the handle of the run this UI started and still follows, or None
+    app.spawn_trainer     tuitune.trainer_handle.Spawn  starts a trainer on a prepared run directory;
+                          default tuitune.trainer.launcher.spawn (a child process); tests give a fake
+    app.live_handle       TrainerHandle | None    the run this UI started and still follows
+    app.training_is_live()  whether live_handle's trainer still runs
     app.open_run(path)    switch to the monitor and show that run (MonitorScreen.show_run)
-    app.start_training(config=None) -> handle | None
-                          create a run directory for the config (default app.config), start the
-                          trainer, open the monitor; None (with a toast saying why) when it cannot
-    app.resume_run(path)  start a trainer that continues that run from its last checkpoint
-                          (factory called with resume_from=<checkpoint path>)
+    app.open_chat(ref), app.open_export(ref)
+                          switch to the Chat / Export screen with that run (or adapter, model, .gguf)
+    app.open_chat_engine  tuitune.chat.open_engine: loads a ChatTarget (called from a thread worker);
+                          tests give a fake
+    app.start_export      tuitune.export.process.start_export: runs an export in a child process;
+                          tests give a fake
+    app.start_training(config=None) -> TrainerHandle | None
+                          launcher.start for the config (default app.config), then the monitor;
+                          None (with a toast saying why) when it cannot
+    app.resume_run(path) -> TrainerHandle | None
+                          launcher.resume: that run continues from its last complete checkpoint
+    app.remember_rows(path, rows), app.known_rows(path)
+                          usable rows of a dataset as the Dataset screen counted them (the form
+                          plans the run's steps with them)
     app.config_edited()   publish config_changed_signal after editing app.config in place
     app.set_config(config, path=None), app.load_config_file(path), app.save_config_file(path),
     app.new_config()      replace / read / write the config (errors become toasts)
     app.report(error, title)   show an exception as an error toast (never a traceback)
 
-Keys: F2–F7 (and 1–6 outside text fields) switch screens, F1 help, ctrl+p palette, ctrl+q quit;
-binding ids are remappable in <config dir>/settings.toml [keymap].
+Keys: each screen's function key (and its digit outside text fields; tuitune.ui.screens.SCREENS) switch
+screens, F1 help, ctrl+p palette, ctrl+q quit; binding ids are remappable in
+<config dir>/settings.toml [keymap].
 
-The UI never imports torch/transformers/... at import time; the trainer is a spawned child process.
+The UI never imports torch/transformers/... at import time; the trainer is a spawned child process
+(tuitune.trainer.child). A "worker" is always a Textual worker: a background task of the UI (a thread).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from pathlib import Path
@@ -38,92 +49,36 @@ from typing import Any, Callable
 
 from textual.app import App
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
+from tuitune.chat import open_engine
 from tuitune.config import Config, load_config, save_config
+from tuitune.export import process as export_process
 from tuitune.errors import TuituneError
+from tuitune.hardware import GpuSource, default_source
+from tuitune.runs import RunDir
+from tuitune.trainer import launcher
+from tuitune.trainer_handle import Spawn, TrainerHandle
+from tuitune.ui.commands import TuituneCommands
+from tuitune.ui.screens import SCREENS
+from tuitune.ui.screens.help import HelpScreen
 
 DEFAULT_THEME = "tuitune-dark"
 
-# mode name -> (module, class, key, footer label)
-SCREENS: dict[str, tuple[str, str, str, str]] = {
-    "gpu": ("tuitune.ui.screens.gpu", "GpuScreen", "1", "GPU"),
-    "models": ("tuitune.ui.screens.models", "ModelsScreen", "2", "Models"),
-    "dataset": ("tuitune.ui.screens.dataset", "DatasetScreen", "3", "Data"),
-    "hyperparams": ("tuitune.ui.screens.hyperparams", "HyperparamsScreen", "4", "Params"),
-    "monitor": ("tuitune.ui.screens.monitor", "MonitorScreen", "5", "Monitor"),
-    "runs": ("tuitune.ui.screens.runs", "RunsScreen", "6", "Runs"),
-}
-# F-keys reach the app even when a text field has focus (digits would go into the field), and F-keys
-# pass through tmux and SSH (htop and mc rely on them); neither collides with a tmux prefix.
-FKEYS = {"gpu": "f2", "models": "f3", "dataset": "f4", "hyperparams": "f5", "monitor": "f6", "runs": "f7"}
-
-
-def _screen_factory(mode: str) -> Callable[[], Screen]:
-    module_name, class_name, _, _ = SCREENS[mode]
-
-    def make() -> Screen:
-        import importlib
-
-        return getattr(importlib.import_module(module_name), class_name)()
-
-    make.__name__ = f"make_{mode}_screen"
-    return make
-
 
 def _mode_bindings() -> list[Binding]:
-    """F2–F7 (shown in the footer, priority so they work inside text fields), digits 1–6 as aliases."""
-    bindings = []
-    for mode, key in FKEYS.items():
-        label = SCREENS[mode][3]
-        bindings.append(Binding(key, f"switch_mode('{mode}')", label, priority=True, id=f"screen.{mode}.fkey",
-                                tooltip=f"Show the {label} screen (also key {SCREENS[mode][2]})"))
-    for mode, (_, _, key, label) in SCREENS.items():
-        bindings.append(Binding(key, f"switch_mode('{mode}')", label, show=False, id=f"screen.{mode}",
-                                tooltip=f"Show the {label} screen"))
+    """Each screen's function key (shown in the footer, priority so it works inside text fields) and
+    its digit as an alias.
+
+    F-keys reach the app even when a text field has focus (digits would go into the field), and they
+    pass through tmux and SSH (htop and mc rely on them); neither collides with a tmux prefix."""
+    bindings = [Binding(entry.fkey, f"switch_mode('{entry.mode}')", entry.label, priority=True,
+                        id=f"screen.{entry.mode}.fkey",
+                        tooltip=f"Show the {entry.label} screen (also key {entry.key})") for entry in SCREENS]
+    bindings += [Binding(entry.key, f"switch_mode('{entry.mode}')", entry.label, show=False,
+                         id=f"screen.{entry.mode}", tooltip=f"Show the {entry.label} screen") for entry in SCREENS]
     return bindings
-
-
-def _commands_provider() -> type:
-    from tuitune.ui.commands import TuituneCommands
-
-    return TuituneCommands
-
-
-def default_trainer_factory(config: Config, run_dir: Any, **kwargs: Any) -> Any:
-    """Start the real trainer (a spawned child process); imported only when a run starts."""
-    from tuitune.trainer.launcher import start_training
-
-    return start_training(config, run_dir, **kwargs)
-
-
-def default_gpu_source() -> Any:
-    """NVML, or a fake when $TUITUNE_FAKE_GPU is h200, none or unsupported (demos and tests)."""
-    from tuitune import hardware
-
-    return hardware.default_source()
-
-
-def handle_alive(handle: Any) -> bool:
-    """True while a trainer handle's process runs (duck-typed: is_alive(), or its run dir's pid)."""
-    if handle is None:
-        return False
-    try:
-        if hasattr(handle, "is_alive"):
-            return bool(handle.is_alive())
-        run_dir = getattr(handle, "run_dir", None)
-        return bool(run_dir is not None and run_dir.is_live())
-    except Exception:  # a handle we cannot ask is treated as gone
-        return False
-
-
-def handle_run_path(handle: Any) -> Path | None:
-    run_dir = getattr(handle, "run_dir", None)
-    if run_dir is None:
-        return None
-    return Path(getattr(run_dir, "path", run_dir))
 
 
 class TuituneApp(App[int]):
@@ -131,9 +86,9 @@ class TuituneApp(App[int]):
 
     TITLE = "tuitune"
     CSS_PATH = "app.tcss"
-    MODES = {mode: _screen_factory(mode) for mode in SCREENS}
-    DEFAULT_MODE = "gpu"
-    COMMANDS = App.COMMANDS | {_commands_provider}
+    MODES = {entry.mode: entry.screen for entry in SCREENS}
+    DEFAULT_MODE = SCREENS[0].mode
+    COMMANDS = App.COMMANDS | {TuituneCommands}
 
     BINDINGS = [
         *_mode_bindings(),
@@ -146,9 +101,11 @@ class TuituneApp(App[int]):
         self,
         *,
         config: Config | None = None,
-        gpu_source: Any = None,
+        gpu_source: GpuSource | None = None,
         runs_root: str | os.PathLike | None = None,
-        trainer_factory: Callable[..., Any] | None = None,
+        spawn_trainer: Spawn | None = None,
+        open_chat_engine: Any = None,
+        start_export: Any = None,
         theme: str | None = None,
         settings_path: Path | None = None,
         remember_theme: bool = True,
@@ -161,10 +118,14 @@ class TuituneApp(App[int]):
         self.config: Config = config or Config()
         self.config_path: Path | None = None
         self.config_changed_signal: Signal[Config] = Signal(self, "config-changed")
-        self.gpu_source = gpu_source if gpu_source is not None else default_gpu_source()
+        # NVML, or a fake when $TUITUNE_FAKE_GPU is h200, none or unsupported (demos and tests)
+        self.gpu_source: GpuSource = gpu_source if gpu_source is not None else default_source()
         self.runs_root: Path | None = Path(runs_root).expanduser() if runs_root else None
-        self.trainer_factory: Callable[..., Any] = trainer_factory or default_trainer_factory
-        self.live_handle: Any = None
+        self.spawn_trainer: Spawn = spawn_trainer or launcher.spawn
+        self.open_chat_engine = open_chat_engine or open_engine
+        self.start_export = start_export or export_process.start_export
+        self.live_handle: TrainerHandle | None = None
+        self._row_counts: dict[str, int] = {}
         self._settings_path = settings_path
         self._remember_theme = remember_theme
         self.startup_messages: list[str] = []
@@ -183,7 +144,8 @@ class TuituneApp(App[int]):
         chosen = theme or self.settings.theme or DEFAULT_THEME
         if chosen not in self.available_themes:
             if theme:  # asked for on the command line: refuse rather than guess
-                raise TuituneError(f"Theme {theme!r} does not exist. Themes: {', '.join(sorted(self.available_themes))}.")
+                raise TuituneError(f"Theme {theme!r} does not exist. "
+                                   f"Themes: {', '.join(sorted(self.available_themes))}.")
             self.startup_messages.append(f"Theme {chosen!r} from the settings is not available; using {DEFAULT_THEME}.")
             chosen = DEFAULT_THEME
         self.theme = chosen
@@ -261,68 +223,74 @@ class TuituneApp(App[int]):
         self.set_config(Config(), None)
         self.notify("Config reset to the defaults", title="Config")
 
+    # ----------------------------------------------------------------- dataset row counts
+    def remember_rows(self, path: str, rows: int) -> None:
+        """The usable rows of the dataset at `path`, as the Dataset screen counted them."""
+        self._row_counts[_path_key(path)] = rows
+
+    def known_rows(self, path: str) -> int | None:
+        """Usable rows of the dataset at `path` if this session counted them (the form plans steps)."""
+        return self._row_counts.get(_path_key(path))
+
     # ----------------------------------------------------------------- runs
+    def training_is_live(self) -> bool:
+        """Whether the run this UI started is still training."""
+        return self.live_handle is not None and self.live_handle.is_alive()
+
     def open_run(self, run_path: str | os.PathLike) -> None:
         """Switch to the monitor and show the run at `run_path` (live or finished)."""
         run_path = Path(run_path)
-        await_mount = self.switch_mode("monitor")
+        self._open_in("monitor", lambda screen: screen.show_run(run_path))
+
+    def open_chat(self, ref: str | os.PathLike) -> None:
+        """Switch to the Chat screen and load `ref` (a run, adapter folder, model or .gguf file)."""
+        self._open_in("chat", lambda screen: screen.open_target(str(ref)))
+
+    def open_export(self, ref: str | os.PathLike) -> None:
+        """Switch to the Export screen with `ref` (a run or adapter folder) as what to export."""
+        self._open_in("export", lambda screen: screen.set_target(str(ref)))
+
+    def _open_in(self, mode: str, show: Callable[[Any], None]) -> None:
+        """Switch to `mode`, then call `show(screen)` once that screen is mounted."""
+        await_mount = self.switch_mode(mode)
         screen = self.screen_stack[0]
 
-        async def show() -> None:
+        async def shown() -> None:
             await await_mount
-            screen.show_run(run_path)
+            show(screen)
 
-        self.run_worker(show(), name="open run", group="open-run", exit_on_error=False)
+        self.run_worker(shown(), name=f"open in {mode}", group=f"open-{mode}", exit_on_error=False)
 
-    def _launch(self, config: Config, run_dir: Any, **kwargs: Any) -> Any:
-        # Textual replaces sys.stderr; multiprocessing needs the real one (FACTS.md).
-        with contextlib.redirect_stderr(sys.__stderr__):
-            return self.trainer_factory(config, run_dir, **kwargs)
-
-    def start_training(self, config: Config | None = None) -> Any:
-        """Create a run directory for the config, start the trainer, open the monitor; the handle or None."""
-        from tuitune.runs import RunDir
-
-        config = config or self.config
-        if handle_alive(self.live_handle):
+    def start_training(self, config: Config | None = None) -> TrainerHandle | None:
+        """Start a run of the config (default app.config) and open the monitor; the handle or None."""
+        if self.training_is_live():
             self.notify("A run is already training; stop it first (Monitor screen) or wait for it.",
                         title="Not started", severity="warning")
             return None
         try:
-            run_dir = RunDir.create(config.output.dir or self.runs_root, run_name(config))
-            run_dir.write_config(config)
-            handle = self._launch(config, run_dir)
+            handle = launcher.start(config or self.config, runs_root=self.runs_root, spawn=self.spawn_trainer)
         except Exception as exc:  # shown, never fatal
             self.report(exc, "Training not started")
             return None
         self.live_handle = handle
-        self.notify(f"Started {run_dir.name}", title="Training")
-        self.open_run(run_dir.path)
+        self.notify(f"Started {handle.run_dir.name}", title="Training")
+        self.open_run(handle.run_dir.path)
         return handle
 
-    def resume_run(self, run_path: str | os.PathLike) -> Any:
-        """Start a trainer that continues the run, in its own folder, from its last complete checkpoint."""
-        from tuitune.runs import RunDir
-
-        run_dir = RunDir(run_path)
-        if handle_alive(self.live_handle):
+    def resume_run(self, run_path: str | os.PathLike) -> TrainerHandle | None:
+        """Continue the run, in its own folder, from its last complete checkpoint; the handle or None."""
+        if self.training_is_live():
             self.notify("A run is already training; stop it before resuming another.",
                         title="Not resumed", severity="warning")
             return None
+        run_dir = RunDir(run_path)
         try:
-            if run_dir.is_live():
-                raise TuituneError(f"Run {run_dir.name} is still training; open it instead of resuming it.")
-            checkpoints = run_dir.checkpoints()
-            if not checkpoints:
-                raise TuituneError(f"Run {run_dir.name} has no complete checkpoint to resume from "
-                                   f"({run_dir.checkpoints_dir} is empty). Start a new run instead.")
-            config = run_dir.load_config()
-            handle = self._launch(config, run_dir, resume_from=str(checkpoints[-1]))
+            handle = launcher.resume(run_dir, spawn=self.spawn_trainer)
         except Exception as exc:
             self.report(exc, "Run not resumed")
             return None
         self.live_handle = handle
-        self.notify(f"Resuming {run_dir.name} from {checkpoints[-1].name}", title="Training")
+        self.notify(f"Resuming {run_dir.name} from {run_dir.last_checkpoint().name}", title="Training")
         self.open_run(run_dir.path)
         return handle
 
@@ -347,15 +315,11 @@ class TuituneApp(App[int]):
 
     async def action_switch_mode(self, mode: str) -> None:
         """Switch screens; the help screen closes first rather than waiting in the old screen's stack."""
-        from tuitune.ui.screens.help import HelpScreen
-
         if isinstance(self.screen, HelpScreen):
             self.pop_screen()
         self.switch_mode(mode)
 
     def action_help(self) -> None:
-        from tuitune.ui.screens.help import HelpScreen
-
         if isinstance(self.screen, HelpScreen):
             self.pop_screen()
         else:
@@ -365,51 +329,35 @@ class TuituneApp(App[int]):
         from tuitune.ui.widgets.quit_dialog import QuitDialog
 
         handle = self.live_handle
-        if not handle_alive(handle):
+        if handle is None or not handle.is_alive():
             self.exit(0)
             return
         if isinstance(self.screen, QuitDialog):
             return
-        path = handle_run_path(handle)
-        self.push_screen(QuitDialog(path.name if path else "the current run"), self._quit_choice)
+        self.push_screen(QuitDialog(handle.run_dir.name), self._quit_choice)
 
     def _quit_choice(self, choice: str | None) -> None:
         from tuitune.ui.widgets.quit_dialog import KEEP, STOP
 
         handle = self.live_handle
+        if handle is None:
+            return
         if choice == STOP:
-            stop_handle(handle)
+            handle.stop()
             self.exit(0, message="Stop requested: the trainer saves a final checkpoint and exits.")
         elif choice == KEEP:
-            detach_handle(handle)
-            path = handle_run_path(handle)
-            where = f" in {path}" if path else ""
-            self.exit(0, message=f"The run keeps training in the background{where}. "
+            handle.detach()
+            self.exit(0, message=f"The run keeps training in the background in {handle.run_dir.path}. "
                                  "Reopen it from the Runs screen.")
 
 
-def run_name(config: Config) -> str:
-    if config.output.name:
-        return config.output.name
-    model = Path(config.model.name).name or "model"
-    data = Path(config.data.path).stem if config.data.path else "sample"
-    return f"{model}-{data}"
-
-
-def stop_handle(handle: Any) -> None:
-    """Ask a trainer to stop with a final checkpoint (through its handle, else its control file)."""
-    if hasattr(handle, "stop"):
-        handle.stop()
-    elif hasattr(handle, "send"):
-        handle.send("stop")
-    elif getattr(handle, "run_dir", None) is not None:
-        handle.run_dir.send_control("stop")
-
-
-def detach_handle(handle: Any) -> None:
-    """Let a trainer outlive the UI (the handle's `detach()`, where it has one)."""
-    if hasattr(handle, "detach"):
-        handle.detach()
+def _path_key(path: str) -> str:
+    if not path:
+        return ""
+    try:
+        return str(Path(path).expanduser().resolve())
+    except OSError:
+        return path
 
 
 def interactive_terminal() -> bool:

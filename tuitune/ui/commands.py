@@ -8,11 +8,15 @@ from typing import Any, Callable
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from tuitune.ui.screens import SCREENS
+
 Command = tuple[str, Callable[[], Any], str]
 
 
 class TuituneCommands(Provider):
     """Commands that depend on the context: the runs on disk, the themes, whether a run is live."""
+
+    _runs: list[Any] = []  # the runs on disk (tuitune.runs.RunInfo), read when the palette opens
 
     async def startup(self) -> None:
         from tuitune.runs import list_runs
@@ -23,12 +27,9 @@ class TuituneCommands(Provider):
             self._runs = []
 
     def commands(self) -> list[Command]:
-        from tuitune.ui.app import SCREENS, handle_alive
-
         app: Any = self.app
-        found: list[Command] = []
-        for mode, (_, _, key, label) in SCREENS.items():
-            found.append((f"Go to {label} screen", partial(app.switch_mode, mode), f"Key {key}"))
+        found: list[Command] = [(f"Go to {entry.label} screen", partial(app.switch_mode, entry.mode),
+                                 f"Key {entry.key}") for entry in SCREENS]
         found += [
             ("Start training", app.start_training, "Start a run with the current config and watch it"),
             ("New config", app.new_config, "Reset every field to its default"),
@@ -37,20 +38,18 @@ class TuituneCommands(Provider):
             ("Help: keys", app.action_help, "The key map and terminal tips (F1)"),
         ]
         handle = app.live_handle
-        if handle_alive(handle):
-            run_dir = getattr(handle, "run_dir", None)
-            if run_dir is not None:
-                found.append(("Open the live run", partial(app.open_run, run_dir.path), "Show the run training now"))
-            for method, label, help_text in (("pause", "Pause training", "Pause after the current step"),
-                                             ("resume", "Resume training", "Continue a paused run"),
-                                             ("save_now", "Save a checkpoint now", "Checkpoint without stopping"),
-                                             ("stop", "Stop training", "Final checkpoint, then stop")):
-                if hasattr(handle, method):
-                    found.append((label, getattr(handle, method), help_text))
+        if handle is not None and app.training_is_live():
+            found += [
+                ("Open the live run", partial(app.open_run, handle.run_dir.path), "Show the run training now"),
+                ("Pause training", handle.pause, "Pause after the current step"),
+                ("Resume training", handle.resume, "Continue a paused run"),
+                ("Save a checkpoint now", handle.save_now, "Checkpoint without stopping"),
+                ("Stop training", handle.stop, "Final checkpoint, then stop"),
+            ]
         for name in sorted(app.available_themes, key=lambda n: (not n.startswith("tuitune"), n)):
             if name != app.theme:
                 found.append((f"Theme: {name}", partial(setattr, app, "theme", name), "Switch the colour theme"))
-        for run in getattr(self, "_runs", [])[:30]:
+        for run in self._runs[:30]:
             loss = f", loss {run.final_loss:.4f}" if run.final_loss is not None else ""
             found.append((f"Open run: {run.name}", partial(app.open_run, run.path), f"{run.status}{loss}"))
         return found

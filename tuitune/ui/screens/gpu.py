@@ -10,6 +10,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from tuitune.hardware import HardwareSnapshot
 from tuitune.ui.widgets.gpu_card import GpuCard, HostPanel
 
 REFRESH_S = 2.0
@@ -31,8 +32,9 @@ class GpuScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__(id="gpu-screen")
-        self.snapshot: Any = None
+        self.snapshot: HardwareSnapshot | None = None
         self._failed = False
+        self._suspended = False  # away on another screen (the refresh timer paused)
 
     def compose(self) -> ComposeResult:
         yield Header(icon="▣")
@@ -41,6 +43,23 @@ class GpuScreen(Screen):
                 yield Static("Reading the GPUs…", id="gpu-summary")
             yield HostPanel(id="host-panel")
         yield Footer()
+
+    # widgets
+    @property
+    def summary(self) -> Static:
+        return self.query_one("#gpu-summary", Static)
+
+    @property
+    def gpu_list(self) -> VerticalScroll:
+        return self.query_one("#gpu-list", VerticalScroll)
+
+    @property
+    def cards(self) -> list[GpuCard]:
+        return list(self.gpu_list.query(GpuCard))
+
+    @property
+    def host_panel(self) -> HostPanel:
+        return self.query_one(HostPanel)
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, self._recolour)
@@ -56,7 +75,7 @@ class GpuScreen(Screen):
         self._suspended = True
 
     def on_screen_resume(self) -> None:
-        if getattr(self, "_suspended", False):  # back from another screen: fresh figures at once
+        if self._suspended:  # back from another screen: fresh figures at once
             self._suspended = False
             self._timer.resume()
             self.refresh_snapshot()
@@ -71,17 +90,17 @@ class GpuScreen(Screen):
         self.app.call_from_thread(self.show_snapshot, snapshot)
 
     def show_error(self, exc: Exception) -> None:
-        self.query_one("#gpu-summary", Static).update(f"[b red]Cannot read the hardware:[/] {exc}")
+        self.summary.update(f"[b red]Cannot read the hardware:[/] {exc}")
         if not self._failed:
             self._failed = True
             self.app.notify(f"Cannot read the hardware: {exc}", severity="error")
 
-    def show_snapshot(self, snapshot: Any) -> None:
+    def show_snapshot(self, snapshot: HardwareSnapshot) -> None:
         self.snapshot = snapshot
         self._failed = False
         gpus = list(snapshot.gpus or [])
-        summary = self.query_one("#gpu-summary", Static)
-        box = self.query_one("#gpu-list", VerticalScroll)
+        summary = self.summary
+        box = self.gpu_list
         if gpus:
             summary.update(f"[b]{len(gpus)} GPU{'s' if len(gpus) != 1 else ''}[/b]   driver "
                            f"{snapshot.driver_version or 'n/a'}   CUDA {snapshot.cuda_version or 'n/a'}")
@@ -89,7 +108,7 @@ class GpuScreen(Screen):
         else:
             summary.update(no_gpu_text(snapshot.nvml_error))
             summary.add_class("no-gpu")
-        cards = list(box.query(GpuCard))
+        cards = self.cards
         if len(cards) != len(gpus):
             for card in cards:
                 card.remove()
@@ -97,4 +116,4 @@ class GpuScreen(Screen):
         else:
             for card, gpu in zip(cards, gpus):
                 card.show(gpu)
-        self.query_one(HostPanel).show(snapshot.host, bool(gpus))
+        self.host_panel.show(snapshot.host, bool(gpus))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Iterable
 
 from rich.table import Table
@@ -12,17 +11,20 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from tuitune.ui.screens import SCREENS
+
 TIPS = """\
 [b]Over SSH and in tmux[/b]
 • Colours: tmux and SSH often pass only 256 colours. For true colour set [b]COLORTERM=truecolor[/b]
   (e.g. `COLORTERM=truecolor tuitune`, and in tmux: set -as terminal-features ',*:RGB').
 • Escape feels slow in tmux: add [b]set -sg escape-time 10[/b] to ~/.tmux.conf.
 • tuitune binds neither ctrl+b nor ctrl+a, so both tmux prefixes stay free.
-• F2–F7 switch screens everywhere; digits 1–6 too, except inside a text field.
+• {fkeys} switch screens everywhere; digits {digits} too, except inside a text field.
 • Mouse capture gets in the way of copying text: start with [b]tuitune --no-mouse[/b].
 • Box drawing needs a UTF-8 locale (LANG=C.UTF-8).  [b]--inline[/b] runs below the prompt.
 • Remap a key in ~/.config/tuitune/settings.toml:  \\[keymap]  "screen.gpu" = "g,f2"
-"""
+""".format(fkeys=f"{SCREENS[0].fkey.upper()}–{SCREENS[-1].fkey.upper()}",
+           digits=f"{SCREENS[0].key}–{SCREENS[-1].key}")
 
 
 def _key_names(binding: Binding, app: Any) -> str:
@@ -42,18 +44,8 @@ def _rows(bindings: Iterable[Any]) -> list[Binding]:
 
 
 def screen_bindings() -> list[tuple[str, list[Binding]]]:
-    """(screen label, its bindings) for the six screens, read from their classes."""
-    from tuitune.ui.app import SCREENS
-
-    found = []
-    for mode, (module_name, class_name, _, label) in SCREENS.items():
-        try:
-            cls = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError):
-            continue
-        own = cls.__dict__.get("BINDINGS", [])
-        found.append((label, _rows(own)))
-    return found
+    """(screen label, its own bindings) for every screen of the registry, read from their classes."""
+    return [(entry.label, _rows(entry.screen.__dict__.get("BINDINGS", []))) for entry in SCREENS]
 
 
 class HelpScreen(Screen):
@@ -73,20 +65,18 @@ class HelpScreen(Screen):
         yield Footer()
 
     def key_table(self) -> Table:
-        from tuitune.ui.app import SCREENS, TuituneApp
-
         app = self.app
         table = Table(title="Keys", title_justify="left", expand=False, show_edge=False, pad_edge=False)
         table.add_column("Key", style="bold", no_wrap=True)
         table.add_column("Action", no_wrap=True)
         table.add_column("Where", no_wrap=True)
         table.add_column("Binding id", style="dim", overflow="fold")
-        app_bindings = _rows(TuituneApp.BINDINGS)
+        app_bindings = _rows(type(app).BINDINGS)
         by_id = {b.id: b for b in app_bindings}
-        for mode, (_, _, _, label) in SCREENS.items():
-            main = by_id[f"screen.{mode}"]
-            alt = by_id[f"screen.{mode}.fkey"]
-            table.add_row(f"{_key_names(alt, app)} / {_key_names(main, app)}", f"{label} screen", "anywhere",
+        for entry in SCREENS:
+            main = by_id[f"screen.{entry.mode}"]
+            alt = by_id[f"screen.{entry.mode}.fkey"]
+            table.add_row(f"{_key_names(alt, app)} / {_key_names(main, app)}", f"{entry.label} screen", "anywhere",
                           f"{alt.id}, {main.id}")
         for binding in app_bindings:
             if not binding.id.startswith("screen."):

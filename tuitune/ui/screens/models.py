@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.validation import Integer, Number
 from textual.widgets import DataTable, Footer, Header, Input, Label, Select, Static
 
+from tuitune.preflight import gpu_plan
 from tuitune.ui.widgets.theme_colors import theme_colors
 
 METHOD_LABELS = {"qlora": "QLoRA", "lora": "LoRA", "full": "Full"}
@@ -35,7 +36,7 @@ class FitQuery:
     batch: int
     rank: int
     checkpointing: str = "standard"
-    fused_loss: bool = True
+    kernels: bool = True          # training.use_kernels: the fused path where the architecture has it
     optimizer: str = "adamw_8bit"
 
 
@@ -45,6 +46,7 @@ class FitCell:
     total_gb: float | None
     largest: tuple[int, int] | None
     breakdown: dict[str, float] | None = None
+    checkpointing: str = ""  # the recomputation mode estimated (auto's pick for this model and method)
 
 
 def compute_fits(spec: Any, query: FitQuery) -> dict[str, FitCell]:
@@ -52,22 +54,16 @@ def compute_fits(spec: Any, query: FitQuery) -> dict[str, FitCell]:
     from tuitune import fit
 
     row = fit.fit_row(spec, query.free_gb, batch=query.batch, seq=query.seq, rank=query.rank,
-                      checkpointing=query.checkpointing, fused_loss=query.fused_loss, optimizer=query.optimizer)
+                      checkpointing=query.checkpointing, fused_loss=None if query.kernels else False,
+                      optimizer=query.optimizer)
     cells = {}
     for method, result in row.methods.items():
         if result.status == "unknown":
             cells[method] = FitCell("n/a", result.estimate.total_gb, None)
         else:
             cells[method] = FitCell(result.status, result.estimate.total_gb, result.largest,
-                                    dict(result.estimate.breakdown))
+                                    dict(result.estimate.breakdown), result.checkpointing)
     return cells
-
-
-def query_optimizer(name: str) -> str:
-    """The config's optimizer as the estimator knows it ("auto" is 8-bit AdamW on a GPU)."""
-    from tuitune import fit
-
-    return name if name in fit.OPTIMIZERS else "adamw_8bit"
 
 
 def spec_key(spec: Any) -> str:
@@ -103,7 +99,7 @@ class ModelsScreen(Screen):
         yield Header(icon="▣")
         with Horizontal(id="models-controls", classes="controls"):
             yield Label("GPU", classes="control-label")
-            yield Select([(f"Custom VRAM", CUSTOM)], value=CUSTOM, allow_blank=False, id="gpu-select",
+            yield Select([("Custom VRAM", CUSTOM)], value=CUSTOM, allow_blank=False, id="gpu-select",
                          compact=True)
             yield Label("VRAM GiB", classes="control-label")
             yield Input(str(DEFAULT_VRAM_GB), id="vram", compact=True, validators=[Number(0.1, 100000)],
@@ -124,8 +120,25 @@ class ModelsScreen(Screen):
         yield Static("", id="model-detail")
         yield Footer()
 
+    # ------------------------------------------------------------------ widgets
+    @property
+    def table(self) -> DataTable:
+        return self.query_one("#models-table", DataTable)
+
+    @property
+    def detail(self) -> Static:
+        return self.query_one("#model-detail", Static)
+
+    @property
+    def gpu_select(self) -> Select:
+        return self.query_one("#gpu-select", Select)
+
+    def shape_input(self, name: str) -> Input:
+        """One of the budget and shape fields: vram, seq, batch, rank or folder."""
+        return self.query_one(f"#{name}", Input)
+
     def on_mount(self) -> None:
-        table = self.query_one("#models-table", DataTable)
+        table = self.table
         # the fit columns come right after the size, so at 80 columns they are on screen
         table.add_column(" ", key="chosen", width=1)
         table.add_column("Model", key="name", width=NAME_WIDTH)
@@ -148,7 +161,7 @@ class ModelsScreen(Screen):
 
     def show_gpus(self, gpus: list[Any]) -> None:
         self._gpus = gpus
-        select = self.query_one("#gpu-select", Select)
+        select = self.gpu_select
         options = [(f"{g.index}: {g.name} ({_gb(g.memory_free_gb)} free)", str(g.index)) for g in gpus]
         select.set_options(options + [("Custom VRAM", CUSTOM)])
         if gpus:
@@ -176,19 +189,22 @@ class ModelsScreen(Screen):
         """The budget and shape typed in, or None while a field is invalid."""
         values = {}
         for field in ("vram", "seq", "batch", "rank"):
-            widget = self.query_one(f"#{field}", Input)
+            widget = self.shape_input(field)
             result = widget.validate(widget.value)
             if result is not None and not result.is_valid:
                 return None
             values[field] = widget.value
-        training = self.app.config.training
+        plan = gpu_plan(self.app.config)  # what the trainer picks for `auto` on a GPU
+        # auto checkpointing depends on each model's fit, so each row resolves it against the budget
+        mode = self.app.config.training.gradient_checkpointing
         return FitQuery(float(values["vram"]), int(values["seq"]), int(values["batch"]), int(values["rank"]),
-                        training.gradient_checkpointing, training.use_kernels, query_optimizer(training.optimizer))
+                        mode if mode == "auto" else plan.checkpointing, self.app.config.training.use_kernels,
+                        plan.optimizer)
 
     def recompute(self) -> None:
         query = self.current_query()
         if query is None:
-            self.query_one("#model-detail", Static).update(
+            self.detail.update(
                 "[b]Fix the highlighted field[/b]: VRAM 0.1–100000 GiB, seq 16–131072, batch 1–4096, rank 1–1024.")
             return
         self.query_values = query
@@ -207,7 +223,7 @@ class ModelsScreen(Screen):
 
     # ------------------------------------------------------------------ table
     def refill(self) -> None:
-        table = self.query_one("#models-table", DataTable)
+        table = self.table
         colors = theme_colors(self.app)
         chosen_name = self.app.config.model.name
         cursor_key = None
@@ -226,7 +242,7 @@ class ModelsScreen(Screen):
         self.show_detail()
 
     def highlighted_spec(self) -> Any:
-        table = self.query_one("#models-table", DataTable)
+        table = self.table
         if not self.specs or not table.row_count:
             return None
         key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
@@ -234,7 +250,7 @@ class ModelsScreen(Screen):
 
     def show_detail(self) -> None:
         spec = self.highlighted_spec()
-        detail = self.query_one("#model-detail", Static)
+        detail = self.detail
         if spec is None:
             detail.update("Looking for models…")
             return
@@ -255,6 +271,12 @@ class ModelsScreen(Screen):
                 parts = " · ".join(f"{SHORT_PARTS.get(name, name)} {gb:.1f}"
                                    for name, gb in qlora.breakdown.items() if gb >= 0.05)
                 text.append(f"\n  QLoRA GiB: {parts}", style=colors["muted"])
+            if query.checkpointing == "auto" and qlora is not None and qlora.checkpointing:
+                text.append(f"\n  Checkpointing auto picks {qlora.checkpointing} for QLoRA "
+                            "(the fastest mode that fits this budget)", style=colors["muted"])
+            several = several_gpus_text(spec, self.app.config, query)
+            if several:
+                text.append(f"\n  {several}")
         detail.update(text)
 
     # ------------------------------------------------------------------ events
@@ -272,14 +294,14 @@ class ModelsScreen(Screen):
             return
         gpu = next((g for g in self._gpus if str(g.index) == event.value), None)
         if gpu is not None and gpu.memory_free_gb is not None:
-            vram = self.query_one("#vram", Input)
+            vram = self.shape_input("vram")
             with vram.prevent(Input.Changed):
                 vram.value = f"{gpu.memory_free_gb:.1f}"
         self.recompute()
 
     @on(Input.Changed, "#vram")
     def _vram_typed(self, _event: Input.Changed) -> None:
-        select = self.query_one("#gpu-select", Select)
+        select = self.gpu_select
         if select.value != CUSTOM:
             with select.prevent(Select.Changed):
                 select.value = CUSTOM
@@ -302,10 +324,10 @@ class ModelsScreen(Screen):
         self.notify(f"The run will fine-tune {spec.name}", title="Model chosen")
 
     def action_rescan(self) -> None:
-        self.load_models(self.query_one("#folder", Input).value.strip())
+        self.load_models(self.shape_input("folder").value.strip())
 
     def action_focus_folder(self) -> None:
-        self.query_one("#folder", Input).focus()
+        self.shape_input("folder").focus()
 
 
 def fit_text(cell: FitCell | None, colors: dict[str, str], *, long: bool = False) -> Text:
@@ -324,6 +346,20 @@ def fit_text(cell: FitCell | None, colors: dict[str, str], *, long: bool = False
     elif long:
         text.append("; nothing fits at any batch or length")
     return text
+
+
+def several_gpus_text(spec: Any, config: Any, query: FitQuery) -> str | None:
+    """The per-GPU fit line when the run's config asks for several GPUs (training.gpus x nnodes)."""
+    from tuitune import fit
+    from tuitune.distributed_fields import parse_gpus
+    from tuitune.parallel_fit import several_gpus_line
+
+    gpus = parse_gpus(config.training.gpus)[0] * config.training.nnodes
+    method = config.model.method if config.model.method in ("lora", "qlora") else "qlora"
+    checkpointing = query.checkpointing if query.checkpointing != "auto" else "standard"
+    return several_gpus_line(spec, method, gpus, config.training.distributed, query.free_gb, batch=query.batch,
+                             seq=query.seq, rank=query.rank, checkpointing=checkpointing,
+                             optimizer=query.optimizer, fused_loss=query.kernels and fit.kernels_supported(spec))
 
 
 def _short(name: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from tuitune.ui.widgets.confirm import ConfirmModal
+from tuitune.ui.widgets.path_prompt import PathPrompt
 from tuitune.ui.widgets.theme_colors import theme_colors
 
 REFRESH_S = 3.0
@@ -30,6 +32,22 @@ def duration_text(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
+def evaluation_text(run_path: Path) -> str:
+    """The run's best checkpoint and latest evaluation (`tuitune eval`), for the detail panel."""
+    from tuitune.evaluation.results import load_latest, summary_text
+    from tuitune.trainer.best_checkpoint import read_best
+
+    lines = []
+    best = read_best(run_path)
+    if best and best.get("eval_loss") is not None:
+        lines.append(f"Best: {Path(str(best.get('path', ''))).name} (step {best.get('step')}, "
+                     f"eval loss {best['eval_loss']:.4f})")
+    results = load_latest(run_path)
+    if results:
+        lines.append(f"Eval (base → tuned): {summary_text(results)}")
+    return "".join(f"\n{line}" for line in lines)
+
+
 def started_text(ts: float | None) -> str:
     return "—" if ts is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
@@ -42,6 +60,10 @@ class RunsScreen(Screen):
         Binding("o", "open", "Open", id="runs.open", tooltip="Show the run on the Monitor screen"),
         Binding("r", "resume", "Resume", id="runs.resume", tooltip="Continue from the last checkpoint"),
         Binding("d", "delete", "Delete", id="runs.delete", tooltip="Delete the run folder (asks first)"),
+        Binding("t", "chat", "Chat", id="runs.chat", tooltip="Chat with the run's adapter on the Chat screen"),
+        Binding("e", "export", "Export", id="runs.export", tooltip="Export the run's adapter (Export screen)"),
+        Binding("v", "evaluate", "Evaluate", id="runs.evaluate",
+                tooltip="Measure base vs tuned on a held-out file (tuitune eval); results show below"),
         Binding("ctrl+r", "reload", "Reload", id="runs.reload", show=False),
     ]
 
@@ -56,11 +78,24 @@ class RunsScreen(Screen):
         yield Static("", id="run-detail")
         yield Footer()
 
+    # widgets
+    @property
+    def root_label(self) -> Static:
+        return self.query_one("#runs-root", Static)
+
+    @property
+    def table(self) -> DataTable:
+        return self.query_one("#runs-table", DataTable)
+
+    @property
+    def detail(self) -> Static:
+        return self.query_one("#run-detail", Static)
+
     def on_mount(self) -> None:
         from tuitune.paths import runs_root
 
-        self.query_one("#runs-root", Static).update(f"Runs in [b]{runs_root(self.app.runs_root)}[/b]")
-        table = self.query_one("#runs-table", DataTable)
+        self.root_label.update(f"Runs in [b]{runs_root(self.app.runs_root)}[/b]")
+        table = self.table
         # what matters most first, so it shows at 80 columns: status, loss, duration
         table.add_column("Run", key="name")
         table.add_column("Status", key="status")
@@ -98,12 +133,12 @@ class RunsScreen(Screen):
     def show_root_error(self, exc: OSError) -> None:
         from tuitune.paths import runs_root
 
-        self.query_one("#runs-root", Static).update(
+        self.root_label.update(
             f"[b]Cannot read the runs in {runs_root(self.app.runs_root)}[/b]: {exc.strerror or exc}. "
             "Check the folder's permissions, or start tuitune with --output DIR.")
 
     def fill(self, runs: list[Any]) -> None:
-        table = self.query_one("#runs-table", DataTable)
+        table = self.table
         colors = theme_colors(self.app)
         selected = self.selected_run()
         self.runs = runs
@@ -121,7 +156,7 @@ class RunsScreen(Screen):
         self.show_detail()
 
     def selected_run(self) -> Any:
-        table = self.query_one("#runs-table", DataTable)
+        table = self.table
         if not self.runs or not table.row_count or table.cursor_row >= len(self.runs):
             return None
         name = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
@@ -129,7 +164,7 @@ class RunsScreen(Screen):
 
     def show_detail(self) -> None:
         run = self.selected_run()
-        detail = self.query_one("#run-detail", Static)
+        detail = self.detail
         if run is None:
             detail.update("No runs yet. Start one from the Params screen (F5) or with `tuitune train`.")
             return
@@ -141,9 +176,57 @@ class RunsScreen(Screen):
         if checkpoints:
             text.append(f"\nCheckpoints: {', '.join(c.name for c in checkpoints)}"
                         + ("" if run.status in ("running", "paused", "finished") else "  (r resumes from the last)"))
+        text.append(evaluation_text(Path(run.path)))
         if run.error:
             text.append(f"\n{run.error}", style=theme_colors(self.app)["no_fit"])
         detail.update(text)
+
+    # evaluation (tuitune eval in a child process: the UI never loads a model)
+    def action_evaluate(self) -> None:
+        run = self.selected_run()
+        if run is None:
+            return
+        if run.status in ("running", "paused"):
+            self.notify(f"{run.name} is still training; evaluate it when it has finished.", severity="warning")
+            return
+        from tuitune.runs import RunDir
+
+        try:
+            held_out = RunDir(run.path).load_config().data.eval_path
+        except Exception:  # noqa: BLE001 - an unreadable config: ask for the file
+            held_out = ""
+        if held_out:
+            self.start_evaluation(Path(run.path), held_out)
+            return
+
+        def answered(data: str | None) -> None:
+            if data:
+                self.start_evaluation(Path(run.path), data)
+
+        self.app.push_screen(PathPrompt("Held-out file to evaluate on (any training format)",
+                                        placeholder="held_out.jsonl"), answered)
+
+    def eval_command(self, run_path: Path, data: str) -> list[str]:
+        return [sys.executable, "-m", "tuitune", "eval", str(run_path), "--data", data]
+
+    @work(thread=True, group="runs-eval", name="evaluate", exit_on_error=False)
+    def start_evaluation(self, run_path: Path, data: str) -> None:
+        import subprocess
+
+        self.app.call_from_thread(self.notify, f"Evaluating {run_path.name} on {data}…", title="Evaluate")
+        try:
+            done = subprocess.run(self.eval_command(run_path, data), capture_output=True, text=True,
+                                  stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            self.app.call_from_thread(self.notify, f"Could not start tuitune eval: {exc}", severity="error")
+            return
+        if done.returncode == 0:
+            self.app.call_from_thread(self.notify, f"{run_path.name}: results saved (eval.json).", title="Evaluate")
+        else:
+            lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+            self.app.call_from_thread(self.notify, lines[-1] if lines else f"tuitune eval exited {done.returncode}",
+                                      title="Evaluation failed", severity="error", timeout=10)
+        self.app.call_from_thread(self.reload)
 
     @on(DataTable.RowHighlighted, "#runs-table")
     def _highlighted(self, _event: DataTable.RowHighlighted) -> None:
@@ -162,6 +245,16 @@ class RunsScreen(Screen):
         run = self.selected_run()
         if run is not None:
             self.app.resume_run(Path(run.path))
+
+    def action_chat(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.app.open_chat(Path(run.path))
+
+    def action_export(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.app.open_export(Path(run.path))
 
     def action_reload(self) -> None:
         self.reload()

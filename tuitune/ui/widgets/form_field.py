@@ -109,15 +109,30 @@ class FormField(Vertical):
             return self.field
 
     def __init__(self, spec: FieldSpec, value: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("id", "field-" + spec.key.replace(".", "-"))
+        kwargs.setdefault("id", self.id_for(spec.key))
         super().__init__(**kwargs)
         self.spec = spec
         self._initial = value
         self.problem: str | None = None
 
+    @staticmethod
+    def id_for(key: str) -> str:
+        """The widget id of the row of the field `key` ("training.batch_size" -> "field-training-batch_size")."""
+        return "field-" + key.replace(".", "-")
+
     @property
     def editor_id(self) -> str:
         return "edit-" + self.spec.key.replace(".", "-")
+
+    @property
+    def editor(self) -> Input | Select | Switch:
+        """The Switch (booleans), Select (choices) or Input (everything else) that edits the value."""
+        return self.query_one(f"#{self.editor_id}", (Switch, Select, Input))
+
+    @property
+    def help_line(self) -> Static:
+        """The field's help, or its problem while the value is invalid."""
+        return self.query_one(".field-help", Static)
 
     def compose(self) -> ComposeResult:
         spec = self.spec
@@ -143,22 +158,21 @@ class FormField(Vertical):
         """The editor's value coerced to the field's type, and its problem (None when valid)."""
         spec = self.spec
         if spec.type is bool:
-            return bool(self.query_one(Switch).value), None
-        if spec.choices:
-            return check_value(spec, self.query_one(Select).value)
-        return check_value(spec, self.query_one(Input).value)
+            return bool(self.editor.value), None
+        return check_value(spec, self.editor.value)
 
     def set_value(self, value: Any) -> None:
         """Show `value` in the editor (presets, loaded configs).
 
         The editor's own change message follows later and posts an equal Changed, which is harmless.
         """
-        if self.spec.type is bool:
-            self.query_one(Switch).value = bool(value)
-        elif self.spec.choices:
-            self.query_one(Select).value = value
+        editor = self.editor
+        if isinstance(editor, Switch):
+            editor.value = bool(value)
+        elif isinstance(editor, Select):
+            editor.value = value
         else:
-            self.query_one(Input).value = value_to_text(value)
+            editor.value = value_to_text(value)
         self._show_problem(self.current()[1])
 
     def _show_problem(self, problem: str | None) -> None:
@@ -167,7 +181,7 @@ class FormField(Vertical):
             return
         self.problem = problem
         self.set_class(problem is not None, "-invalid")
-        self.query_one(".field-help", Static).update(problem or self.help_text)
+        self.help_line.update(problem or self.help_text)
 
     def _report(self) -> None:
         value, problem = self.current()

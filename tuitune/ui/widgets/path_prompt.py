@@ -24,6 +24,10 @@ class PathPrompt(ModalScreen[str | None]):
             yield Input(value=self.value, placeholder=self.placeholder, id="prompt-input")
             yield Label("Enter to accept, Escape to cancel", classes="dialog-hint")
 
+    @property
+    def path_input(self) -> Input:
+        return self.query_one("#prompt-input", Input)
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         text = event.value.strip()
         self.dismiss(text or None)

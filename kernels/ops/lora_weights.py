@@ -1,0 +1,146 @@
+"""What a fused LoRA projection needs to know about one linear layer, as plain tensors.
+
+``y = x @ W.T + bias + scaling * (x @ A.T) @ B.T`` with ``W`` frozen (a dense tensor or a
+bitsandbytes ``Params4bit``, dequantized on the fly and never kept), ``bias`` frozen or None, and
+the adapter ``A`` (r, in), ``B`` (out, r) trainable (or both None: a projection without adapter).
+This module knows nothing about PEFT; the trainer's patcher reads PEFT layers into it.
+
+Every matrix product runs in the activations' dtype. The adapter may be stored in float32 (PEFT's
+master copy, which the optimizer updates); the activations are never cast, only the two small
+rank-r matrices, and that cast is kept until the adapter changes (``cast_adapter``), so a training
+step casts each adapter once instead of at every forward, recompute and backward use. The
+adapter's contribution is accumulated into the base output by the GEMM itself (``addmm_`` with
+``beta=1``) rather than by a separate elementwise pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .nf4_dequantize import base_weight
+
+_optimizer_steps = 0
+_step_hook = None
+
+
+def _count_step(*_args) -> None:
+    global _optimizer_steps
+    _optimizer_steps += 1
+
+
+def cast_adapter(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` in ``dtype``, cast once and reused until ``t`` changes.
+
+    A change is any in-place write PyTorch counts (``t._version``: loading weights, torch
+    optimizers), new storage (``data_ptr``), or any optimizer step at all: bitsandbytes' optimizers
+    write parameters through raw pointers, which no version counter sees, so every
+    ``torch.optim.Optimizer.step`` (theirs included) retires every kept cast.
+    """
+    global _step_hook
+    if t.dtype == dtype:
+        return t
+    if _step_hook is None:
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        _step_hook = register_optimizer_step_post_hook(_count_step)
+    key = (_optimizer_steps, t._version, t.data_ptr(), dtype)
+    kept = getattr(t, "_tuitune_cast", None)
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    cast = t.detach().to(dtype)
+    try:
+        t._tuitune_cast = (key, cast)
+    except (AttributeError, RuntimeError):  # a tensor that takes no attributes: cast every time
+        pass
+    return cast
+
+
+@dataclass(frozen=True)
+class LoRAWeights:
+    weight: torch.Tensor
+    bias: torch.Tensor | None = None
+    lora_a: torch.Tensor | None = None
+    lora_b: torch.Tensor | None = None
+    scaling: float = 1.0
+
+    @property
+    def out_features(self) -> int:
+        qs = getattr(self.weight, "quant_state", None)
+        return int(qs.shape[0]) if qs is not None else int(self.weight.shape[0])
+
+    @property
+    def in_features(self) -> int:
+        qs = getattr(self.weight, "quant_state", None)
+        return int(qs.shape[1]) if qs is not None else int(self.weight.shape[1])
+
+    def dense(self, dtype: torch.dtype) -> torch.Tensor:
+        return base_weight(self.weight, dtype)
+
+    def adapter(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A, B)`` in ``dtype`` (a cast of the two small matrices when they are stored wider)."""
+        return cast_adapter(self.lora_a, dtype), cast_adapter(self.lora_b, dtype)
+
+
+def project(x2: torch.Tensor, p: LoRAWeights, w: torch.Tensor | None = None):
+    """Forward of one projection on 2-D ``x2``; returns ``(y, x @ A.T or None)``.
+
+    ``w``: the projection's dense weight in ``x2``'s dtype, when the caller already has it.
+    """
+    w = p.dense(x2.dtype) if w is None else w
+    if p.bias is not None:
+        y = torch.addmm(p.bias.to(x2.dtype), x2, w.t())
+    else:
+        y = x2 @ w.t()
+    if p.lora_a is None:
+        return y, None
+    a, b = p.adapter(x2.dtype)
+    xa = x2 @ a.t()
+    y.addmm_(xa, b.t(), alpha=p.scaling)
+    return y, xa
+
+
+def project_backward(dy: torch.Tensor, x2: torch.Tensor | None, xa: torch.Tensor | None, p: LoRAWeights,
+                     need_dx: bool = True, w: torch.Tensor | None = None, dx_out: torch.Tensor | None = None,
+                     accumulate: bool = True):
+    """Gradients of one projection: ``(dx or None, dA or None, dB or None)``.
+
+    ``x2`` is the projection's input (needed only for dA); ``xa`` the saved ``x @ A.T``. With
+    ``dx_out`` the input gradient goes into that buffer (added to it when ``accumulate``, written
+    over it otherwise) and is returned. dA and dB come back in the adapter's own dtype.
+    """
+    dx = None
+    if need_dx:
+        w = p.dense(dy.dtype) if w is None else w
+        if dx_out is None:
+            dx = dy @ w
+        else:
+            dx = dx_out.addmm_(dy, w, beta=1.0 if accumulate else 0.0)
+    if p.lora_a is None:
+        return dx, None, None
+    a, b = p.adapter(dy.dtype)
+    dyb = dy @ b  # (N, r)
+    d_b = _grad(dy.t() @ xa, p.scaling, p.lora_b.dtype)
+    d_a = _grad(dyb.t() @ x2, p.scaling, p.lora_a.dtype)
+    if need_dx:
+        dx.addmm_(dyb, a, alpha=p.scaling)
+    return dx, d_a, d_b
+
+
+def _grad(g: torch.Tensor, scaling: float, dtype: torch.dtype) -> torch.Tensor:
+    g = g.to(dtype)
+    return g.mul_(scaling) if scaling != 1.0 else g
+
+
+def adapters(*projections: LoRAWeights) -> list[torch.Tensor | None]:
+    """The A, B tensors of each projection, flattened, for ``autograd.Function.apply``."""
+    out: list[torch.Tensor | None] = []
+    for p in projections:
+        out += [p.lora_a, p.lora_b]
+    return out
+
+
+def as_2d(x: torch.Tensor) -> torch.Tensor:
+    x2 = x.reshape(-1, x.shape[-1])
+    return x2 if x2.is_contiguous() else x2.contiguous()

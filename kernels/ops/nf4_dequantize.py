@@ -1,0 +1,155 @@
+"""NF4 (and FP4) dequantization straight from bitsandbytes' own storage.
+
+bitsandbytes stores a 4-bit weight of shape (N, K) as bytes holding two codes each (the first
+element in the high nibble), one scale (``absmax``) per ``blocksize`` consecutive elements and a
+16-entry code book (``quant_state.code``). With double quantization (``nested``) the scales are
+themselves 8-bit codes: ``absmax = code2[q] * absmax2[block // blocksize2] + offset``.
+
+On a CPU with AVX512-BF16, bitsandbytes rewrites a weight the first time it runs an inference
+forward (``quant_state.packing_format_for_cpu``): rows in groups of 32, the two nibbles of a byte
+taken from elements 32 apart, bf16 scales stored transposed (K / blocksize, N), not nested. Both
+layouts are read here; the result is the same dense matrix.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._launch import cdiv, elementwise_block, interpreted
+
+
+@triton.jit
+def _dequant_4bit(Q, CODE, ABSMAX, CODE2, ABSMAX2, OUT, n_elements, n_cols, blocksize, blocksize2, offset,
+                  NESTED: tl.constexpr, CPU_PACKED: tl.constexpr, BLOCK: tl.constexpr):
+    o = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = o < n_elements
+    if CPU_PACKED:
+        n = o // n_cols
+        k = o % n_cols
+        f = (((n // 32) * (n_cols // 2) + k // 2) * 32 + n % 32) * 2 + k % 2
+        byte = tl.load(Q + (f // 64) * 32 + f % 32, mask=mask, other=0).to(tl.int32)
+        nib = tl.where((f % 64) >= 32, byte >> 4, byte & 15)
+        scale = tl.load(ABSMAX + (k // blocksize) * (n_elements // n_cols) + n, mask=mask, other=0.0).to(tl.float32)
+    else:
+        byte = tl.load(Q + o // 2, mask=mask, other=0).to(tl.int32)
+        nib = tl.where(o % 2 == 0, byte >> 4, byte & 15)
+        block = o // blocksize
+        if NESTED:
+            qa = tl.load(ABSMAX + block, mask=mask, other=0).to(tl.int32)
+            scale = tl.load(CODE2 + qa, mask=mask, other=0.0) * tl.load(ABSMAX2 + block // blocksize2, mask=mask,
+                                                                         other=0.0) + offset
+        else:
+            scale = tl.load(ABSMAX + block, mask=mask, other=0.0).to(tl.float32)
+    value = tl.load(CODE + nib, mask=mask, other=0.0).to(tl.float32)
+    tl.store(OUT + o, (value * scale).to(OUT.dtype.element_ty), mask=mask)
+
+
+def _quant_state(weight):
+    """The (data, quant_state) of a Params4bit, or of a Linear4bit's weight."""
+    if hasattr(weight, "weight") and not hasattr(weight, "quant_state"):
+        weight = weight.weight
+    qs = getattr(weight, "quant_state", None)
+    if qs is None:
+        raise TypeError("nf4_dequantize: expected a bitsandbytes Params4bit (or Linear4bit) that has been "
+                        f"quantized (moved to its device); got {type(weight).__name__} without a quant_state")
+    return weight.data if isinstance(weight, torch.nn.Parameter) else weight, qs
+
+
+def _byte_configs():
+    if interpreted():
+        return [triton.Config({"BLOCK_BYTES": 1 << 16})]
+    return [triton.Config({"BLOCK_BYTES": b}, num_warps=w) for b, w in
+            ((512, 4), (1024, 4), (2048, 4), (2048, 8), (4096, 8))]
+
+
+@triton.autotune(configs=_byte_configs(), key=["n_bytes", "NESTED"])
+@triton.jit
+def _dequant_4bit_bytes(Q, CODE, ABSMAX, CODE2, ABSMAX2, OUT, n_bytes, blocksize, blocksize2, offset,
+                        NESTED: tl.constexpr, BLOCK_BYTES: tl.constexpr):
+    """The default byte layout, one byte (two elements) per lane: half the loads and index math."""
+    b = tl.program_id(0).to(tl.int64) * BLOCK_BYTES + tl.arange(0, BLOCK_BYTES)
+    mask = b < n_bytes
+    byte = tl.load(Q + b, mask=mask, other=0).to(tl.int32)
+    block = (b * 2) // blocksize  # both elements of a byte share a block (blocksize is even)
+    if NESTED:
+        qa = tl.load(ABSMAX + block, mask=mask, other=0).to(tl.int32)
+        scale = tl.load(CODE2 + qa, mask=mask, other=0.0) * tl.load(ABSMAX2 + block // blocksize2, mask=mask,
+                                                                     other=0.0) + offset
+    else:
+        scale = tl.load(ABSMAX + block, mask=mask, other=0.0).to(tl.float32)
+    hi = tl.load(CODE + (byte >> 4), mask=mask, other=0.0) * scale
+    lo = tl.load(CODE + (byte & 15), mask=mask, other=0.0) * scale
+    out = tl.interleave(hi, lo).to(OUT.dtype.element_ty)
+    o = tl.program_id(0).to(tl.int64) * (2 * BLOCK_BYTES) + tl.arange(0, 2 * BLOCK_BYTES)
+    tl.store(OUT + o, out, mask=o < 2 * n_bytes)
+
+
+class _Decoded:
+    """What a launch needs from one quant_state, read once: bitsandbytes keeps the double
+    quantization's offset as a one-element device tensor, and turning it into a float on every call
+    would synchronise the GPU with the host every time a weight is dequantized."""
+
+    __slots__ = ("code", "code2", "absmax2", "blocksize2", "offset", "nested", "packed")
+
+    def __init__(self, qs, device):
+        self.packed = bool(getattr(qs, "packing_format_for_cpu", False))
+        self.nested = bool(qs.nested) and not self.packed
+        self.code = qs.code.to(device=device, dtype=torch.float32)
+        if self.nested:
+            self.code2 = qs.state2.code.to(device=device, dtype=torch.float32)
+            self.absmax2 = qs.state2.absmax.to(device=device, dtype=torch.float32)
+            self.blocksize2 = int(qs.state2.blocksize)
+            self.offset = float(qs.offset)
+        else:
+            self.code2, self.absmax2, self.blocksize2, self.offset = self.code, self.code, 1, 0.0
+
+
+def _decoded(qs, device) -> _Decoded:
+    cached = getattr(qs, "_tuitune_decoded", None)
+    packed = bool(getattr(qs, "packing_format_for_cpu", False))
+    if cached is None or cached.packed != packed or cached.code.device != device:
+        cached = _Decoded(qs, device)
+        try:
+            qs._tuitune_decoded = cached
+        except AttributeError:  # a quant_state that takes no new attributes: decode every time
+            pass
+    return cached
+
+
+def nf4_dequantize(weight, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Dense (N, K) matrix of a bitsandbytes 4-bit weight (``Params4bit`` or a ``Linear4bit``).
+
+    Reads ``quant_state`` as bitsandbytes keeps it: block scales in float32 or double-quantized
+    (8-bit codes with a second level of scales and an offset), the CUDA/default byte layout or the
+    CPU AVX512 packed layout. ``dtype`` defaults to the dtype the weight was quantized from.
+    """
+    data, qs = _quant_state(weight)
+    q = data.view(torch.uint8) if data.dtype != torch.uint8 else data
+    d = _decoded(qs, q.device)
+    out_dtype = dtype or (getattr(qs, "original_dtype", qs.dtype) if d.packed else qs.dtype)
+    shape = tuple(qs.shape)
+    n_elements = 1
+    for s in shape:
+        n_elements *= s
+    out = torch.empty(shape, dtype=out_dtype, device=q.device)
+    blocksize = int(qs.blocksize)
+    if not d.packed and n_elements % 2 == 0 and blocksize % 2 == 0:
+        n_bytes = n_elements // 2
+        _dequant_4bit_bytes[lambda meta: (cdiv(n_bytes, meta["BLOCK_BYTES"]),)](
+            q, d.code, qs.absmax, d.code2, d.absmax2, out, n_bytes, blocksize, d.blocksize2, d.offset,
+            NESTED=d.nested)
+        return out
+    block = elementwise_block()
+    _dequant_4bit[(cdiv(n_elements, block),)](
+        q, d.code, qs.absmax, d.code2, d.absmax2, out, n_elements, shape[-1], blocksize, d.blocksize2, d.offset,
+        NESTED=d.nested, CPU_PACKED=d.packed, BLOCK=block)
+    return out
+
+
+def base_weight(weight, dtype: torch.dtype) -> torch.Tensor:
+    """A linear layer's weight as a dense matrix of ``dtype``: dequantized when it is 4-bit."""
+    if getattr(weight, "quant_state", None) is not None:
+        return nf4_dequantize(weight, dtype)
+    return weight if weight.dtype == dtype else weight.to(dtype)

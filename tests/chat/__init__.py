@@ -1,0 +1,1 @@
+"""Chat tests: targets, presets and history, streaming, the `tuitune chat` command."""

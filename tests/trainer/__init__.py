@@ -1,0 +1,1 @@
+"""Tests of the trainer process, its launcher and the headless train command."""

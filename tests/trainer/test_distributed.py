@@ -1,0 +1,179 @@
+"""Data parallel on the CPU (torchrun, gloo): 2 ranks, and 2 "machines" on localhost, train the same
+steps as one process with the same global batch; checkpoints resume across modes; controls reach every
+rank; a dead rank fails the run with its number."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+
+import pytest
+
+from tests.helpers import wait_until
+from tuitune import distributed_plan as dp
+from tuitune import events as ev
+from tuitune.config import Config, apply_overrides
+from tuitune.runs import RunDir
+from tuitune.trainer.event_sink import ControlInbox, EventSink
+from tuitune.trainer.launcher import resume, start, wait_for
+from tuitune.trainer.rank_main import read_statuses
+from tuitune.trainer.recipes import train
+
+pytestmark = pytest.mark.timeout(600)
+GLOBAL_BATCH = 4
+STEPS = 4
+LOSS_TOLERANCE = 1e-4  # float32 on the CPU; seen: ~2e-6
+
+
+def tiny_config(model_dir, tmp_path, ranks: int = 1, **extra) -> Config:
+    overrides = {"model.name": str(model_dir), "output.dir": str(tmp_path / "runs"), "training.device": "cpu",
+                 "training.batch_size": GLOBAL_BATCH // ranks, "training.gradient_accumulation_steps": 1,
+                 "training.learning_rate": 5e-3, "training.optimizer": "adamw_torch", "training.seed": 11,
+                 "model.max_seq_length": 96, "training.warmup_steps": 1, "training.use_kernels": False,
+                 "training.max_steps": STEPS, **extra}
+    if ranks > 1 and "training.nnodes" not in extra:
+        overrides.update({"training.distributed": "ddp", "training.gpus": str(ranks)})
+    return apply_overrides(Config(), overrides)
+
+
+def losses(events) -> dict[int, float]:
+    return {e["step"]: e["loss"] for e in events if e["type"] == ev.STEP}
+
+
+def finish(handle, timeout: float = 400) -> dict:
+    seen = wait_for(handle, lambda e: e["type"] in ev.TERMINAL, timeout=timeout)
+    log = handle.run_dir.log_path.read_text()[-3000:] if handle.run_dir.log_path.exists() else ""
+    assert seen and seen[-1]["type"] == ev.FINISHED, f"{seen[-1:]}\n{log}"
+    assert handle.join(timeout=60) == 0
+    return seen[-1]
+
+
+def assert_same_losses(got: dict[int, float], want: dict[int, float], steps) -> None:
+    for step in steps:
+        assert got[step] == pytest.approx(want[step], abs=LOSS_TOLERANCE), (step, got, want)
+
+
+@pytest.fixture(scope="module")
+def single(tiny_model_dir, tmp_path_factory):
+    """One process, batch 4, checkpoints at steps 2 and 4."""
+    tmp = tmp_path_factory.mktemp("single")
+    config = tiny_config(tiny_model_dir, tmp, **{"training.save_steps": 2})
+    run = RunDir.create(tmp / "runs", "single")
+    run.write_config(config)
+    train(config, run, EventSink(run), ControlInbox(run))
+    return run, losses(run.events())
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tiny_model_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ddp")
+    handle = start(tiny_config(tiny_model_dir, tmp, ranks=2, **{"training.save_steps": 2}))
+    try:
+        final = finish(handle)
+    finally:
+        handle.terminate()
+    return handle.run_dir, final
+
+
+def test_two_ranks_train_like_one_process_with_the_same_global_batch(single, ddp_run):
+    run, final = ddp_run
+    events = run.events()
+    assert sorted(losses(events)) == list(range(1, STEPS + 1))
+    assert_same_losses(losses(events), single[1], range(1, STEPS + 1))
+    # rank 0 alone writes the run: one start, one end, the adapter, and checkpoints that know their mode
+    assert [e["type"] for e in events].count(ev.STARTED) == 1
+    assert [e["type"] for e in events].count(ev.FINISHED) == 1 and final["summary"]["steps"] == STEPS
+    assert (run.adapter_dir / "adapter_model.safetensors").exists()
+    meta = dp.read_checkpoint_meta(run.checkpoints_dir / "step-2")
+    assert meta == {"mode": "ddp", "world_size": 2, "nnodes": 1}
+    assert {r["state"] for r in read_statuses(run.path).values()} == {"finished"}
+    log = next(e["text"] for e in events if e["type"] == ev.LOG)
+    assert "torchrun --nproc-per-node 2" in log
+
+
+def test_a_ddp_checkpoint_resumes_in_one_process(tiny_model_dir, tmp_path, single, ddp_run):
+    config = tiny_config(tiny_model_dir, tmp_path)
+    run = RunDir.create(tmp_path / "runs", "from-ddp")
+    run.write_config(config)
+    train(config, run, EventSink(run), ControlInbox(run), resume_from=str(ddp_run[0].checkpoints_dir / "step-2"))
+    got = losses(run.events())
+    assert sorted(got) == [3, 4]
+    assert_same_losses(got, single[1], [3, 4])
+
+
+def test_a_one_process_checkpoint_resumes_on_two_ranks(tmp_path, single):
+    copy = RunDir(shutil.copytree(single[0].path, tmp_path / "copy"))
+    shutil.rmtree(copy.checkpoints_dir / "step-4")
+    shutil.rmtree(copy.adapter_dir)
+    handle = resume(copy, overrides={"training.distributed": "ddp", "training.gpus": "2",
+                                     "training.batch_size": GLOBAL_BATCH // 2})
+    try:
+        finish(handle)
+    finally:
+        handle.terminate()
+    events = copy.events()
+    last_start = max(i for i, e in enumerate(events) if e["type"] == ev.STARTED)
+    got = losses(events[last_start:])
+    assert sorted(got) == [3, 4]
+    assert_same_losses(got, single[1], [3, 4])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_machines_on_localhost_train_like_one_process(tiny_model_dir, tmp_path, single):
+    endpoint = f"127.0.0.1:{_free_port()}"
+    handles = [start(tiny_config(tiny_model_dir, tmp_path / f"node{k}", ranks=2, **{
+        "training.distributed": "ddp", "training.gpus": "1", "training.nnodes": 2, "training.node_rank": k,
+        "training.rdzv_endpoint": endpoint})) for k in (0, 1)]
+    try:
+        finals = [finish(h) for h in handles]
+    finally:
+        for h in handles:
+            h.terminate()
+    assert_same_losses(losses(handles[0].run_dir.events()), single[1], range(1, STEPS + 1))
+    assert finals[0]["summary"]["steps"] == STEPS
+    assert not losses(handles[1].run_dir.events())  # node 1 trains but node 0 writes the run
+    assert finals[1]["summary"]["node_rank"] == 1
+    assert "--node-rank 1 --master-addr 127.0.0.1" in handles[1].run_dir.events()[0]["text"]
+
+
+def test_controls_reach_every_rank(tiny_model_dir, tmp_path):
+    handle = start(tiny_config(tiny_model_dir, tmp_path, ranks=2, **{"training.max_steps": 300}))
+    try:
+        wait_for(handle, lambda e: e["type"] == ev.STEP, timeout=300)
+        handle.pause()
+        seen = wait_for(handle, lambda e: e["type"] == ev.PAUSED, timeout=60)
+        paused_at = [e for e in seen if e["type"] == ev.PAUSED][0]["step"]
+        handle.save_now()  # every rank takes part in the checkpoint of the paused step
+        seen = wait_for(handle, lambda e: e["type"] == ev.CHECKPOINT, timeout=60)
+        assert [e for e in seen if e["type"] == ev.CHECKPOINT][0]["step"] == paused_at
+        handle.resume()
+        wait_for(handle, lambda e: e["type"] == ev.STEP and e["step"] > paused_at, timeout=60)
+        handle.stop()
+        final = finish(handle, timeout=120)
+        assert final["summary"]["stopped"] is True and final["summary"]["steps"] < 300
+        assert (handle.run_dir.adapter_dir / "adapter_config.json").exists()
+    finally:
+        handle.terminate()
+
+
+def test_a_dead_rank_fails_the_run_with_its_number(tiny_model_dir, tmp_path):
+    handle = start(tiny_config(tiny_model_dir, tmp_path, ranks=2, **{"training.max_steps": 1000}))
+    try:
+        wait_for(handle, lambda e: e["type"] == ev.STEP, timeout=300)
+        pid = wait_until(lambda: read_statuses(handle.run_dir.path).get(1, {}).get("pid"), timeout=10)
+        os.kill(pid, signal.SIGKILL)
+        seen = wait_for(handle, lambda e: e["type"] in ev.TERMINAL, timeout=120)
+        final = seen[-1]
+        assert final["type"] == ev.FAILED, final
+        assert final["rank"] == 1 and final["message"].startswith("Rank 1 of 2"), final
+        assert "SIGKILL" in final["message"] and "--resume" in final["advice"]
+        assert handle.join(timeout=60) == 1
+    finally:
+        handle.terminate()

@@ -1,0 +1,57 @@
+"""Driving the app in tests: one way to build it, to wait on it and to read what a widget shows."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.text import Text
+from textual.content import Content
+from textual.pilot import Pilot
+from textual.widget import Widget
+
+from tests.ui.fakes import FakeChatEngines, FakeExports, FakeTrainer
+from tuitune.hardware import FakeGpuSource
+from tuitune.ui.app import TuituneApp
+
+SIZE = (120, 40)
+
+
+def make_app(tmp_path: Path, **kwargs: Any) -> TuituneApp:
+    """The app wired for a test: no GPU unless `gpu_source` is given, a FakeTrainer as
+    `app.spawn_trainer`, fake chat engines and exports, runs under tmp_path (user folders are isolated
+    by tests/ui/conftest.py)."""
+    kwargs.setdefault("gpu_source", FakeGpuSource.none())
+    kwargs.setdefault("runs_root", tmp_path / "runs")
+    kwargs.setdefault("spawn_trainer", FakeTrainer())
+    kwargs.setdefault("open_chat_engine", FakeChatEngines())
+    kwargs.setdefault("start_export", FakeExports())
+    return TuituneApp(**kwargs)
+
+
+async def wait_until(pilot: Pilot, predicate: Callable[[], Any], timeout: float = 30.0, what: str = "") -> None:
+    """Let the app run until `predicate()` holds; generous by default for loaded CI machines."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what or 'condition'} not met within {timeout} s")
+        await pilot.pause(0.05)
+
+
+def text_of(target: Widget | Any) -> str:
+    """What a widget shows, or what a Rich renderable prints, as plain text."""
+    if isinstance(target, Widget):
+        rendered = target.render()
+        if isinstance(rendered, (Content, Text)):
+            return rendered.plain
+        target = getattr(target, "content", rendered)  # a Static holding a Rich renderable
+    if isinstance(target, (Content, Text)):
+        return target.plain
+    if isinstance(target, str):
+        return Text.from_markup(target).plain
+    console = Console(width=200, file=io.StringIO(), record=True)
+    console.print(target)
+    return console.export_text()

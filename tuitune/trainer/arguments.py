@@ -1,0 +1,52 @@
+"""The transformers TrainingArguments every recipe shares (batching, schedule, optimizer, precision,
+logging, checkpointing, evaluation), as keyword arguments for TRL's SFT/DPO/ORPO config classes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuitune.config import Config
+from tuitune.plan import Plan
+from tuitune.runs import RunDir
+from tuitune.trainer.event_sink import EventSink
+from tuitune.trainer.reporting import report_targets
+
+
+def common_arguments(config: Config, plan: Plan, run: RunDir, sink: EventSink, *, eval_on: bool) -> dict[str, Any]:
+    t = config.training
+    return dict(
+        output_dir=str(run.path / ".hf"),
+        per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps,
+        weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, optim=plan.hf_optimizer, seed=t.seed,
+        data_seed=t.seed, max_steps=t.max_steps if t.max_steps > 0 else -1, num_train_epochs=t.num_epochs,
+        logging_steps=t.logging_steps, save_strategy="steps" if t.save_steps else "no",
+        save_steps=t.save_steps or 500, save_total_limit=None,
+        eval_strategy=("steps" if t.eval_steps else "no") if eval_on else "no",
+        eval_steps=t.eval_steps or None,
+        bf16=plan.dtype == "bfloat16" and plan.device == "cuda",
+        fp16=plan.dtype == "float16" and plan.device == "cuda",
+        use_cpu=plan.device == "cpu", disable_tqdm=True,
+        logging_nan_inf_filter=False,  # a loss that is not a number must show, and stop the run
+        gradient_checkpointing=False,  # handled by sft.apply_speedups
+        dataloader_num_workers=0,
+        **report_targets(t.report_to, run, sink.warning),
+    )
+
+
+def attach_events(trainer, config: Config, run: RunDir, sink: EventSink, inbox) -> None:
+    """Give `trainer` tuitune's events callback (progress, controls, checkpoints, best; on a rank of a
+    distributed run, the one that keeps the ranks in step) and drop the printer."""
+    from transformers.trainer_callback import PrinterCallback
+
+    from tuitune.trainer.distributed import current
+
+    t = config.training
+    callback = current(config).events_callback(config, run, sink, inbox,
+                                               save_total_limit=config.output.save_total_limit,
+                                               samples_per_step=t.batch_size * t.gradient_accumulation_steps)
+    trainer.add_callback(callback)
+    trainer.remove_callback(PrinterCallback)  # step numbers live in events.jsonl
+    callback.trainer = trainer
+    trainer.tuitune_callback = callback

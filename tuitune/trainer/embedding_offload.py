@@ -1,0 +1,74 @@
+"""Keep a frozen input-embedding table in pinned CPU memory and send only the looked-up rows.
+
+A Llama-8B's input embeddings are 128,256 x 4,096 bf16 values: 1 GiB of GPU memory for a table of
+which a training step reads a few thousand rows. `offload_input_embeddings(model)` moves the table
+to pinned host memory and replaces the embedding module's ``forward`` with a CPU gather into a
+pinned buffer followed by one asynchronous copy of the rows to the GPU (about 32 MB for 4,096
+tokens). The module keeps an empty placeholder parameter on the GPU, so ``model.device`` and the
+modules that ask it still see the GPU.
+
+Only a table that is frozen, untied (an LM head sharing it needs it on the GPU for the loss) and on
+a CUDA device is moved; the return value says what happened and why.
+"""
+
+from __future__ import annotations
+
+import types
+
+import torch
+
+_MARK = "_tuitune_cpu_table"
+
+
+def offload_input_embeddings(model) -> str:
+    """Move the input embeddings of ``model`` (a PEFT model or a transformers model) to the CPU when
+    that is safe; returns ``"offloaded"``, ``"already offloaded"`` or ``"kept on the GPU: <why>"``."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    emb = base.get_input_embeddings()
+    if emb.__dict__.get(_MARK) is not None:
+        return "already offloaded"
+    if type(emb) is not torch.nn.Embedding and not isinstance(emb, torch.nn.Embedding):
+        return f"kept on the GPU: {type(emb).__name__} is not a plain embedding"
+    w = emb.weight
+    if w.device.type != "cuda":
+        return f"kept on the GPU: the table is on the {w.device.type}"
+    if w.requires_grad:
+        return "kept on the GPU: the embeddings are trained"
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    if head is not None and getattr(head, "weight", None) is not None and head.weight.data_ptr() == w.data_ptr():
+        return "kept on the GPU: the LM head shares the table"
+    if emb.max_norm is not None:
+        return "kept on the GPU: max_norm renormalises rows in place"
+    device, dtype = w.device, w.dtype
+    table = torch.empty(w.shape, dtype=dtype, pin_memory=True)
+    table.copy_(w.detach())
+    emb.__dict__[_MARK] = table
+    emb.__dict__["_tuitune_rows"] = None
+    emb.weight = torch.nn.Parameter(torch.empty((0, w.shape[1]), dtype=dtype, device=device), requires_grad=False)
+    emb.forward = types.MethodType(_forward, emb)
+    del w
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return "offloaded"
+
+
+def _forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    table: torch.Tensor = self.__dict__[_MARK]
+    device = self.weight.device
+    ids = input_ids.reshape(-1).to("cpu")
+    n = ids.numel()
+    rows = self.__dict__["_tuitune_rows"]
+    if rows is None or rows.shape[0] < n:
+        rows = torch.empty((max(n, 1), table.shape[1]), dtype=table.dtype, pin_memory=True)
+        self.__dict__["_tuitune_rows"] = rows
+    else:
+        # The previous step's copy out of this buffer must be done before it is written again.
+        event = self.__dict__.get("_tuitune_copied")
+        if event is not None:
+            event.synchronize()
+    torch.index_select(table, 0, ids, out=rows[:n])
+    out = rows[:n].to(device, non_blocking=True)
+    event = torch.cuda.Event()
+    event.record()
+    self.__dict__["_tuitune_copied"] = event
+    return out.view(*input_ids.shape, table.shape[1])

@@ -1,0 +1,32 @@
+"""A separate evaluation file (`data.eval_path`) tokenized exactly like the training data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tuitune.config import Config
+from tuitune.errors import TuituneError
+from tuitune.trainer.event_sink import EventSink
+
+
+def eval_dataset_from_file(config: Config, tokenizer, sink: EventSink, cache_dir: Path | None = None):
+    """The eval dataset (input_ids, completion_mask) of data.eval_path, in the training data's format."""
+    from tuitune.data import build_training_dataset, load_rows
+
+    path = config.data.eval_path
+    fmt = None if config.data.format == "auto" else config.data.format
+    loaded = load_rows(path, format=fmt, columns=config.data.columns, salvage=config.data.salvage)
+    for note in loaded.notes:
+        sink.warning(f"data.eval_path: {note}")
+    if loaded.problems:
+        sink.warning(f"{len(loaded.problems)} problem(s) in the eval file {path}; first: {loaded.problems[0]}.")
+    try:
+        dataset = build_training_dataset(
+            loaded.rows, tokenizer, max_seq_length=config.model.max_seq_length,
+            responses_only=config.data.responses_only, packing=config.data.packing,
+            system_prompt=config.data.system_prompt or None, format=loaded.format,
+            cache_dir=None if cache_dir is None else Path(cache_dir) / "eval")
+    except TuituneError as exc:
+        raise TuituneError(f"data.eval_path {path}: {exc.message}") from None
+    sink.log(f"Eval data: {path} ({loaded.format}); {len(dataset)} rows")
+    return dataset

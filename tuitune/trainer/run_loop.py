@@ -1,0 +1,107 @@
+"""The part every recipe past the first shares once its TRL trainer is built: announce, train under the
+fault guard, evaluate, keep the best, save the adapter, summarise.
+
+The preference (DPO, ORPO) and continued-pretraining recipes call `train_and_save`; each builds its own
+data, model and trainer first, so the recipe files still read top to bottom.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from tuitune import events as ev
+from tuitune.config import Config
+from tuitune.plan import Plan
+from tuitune.runs import RunDir
+from tuitune.steps import planned_steps
+from tuitune.trainer import faults
+from tuitune.trainer.event_sink import EventSink
+
+
+@dataclass
+class Prepared:
+    """What a recipe built before training."""
+
+    trainer: Any
+    model: Any
+    tokenizer: Any
+    train_set: Any
+    eval_set: Any
+    source_display: str
+    folder: Path
+    kernels_note: str
+    objective: str
+
+
+def train_and_save(prepared: Prepared, config: Config, plan: Plan, run: RunDir, sink: EventSink, *,
+                   started: float, resume_from: str | None = None, on_trained: Callable | None = None,
+                   save: Callable | None = None) -> dict:
+    """Train, evaluate and save; returns the `finished` summary. `save(model, tokenizer, config, run)` writes
+    the adapter (sft.save_adapter)."""
+    import torch
+
+    from tuitune.trainer.sft import _parameter_counts, save_adapter
+
+    trainer, model = prepared.trainer, prepared.model
+    trainable, total = _parameter_counts(model)
+    sink.emit(
+        ev.STARTED, config=config.to_dict(), model=prepared.source_display, method=plan.method, dtype=plan.dtype,
+        device=plan.device_name, trainable_params=trainable, total_params=total,
+        max_steps=trainer.state.max_steps or planned_steps(config.training, len(prepared.train_set)),
+        rows=len(prepared.train_set), eval_rows=len(prepared.eval_set) if prepared.eval_set is not None else 0,
+        kernels=prepared.kernels_note, resumed_from=resume_from, objective=prepared.objective,
+    )
+    callback = trainer.tuitune_callback
+    callback.best.patience = config.training.early_stopping_patience
+    with faults.guard(trainer, callback, config, plan, run, prepared.folder):
+        result = trainer.train(resume_from_checkpoint=resume_from)
+    faults.raise_if_faulted(callback, config, plan, run)
+    stopped = callback.stopped
+    evaluated_last = callback.best.last_step == trainer.state.global_step
+    if prepared.eval_set is not None and not stopped and not callback.early_stopped and not evaluated_last:
+        trainer.evaluate()  # its eval event comes from the callback's on_log
+    restored = restore_best(trainer.model, callback.best, sink)
+    if on_trained is not None:
+        on_trained(trainer.model, prepared.tokenizer)
+    with faults.guard(trainer, callback, config, plan, run, prepared.folder):
+        adapter_dir = (save or save_adapter)(trainer.model, prepared.tokenizer, config, run)
+    mark_best_adapter(trainer, adapter_dir, sink)
+    peak = torch.cuda.max_memory_allocated() / 1024 ** 3 if plan.device == "cuda" else None
+    return {
+        "final_loss": callback.last_loss, "train_loss": result.training_loss,
+        "steps": trainer.state.global_step, "max_steps": trainer.state.max_steps,
+        "runtime_s": time.time() - started, "adapter_path": str(adapter_dir), "stopped": stopped,
+        "stop_signal": callback.stop_signal, "early_stopped": callback.early_stopped,
+        "best_step": callback.best.best_step, "best_eval_loss": callback.best.best_loss,
+        "adapter_from_step": restored, "objective": prepared.objective,
+        "peak_gpu_memory_gb": peak, "tokens_seen": trainer.state.num_input_tokens_seen,
+    }
+
+
+def mark_best_adapter(trainer, adapter_dir: Path, sink: EventSink) -> None:
+    """When the final evaluation (after the last step, no checkpoint of its own) was the best, the saved
+    adapter is the best: mark it so (BEST, best.json) and say so in a checkpoint event."""
+    best = trainer.tuitune_callback.best.saved(trainer.state.global_step, adapter_dir)
+    if best:
+        sink.emit(ev.CHECKPOINT, step=best["step"], path=str(adapter_dir), best=True, eval_loss=best["eval_loss"])
+
+
+def restore_best(model, best, sink: EventSink) -> int | None:
+    """With early stopping, load the best checkpoint's adapter weights into `model` so the saved adapter is
+    the best one; returns its step, or None when the last weights stay."""
+    folder = best.checkpoint_to_restore()
+    if folder is None or best.best_step is None:
+        return None
+    weights = folder / "adapter_model.safetensors"
+    if not weights.exists():
+        sink.warning(f"The best checkpoint {folder.name} has no adapter weights; the adapter keeps the last weights.")
+        return None
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(str(weights)))
+    sink.log(f"Adapter restored from the best checkpoint {folder.name} (eval loss {best.best_loss:.4f}).")
+    return best.best_step
