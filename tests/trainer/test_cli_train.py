@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -91,3 +93,43 @@ def test_detached_run_outlives_the_command(tiny_model_dir, tmp_path):
     info = wait_until(lambda: next((r for r in list_runs(out) if r.status in ("finished", "failed")), None),
                       timeout=240, interval=1)
     assert info.status == "finished" and info.step == 4, info
+
+
+def test_detach_returns_at_once_with_its_output_piped(tiny_model_dir, tmp_path):
+    """`tuitune train --detach | cat`: nothing the command starts keeps its pipes open for the run."""
+    from tests.helpers import wait_until
+    from tuitune import events as ev
+    from tuitune.runs import RunDir
+
+    out = tmp_path / "runs"
+    began = time.monotonic()
+    command = subprocess.Popen(
+        [sys.executable, "-m", "tuitune", "train", "--model", str(tiny_model_dir), "--max-steps", "2000",
+         "--output", str(out), "--set", "training.gradient_accumulation_steps=1",
+         "--set", "model.max_seq_length=64", "--set", "training.optimizer=adamw_torch", "--detach"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        try:
+            stdout, stderr = command.communicate(timeout=60)  # reads both pipes to their end
+        except subprocess.TimeoutExpired:
+            command.kill()
+            pytest.fail("`tuitune train --detach` with piped output did not return within 60 s: a child "
+                        "kept the pipes open")
+        returned_after = time.monotonic() - began
+        assert command.returncode == 0, stdout + stderr
+        assert "training in the background" in stdout
+        run = RunDir(next(out.iterdir()))
+        assert run.is_live(), f"the run is not training after the command returned:\n{stdout}{stderr}"
+        assert returned_after < 30, f"the command took {returned_after:.1f} s"
+        # the run goes on without the command: it reaches its first steps after the pipes closed
+        wait_until(lambda: run.info().step >= 1, timeout=240, interval=0.5)
+        assert run.info().status == "running"
+        run.send_control(ev.STOP)
+        wait_until(lambda: not run.is_live(), timeout=120, interval=0.5)
+        assert run.info().status == "stopped"
+    finally:
+        command.stdout.close()
+        command.stderr.close()
+        for path in out.iterdir() if out.exists() else ():
+            if RunDir(path).is_live():
+                os.kill(RunDir(path).trainer_pid(), signal.SIGKILL)

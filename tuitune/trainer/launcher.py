@@ -4,7 +4,8 @@
 last complete checkpoint; both hand the prepared run to a `Spawn` (by default `spawn`: the trainer
 in a child process, with `ProcessHandle` talking to it over two queues). UI-side module: imports
 neither torch nor textual. Queues and the process are created with the real stdout/stderr in place
-because Textual replaces them, and multiprocessing cannot hand Textual's to a child.
+because Textual replaces them, and multiprocessing cannot hand Textual's to a child. Nor do the
+children take this process's pipes: see `_standard_fds_off_pipes`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import multiprocessing.process
+import os
 import queue as queue_module
 import sys
 import time
-from typing import Any, Callable
+from multiprocessing import resource_tracker
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 from tuitune import events as ev
 from tuitune.config import Config, apply_overrides
@@ -98,10 +102,45 @@ class ProcessHandle:
         return self.process.is_alive()
 
 
+@contextlib.contextmanager
+def _standard_fds_off_pipes(log_path: Path) -> Iterator[None]:
+    """While children start, fds 0 and 1 point at /dev/null and fd 2 at the run's log, unless a terminal.
+
+    A spawned process inherits fds 0-2 whatever `close_fds` says. The trainer redirects its own once it
+    runs, but multiprocessing's resource tracker keeps them, and it lives as long as the trainer: holding
+    the write end of a pipe, it kept `tuitune train --detach | cat` (or ssh, or subprocess.run) waiting
+    for the end of the run. A terminal is left alone: nobody waits for its end, and Textual draws on it
+    from another thread."""
+    targets = {0: (os.devnull, os.O_RDWR), 1: (os.devnull, os.O_RDWR),
+               2: (str(log_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT)}
+    streams = {1: sys.__stdout__, 2: sys.__stderr__}
+    saved: dict[int, int] = {}
+    try:
+        for fd, (path, flags) in targets.items():
+            if os.isatty(fd):
+                continue
+            try:
+                saved[fd] = os.dup(fd)
+            except OSError:  # closed: there is nothing to inherit
+                continue
+            if streams.get(fd) is not None:
+                streams[fd].flush()
+            target = os.open(path, flags, 0o644)
+            os.dup2(target, fd)
+            os.close(target)
+        yield
+    finally:
+        for fd, original in saved.items():
+            os.dup2(original, fd)
+            os.close(original)
+
+
 def spawn(config: Config, run_dir: RunDir, resume_from: str | None = None) -> ProcessHandle:
     """Start the trainer process on a prepared run directory (the default `Spawn`)."""
     context = multiprocessing.get_context("spawn")
-    with contextlib.redirect_stderr(sys.__stderr__), contextlib.redirect_stdout(sys.__stdout__):
+    with contextlib.redirect_stderr(sys.__stderr__), contextlib.redirect_stdout(sys.__stdout__), \
+            _standard_fds_off_pipes(run_dir.log_path):
+        resource_tracker.ensure_running()  # the queues' semaphores would start it; start it here, off the pipes
         events_queue = context.Queue()
         controls_queue = context.Queue()
         from tuitune.trainer.child import child_main
