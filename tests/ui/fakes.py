@@ -120,7 +120,8 @@ def write_run(root: Path, name: str, events: list[dict[str, Any]], *, model: str
 
 
 def make_runs(root: Path) -> dict[str, Path]:
-    """Three finished-looking runs: finished, failed, interrupted (with a checkpoint)."""
+    """Three runs no trainer works on: finished, failed (its trainer said so), and died: events that stop
+    at step 20 with no final one and no live trainer, which settles as failed, naming its checkpoint."""
     def started(model: str) -> dict[str, Any]:
         return {"type": ev.STARTED, "ts": T0, "model": model, "max_steps": 60}
 
@@ -135,7 +136,7 @@ def make_runs(root: Path) -> dict[str, Path]:
             started("llama-3.2-1b"),
             {"type": ev.FAILED, "ts": T0 + 12, "kind": "data", "message": "data.jsonl row 7: no text"}],
             model="llama-3.2-1b"),
-        "interrupted": write_run(root, "20251129-120000-qwen-chat", [
+        "died": write_run(root, "20251129-120000-qwen-chat", [
             started("qwen2.5-0.5b"), step(10, 2.8), step(20, 2.6012)],
             model="qwen2.5-0.5b", checkpoint_steps=(20,)),
     }

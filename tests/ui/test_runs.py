@@ -7,6 +7,8 @@ from textual.widgets import DataTable
 
 from tests.ui.fakes import write_run
 from tests.ui.pilot import SIZE, make_app, text_of, wait_until
+from tuitune.run_state import ACTIVE, ENDED
+from tuitune.ui.screens.runs import STATUS_ROLE
 from tuitune.ui.widgets.confirm import ConfirmModal
 
 pytestmark = pytest.mark.anyio
@@ -21,6 +23,10 @@ async def open_runs(pilot, app, count: int) -> DataTable:
 
 def row_of(table: DataTable, name: str) -> list[str]:
     return [str(cell) for cell in table.get_row(name)]
+
+
+def test_every_run_status_has_a_colour_and_no_other():
+    assert set(STATUS_ROLE) == {"created", *ACTIVE, *ENDED}
 
 
 async def test_lists_runs_with_status_duration_and_loss(tmp_path, runs_root):

@@ -184,7 +184,7 @@ class MonitorScreen(Screen):
             if any(e.get("type") in ev.TERMINAL for e in batch):
                 ended = True
             elif not batch and not source.is_alive():
-                # Nothing came and no trainer is running: a finished, failed or interrupted run.
+                # Nothing came and no trainer is running: a finished, stopped or failed run.
                 batch.extend(source.read(timeout=0))
                 lines += tail.read()
                 ended = True

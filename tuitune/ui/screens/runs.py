@@ -20,7 +20,7 @@ from tuitune.ui.widgets.theme_colors import theme_colors
 
 REFRESH_S = 3.0
 STATUS_ROLE = {"running": "loss", "paused": "tight", "finished": "fits", "stopped": "tight",
-               "failed": "no_fit", "interrupted": "no_fit", "created": "muted"}
+               "failed": "no_fit", "created": "muted"}
 
 
 def duration_text(seconds: float | None) -> str:
