@@ -66,3 +66,26 @@ def test_the_trainer_gets_the_same_optimizer_without_host_waits(tmp_path):
     assert optimizer.args.optim_bits == 8 and not optimizer.is_paged
     for kept in ("adamw_torch", "paged_adamw_8bit"):
         assert use_in_trainer(_trainer(tmp_path / kept, kept)) is None
+
+
+def test_embeddings_keep_32_bit_states_as_with_bitsandbytes_own_class(tmp_path):
+    """transformers gives embeddings (trained by continued pretraining) 32-bit states; the same must hold
+    for the optimizer without host waits."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
+
+    from tuitune.trainer.optimizer import use_in_trainer
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=4096, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1))
+    args = TrainingArguments(output_dir=str(tmp_path), optim="adamw_bnb_8bit", use_cpu=True, report_to="none")
+    trainer = Trainer(model=model, args=args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert use_in_trainer(trainer) == "AdamWStreamed"
+        optimizer = trainer.create_optimizer()
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+    embeddings, head = model.get_input_embeddings().weight, model.lm_head.weight
+    assert optimizer.state[embeddings]["state1"].dtype == torch.float32
+    assert optimizer.state[head]["state1"].dtype == torch.uint8  # the rest stays 8-bit

@@ -45,6 +45,9 @@ def without_host_waits(optimizer_cls: type) -> type:
             return loss
 
     Streamed.__name__ = Streamed.__qualname__ = f"{optimizer_cls.__name__}Streamed"
+    # transformers' Trainer keeps embeddings' states in 32 bits only for a class whose name says
+    # "bitsandbytes" (create_optimizer); continued pretraining trains the embeddings.
+    Streamed.__module__ = optimizer_cls.__module__
     _STREAMED[optimizer_cls] = Streamed
     return Streamed
 

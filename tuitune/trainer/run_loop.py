@@ -1,24 +1,28 @@
-"""The part every recipe past the first shares once its TRL trainer is built: announce, train under the
-fault guard, evaluate, keep the best, save the adapter, summarise.
+"""The part every recipe shares once its TRL trainer is built: the optimizer without host waits,
+announce, train under the fault guard, evaluate, keep the best, save the adapter, summarise.
 
-The preference (DPO, ORPO) and continued-pretraining recipes call `train_and_save`; each builds its own
-data, model and trainer first, so the recipe files still read top to bottom.
+The SFT, preference (DPO, ORPO) and continued-pretraining recipes call `train_and_save`; each builds its
+own data, model and trainer first, so the recipe files still read top to bottom.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from tuitune import events as ev
-from tuitune.config import Config
+from tuitune.config import Config, to_toml
 from tuitune.plan import Plan
 from tuitune.runs import RunDir
 from tuitune.steps import planned_steps
 from tuitune.trainer import faults
 from tuitune.trainer.event_sink import EventSink
+
+DATA_CACHE = ".data"  # the run's tokenized training data (Arrow files), removed with .hf at the end
 
 
 @dataclass
@@ -40,12 +44,17 @@ def train_and_save(prepared: Prepared, config: Config, plan: Plan, run: RunDir, 
                    started: float, resume_from: str | None = None, on_trained: Callable | None = None,
                    save: Callable | None = None) -> dict:
     """Train, evaluate and save; returns the `finished` summary. `save(model, tokenizer, config, run)` writes
-    the adapter (sft.save_adapter)."""
+    the adapter (`save_adapter`); on a distributed run rank 0 writes it (RankContext.save_adapter)."""
     import torch
 
-    from tuitune.trainer.sft import _parameter_counts, save_adapter
+    from tuitune.trainer.distributed import current
 
+    rank = current(config)
     trainer, model = prepared.trainer, prepared.model
+    if plan.device == "cuda":
+        from tuitune.trainer.optimizer import use_in_trainer
+
+        use_in_trainer(trainer)  # the same 8-bit AdamW updates, without a host wait per tensor
     trainable, total = _parameter_counts(model)
     sink.emit(
         ev.STARTED, config=config.to_dict(), model=prepared.source_display, method=plan.method, dtype=plan.dtype,
@@ -56,6 +65,8 @@ def train_and_save(prepared: Prepared, config: Config, plan: Plan, run: RunDir, 
     )
     callback = trainer.tuitune_callback
     callback.best.patience = config.training.early_stopping_patience
+    # Out of memory, a full disk or a loss that is not a number end in a TrainingFault that says what was
+    # kept and what to change (tuitune.trainer.faults).
     with faults.guard(trainer, callback, config, plan, run, prepared.folder):
         result = trainer.train(resume_from_checkpoint=resume_from)
     faults.raise_if_faulted(callback, config, plan, run)
@@ -63,12 +74,13 @@ def train_and_save(prepared: Prepared, config: Config, plan: Plan, run: RunDir, 
     evaluated_last = callback.best.last_step == trainer.state.global_step
     if prepared.eval_set is not None and not stopped and not callback.early_stopped and not evaluated_last:
         trainer.evaluate()  # its eval event comes from the callback's on_log
-    restored = restore_best(trainer.model, callback.best, sink)
+    restored = _restore_best(trainer.model, callback.best, sink, rank.mode)
     if on_trained is not None:
         on_trained(trainer.model, prepared.tokenizer)
     with faults.guard(trainer, callback, config, plan, run, prepared.folder):
-        adapter_dir = (save or save_adapter)(trainer.model, prepared.tokenizer, config, run)
-    mark_best_adapter(trainer, adapter_dir, sink)
+        adapter_dir = rank.save_adapter(trainer, prepared.tokenizer, config, run, save or save_adapter)
+    if rank.is_main:  # rank 0 alone writes the run
+        mark_best_adapter(trainer, adapter_dir, sink)
     peak = torch.cuda.max_memory_allocated() / 1024 ** 3 if plan.device == "cuda" else None
     return {
         "final_loss": callback.last_loss, "train_loss": result.training_loss,
@@ -81,12 +93,48 @@ def train_and_save(prepared: Prepared, config: Config, plan: Plan, run: RunDir, 
     }
 
 
+def save_adapter(model, tokenizer, config: Config, run: RunDir) -> Path:
+    """Write adapter/ atomically: adapter weights, tokenizer and the resolved config."""
+    target = run.adapter_dir
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    (tmp / "tuitune.toml").write_text(to_toml(config, commented=True), encoding="utf-8")
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    shutil.rmtree(run.path / ".hf", ignore_errors=True)
+    shutil.rmtree(run.path / DATA_CACHE, ignore_errors=True)
+    return target
+
+
+def _parameter_counts(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
 def mark_best_adapter(trainer, adapter_dir: Path, sink: EventSink) -> None:
     """When the final evaluation (after the last step, no checkpoint of its own) was the best, the saved
     adapter is the best: mark it so (BEST, best.json) and say so in a checkpoint event."""
     best = trainer.tuitune_callback.best.saved(trainer.state.global_step, adapter_dir)
     if best:
         sink.emit(ev.CHECKPOINT, step=best["step"], path=str(adapter_dir), best=True, eval_loss=best["eval_loss"])
+
+
+def _restore_best(model, best, sink: EventSink, mode: str) -> int | None:
+    """restore_best, except where the weights are split over the ranks (a whole adapter cannot be loaded
+    into one rank's shard): there the adapter keeps the last weights, and the warning says where the best is."""
+    from tuitune.distributed_plan import SHARDED
+
+    if mode not in SHARDED:
+        return restore_best(model, best, sink)
+    folder = best.checkpoint_to_restore()
+    if folder is not None:
+        sink.warning(f"The adapter keeps the last weights: under training.distributed = {mode} the best "
+                     f"checkpoint is not loaded back into the model; it stays in {folder}.")
+    return None
 
 
 def restore_best(model, best, sink: EventSink) -> int | None:

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
 
-from tuitune import events as ev
-from tuitune.config import Config, to_toml
+from tuitune.config import Config
 from tuitune.errors import TuituneError
 from tuitune.log_filter import keep_library_record
 from tuitune.model_source import local_folder, resolve_model_source
+from tuitune.objective import SFT
 from tuitune.plan import Plan, resolve_plan
 from tuitune.runs import RunDir
-from tuitune.steps import eval_rows, planned_steps
-from tuitune.trainer import faults
+from tuitune.steps import eval_rows
 from tuitune.trainer.device import probe_device, torch_dtype
 from tuitune.trainer.event_sink import ControlInbox, EventSink
-
-DATA_CACHE = ".data"  # the run's tokenized training data (Arrow files), removed with .hf at the end
+from tuitune.trainer.run_loop import DATA_CACHE, Prepared, train_and_save
 
 
 def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox,
@@ -28,7 +25,6 @@ def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox,
     """Run one SFT job; returns the `finished` summary. Raises TuituneError for user errors.
 
     `on_trained(model, tokenizer)`, if given, sees the trained model before the adapter is saved."""
-    import torch
     from transformers import set_seed
 
     from tuitune.trainer.distributed import current
@@ -54,42 +50,9 @@ def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox,
     trainer = build_trainer(config, plan, model, tokenizer, train_set, eval_set, run, sink, inbox)
     # After the SFTTrainer exists: its __init__ installs TRL's own LM head, which ours must replace.
     kernels_note = apply_speedups(trainer.model, config, plan, sink)
-    if plan.device == "cuda":
-        from tuitune.trainer.optimizer import use_in_trainer
-
-        use_in_trainer(trainer)  # the same 8-bit AdamW updates, without a host wait per tensor
-    trainable, total = _parameter_counts(model)
-    sink.emit(
-        ev.STARTED, config=config.to_dict(), model=source.display, method=plan.method, dtype=plan.dtype,
-        device=plan.device_name, trainable_params=trainable, total_params=total,
-        max_steps=trainer.state.max_steps or planned_steps(config.training, len(train_set)), rows=len(train_set),
-        eval_rows=len(eval_set) if eval_set is not None else 0, kernels=kernels_note,
-        resumed_from=resume_from, objective="sft",
-    )
-    callback = trainer.tuitune_callback
-    callback.best.patience = config.training.early_stopping_patience
-    # Out of memory, a full disk or a loss that is not a number end in a TrainingFault that says
-    # what was kept and what to change (tuitune.trainer.faults).
-    with faults.guard(trainer, callback, config, plan, run, folder):
-        result = trainer.train(resume_from_checkpoint=resume_from)
-    faults.raise_if_faulted(callback, config, plan, run)
-    stopped = callback.stopped
-
-    if eval_set is not None and not stopped:
-        metrics = trainer.evaluate()
-        sink.emit(ev.EVAL, step=trainer.state.global_step, eval_loss=metrics.get("eval_loss"))
-    if on_trained is not None:
-        on_trained(trainer.model, tokenizer)
-    with faults.guard(trainer, callback, config, plan, run, folder):
-        adapter_dir = rank.save_adapter(trainer, tokenizer, config, run, save_adapter)
-    peak = torch.cuda.max_memory_allocated() / 1024 ** 3 if plan.device == "cuda" else None
-    return {
-        "final_loss": callback.last_loss, "train_loss": result.training_loss,
-        "steps": trainer.state.global_step, "max_steps": trainer.state.max_steps,
-        "runtime_s": time.time() - started, "adapter_path": str(adapter_dir), "stopped": stopped,
-        "stop_signal": callback.stop_signal,
-        "peak_gpu_memory_gb": peak, "tokens_seen": trainer.state.num_input_tokens_seen,
-    }
+    prepared = Prepared(trainer, model, tokenizer, train_set, eval_set, source.display, folder, kernels_note, SFT)
+    return train_and_save(prepared, config, plan, run, sink, started=started, resume_from=resume_from,
+                          on_trained=on_trained)
 
 
 def _load_tokenizer(folder: Path):
@@ -254,28 +217,6 @@ def build_trainer(config: Config, plan: Plan, model, tokenizer, train_set, eval_
                          processing_class=tokenizer)
     attach_events(trainer, config, run, sink, inbox)
     return trainer
-
-
-def save_adapter(model, tokenizer, config: Config, run: RunDir) -> Path:
-    """Write adapter/ atomically: adapter weights, tokenizer and the resolved config."""
-    target = run.adapter_dir
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    (tmp / "tuitune.toml").write_text(to_toml(config, commented=True), encoding="utf-8")
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
-    shutil.rmtree(run.path / ".hf", ignore_errors=True)
-    shutil.rmtree(run.path / DATA_CACHE, ignore_errors=True)
-    return target
-
-
-def _parameter_counts(model) -> tuple[int, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return trainable, total
 
 
 class _EventLogHandler(logging.Handler):
