@@ -77,9 +77,15 @@ def test_unknown_mode_is_refused():
         enable_checkpointing(_model(False, "cpu"), "aggressive")
 
 
-def _train_losses(mode: str, offload_embeddings: bool, steps: int = 4) -> list[float]:
+LENGTHS = (512, 256, 448, 512, 320, 384)  # batches of varying length, as unpacked chat data gives
+
+
+def _train_losses(mode: str, offload_embeddings: bool, buffers: list | None = None) -> list[float]:
     """Losses of a few AdamW steps of a patched bf16 model large enough that the GPU is still busy
-    when the next layer's input is offloaded or fetched (a stream race shows as diverging losses)."""
+    when the next layer's input is offloaded or fetched (a stream race shows as diverging losses).
+    The batches vary in length, so offloading reuses its pinned buffers for other shapes; `buffers`
+    collects how many it holds after each step."""
+    from tuitune.trainer.activation_checkpointing import pinned_buffers
     from tuitune.trainer.embedding_offload import offload_input_embeddings
 
     model = with_lora(build_base("llama", dtype=torch.bfloat16, num_hidden_layers=4, hidden_size=512,
@@ -94,22 +100,36 @@ def _train_losses(mode: str, offload_embeddings: bool, steps: int = 4) -> list[f
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     losses = []
-    for _ in range(steps):
-        ids = torch.randint(0, 2048, (4, 512), generator=generator).cuda()
+    for length in LENGTHS:
+        ids = torch.randint(0, 2048, (4, length), generator=generator).cuda()
         loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         losses.append(float(loss))
+        if buffers is not None:
+            buffers.append(pinned_buffers(model))
     return losses
 
 
 @pytest.mark.skipif(not ON_GPU, reason="offloading needs a CUDA device")
 def test_offloaded_training_matches_standard_over_several_steps():
     standard = _train_losses("standard", offload_embeddings=False)
-    offloaded = _train_losses("offloaded", offload_embeddings=True)
+    buffers = []
+    offloaded = _train_losses("offloaded", offload_embeddings=True, buffers=buffers)
     for a, b in zip(offloaded, standard):
         check_model("checkpointing.offloaded.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)
+    # The first (longest) batch made every pinned buffer the later, shorter or equal ones need.
+    assert buffers[0] > 0 and buffers[-1] == buffers[0], buffers
+
+
+def test_offload_buffers_round_up_by_at_most_an_eighth():
+    from tuitune.trainer.activation_checkpointing import _buffer_bytes
+
+    for n in (1, 5 << 20, (5 << 20) + 1, 123_456_789, 1 << 30, (1 << 30) + 1):
+        size = _buffer_bytes(n)
+        assert size >= max(n, 1 << 20) and size <= max(n, 1 << 20) * 1.125 + 1
+    assert _buffer_bytes((1 << 30) + 1) == (1 << 30) + (1 << 27)
 
 
 def test_embedding_offload_explains_why_it_keeps_a_table():
