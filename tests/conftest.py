@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -25,10 +24,6 @@ os.environ["XDG_CONFIG_HOME"] = str(_SANDBOX / "config")
 os.environ["TUITUNE_RUNS"] = str(_SANDBOX / "runs")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-# Test folders that are not packages (kernels, convergence, data, chat) import shared builders from
-# here by bare module name.
-sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
 

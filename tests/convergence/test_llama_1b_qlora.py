@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from convergence_loop import compare, lora, token_batches, train_losses
+from tests.convergence.convergence_loop import compare, lora, token_batches, train_losses
 from tuitune.trainer.patching import apply_kernels
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

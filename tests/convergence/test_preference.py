@@ -7,7 +7,7 @@ ORPO through tuitune.trainer.orpo's fused-head forward."""
 import torch
 import torch.nn.functional as F
 
-from convergence_loop import compare, lora
+from tests.convergence.convergence_loop import compare, lora
 from tuitune.trainer.patching import apply_kernels
 
 ON_GPU = torch.cuda.is_available()

@@ -11,7 +11,7 @@ import os
 import pytest
 import torch
 
-from convergence_loop import compare, lora, token_batches, train_losses
+from tests.convergence.convergence_loop import compare, lora, token_batches, train_losses
 from tuitune.trainer.patching import apply_kernels
 
 ON_GPU = torch.cuda.is_available()

@@ -5,7 +5,7 @@ cost about a second per step there at full vocabulary)."""
 
 import torch
 
-from convergence_loop import compare, lora, token_batches, train_losses
+from tests.convergence.convergence_loop import compare, lora, token_batches, train_losses
 from tuitune.trainer.patching import apply_kernels
 
 ON_GPU = torch.cuda.is_available()

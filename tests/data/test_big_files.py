@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from data_samples import write_jsonl
+from tests.data.data_samples import write_jsonl
 from tuitune.data import build_training_dataset, inspect_data, load_rows, loading
 from tuitune.data.loading import LazyRows
 

@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from data_samples import write_jsonl
+from tests.data.data_samples import write_jsonl
 from tuitune.config import ConfigError, config_from_dict, to_toml
 from tuitune.data import load_rows
 from tuitune.data.columns import map_record, parse_mapping, suggest_mapping

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from data_samples import ROWS_BY_FORMAT
+from tests.data.data_samples import ROWS_BY_FORMAT
 from tuitune.data.formats import FORMATS, canonical_role, detect_format, resolve_format_name
 from tuitune.errors import TuituneError
 

@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from data_samples import write_jsonl
+from tests.data.data_samples import write_jsonl
 from tuitune.cli import data as data_cli
 from tuitune.data import inspect_data, load_rows
 from tuitune.data.inspection import percentile, recommend_max_seq_length

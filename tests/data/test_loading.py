@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from data_samples import ROWS_BY_FORMAT, write_json, write_jsonl
+from tests.data.data_samples import ROWS_BY_FORMAT, write_json, write_jsonl
 from tuitune.data import load_rows
 from tuitune.data.problems import Problem
 from tuitune.errors import TuituneError

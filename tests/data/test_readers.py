@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from data_samples import ALPACA_ROWS, MESSAGES_ROWS, write_json, write_jsonl
+from tests.data.data_samples import ALPACA_ROWS, MESSAGES_ROWS, write_json, write_jsonl
 from tuitune.data.loading import open_source
 from tuitune.data.readers import RecordError
 from tuitune.errors import TuituneError

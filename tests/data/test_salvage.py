@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from data_samples import SHAREGPT_ROWS
+from tests.data.data_samples import SHAREGPT_ROWS
 from tuitune.data import json_scan, load_rows
 from tuitune.data.loading import open_source
 from tuitune.data.readers import BrokenFileError, RecordError

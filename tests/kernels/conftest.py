@@ -12,7 +12,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from kernel_env import DEVICE  # noqa: E402  (after the interpreter switch)
+from tests.kernels.kernel_env import DEVICE  # noqa: E402  (after the interpreter switch)
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def pytest_sessionfinish(session, exitstatus):
     path = os.environ.get("KERNEL_ERRORS_JSON")
     if not path:
         return
-    from tolerances import RECORDED  # noqa: PLC0415  (tests/kernels is on sys.path)
+    from tests.kernels.tolerances import RECORDED  # noqa: PLC0415
 
     worst: dict[tuple[str, str], dict] = {}
     for rec in RECORDED:

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from kernel_env import ON_GPU
-from tiny_models import batch, build_base, with_lora
-from tolerances import check_model
+from tests.kernels.kernel_env import ON_GPU
+from tests.kernels.tiny_models import batch, build_base, with_lora
+from tests.kernels.tolerances import check_model
 from tuitune.trainer.activation_checkpointing import enable_checkpointing
 from tuitune.trainer.patching import apply_kernels
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-import kernel_reference as ref
-from kernel_env import DTYPES, ON_GPU
-from tolerances import check
+from tests.kernels import kernel_reference as ref
+from tests.kernels.kernel_env import DTYPES, ON_GPU
+from tests.kernels.tolerances import check
 from tuitune.kernels import fused_linear_cross_entropy
 from tuitune.kernels.ops.fused_linear_cross_entropy import fused_linear_cross_entropy_rows
 

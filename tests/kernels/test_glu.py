@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-import kernel_reference as ref
-from kernel_env import DTYPES, ON_GPU
-from tolerances import check
+from tests.kernels import kernel_reference as ref
+from tests.kernels.kernel_env import DTYPES, ON_GPU
+from tests.kernels.tolerances import check
 from tuitune.kernels import geglu, swiglu
 
 SHAPES = [(1, 7), (3, 1000), (2, 7, 1536), (1, 70001)] + ([(4, 2048, 8192)] if ON_GPU else [])

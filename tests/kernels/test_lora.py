@@ -3,9 +3,9 @@ import warnings
 import pytest
 import torch
 
-import kernel_reference as ref
-from kernel_env import DTYPES, ON_GPU
-from tolerances import check
+from tests.kernels import kernel_reference as ref
+from tests.kernels.kernel_env import DTYPES, ON_GPU
+from tests.kernels.tolerances import check
 from tuitune.kernels import LoRAWeights, lora_mlp, lora_o, lora_qkv, nf4_dequantize
 
 with warnings.catch_warnings():

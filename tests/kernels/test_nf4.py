@@ -3,8 +3,8 @@ import warnings
 import pytest
 import torch
 
-from kernel_env import DTYPES, ON_GPU
-from tolerances import check
+from tests.kernels.kernel_env import DTYPES, ON_GPU
+from tests.kernels.tolerances import check
 from tuitune.kernels import nf4_dequantize
 
 with warnings.catch_warnings():

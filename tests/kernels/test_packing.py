@@ -9,9 +9,9 @@ attention (tuitune.trainer.varlen_attention).
 import pytest
 import torch
 
-from kernel_env import ON_GPU
-from tiny_models import build_base, with_lora
-from tolerances import check, check_model
+from tests.kernels.kernel_env import ON_GPU
+from tests.kernels.tiny_models import build_base, with_lora
+from tests.kernels.tolerances import check, check_model
 from tuitune.trainer.patching import apply_kernels
 from tuitune.trainer.varlen_attention import available, packed_attention
 

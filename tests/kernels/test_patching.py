@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from kernel_env import ON_GPU
-from tiny_models import CONFIGS, batch, build_base, dequantized_twin, with_lora
-from tolerances import check_model
+from tests.kernels.kernel_env import ON_GPU
+from tests.kernels.tiny_models import CONFIGS, batch, build_base, dequantized_twin, with_lora
+from tests.kernels.tolerances import check_model
 from tuitune.trainer.patching import PatchReport, apply_kernels
 
 

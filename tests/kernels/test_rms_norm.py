@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-import kernel_reference as ref
-from kernel_env import DTYPES, ON_GPU
-from tolerances import check
+from tests.kernels import kernel_reference as ref
+from tests.kernels.kernel_env import DTYPES, ON_GPU
+from tests.kernels.tolerances import check
 from tuitune.kernels import rms_norm
 
 SHAPES = [(1, 7), (3, 5, 33), (17, 1000), (2, 4096)] + ([(4, 2048, 4096), (8192, 576)] if ON_GPU else [])

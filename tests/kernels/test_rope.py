@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-import kernel_reference as ref
-from kernel_env import DTYPES, ON_GPU
-from tolerances import check
+from tests.kernels import kernel_reference as ref
+from tests.kernels.kernel_env import DTYPES, ON_GPU
+from tests.kernels.tolerances import check
 from tuitune.kernels import rope
 
 # (batch, q_heads, kv_heads, seq, head_dim, rotary_dim)

@@ -185,9 +185,17 @@ def _first(names: Iterable[str], present: dict[str, str], skip: set[str]) -> str
     return None
 
 
+def _expressible(name: Any) -> bool:
+    """Whether `name` survives `parse_mapping` unchanged: text, no surrounding blanks, no separators."""
+    return (isinstance(name, str) and bool(name) and name == name.strip() and "," not in name
+            and "=" not in name and not any(ord(c) < 32 for c in name))
+
+
 def suggest_mapping(columns: list[str], rows: list[dict]) -> ColumnMapping | None:
     """A likely mapping for columns no format recognised, from common names; None if no guess."""
-    present = {c.strip().lower(): c for c in columns if isinstance(c, str)}
+    # Only names a mapping can spell (tuitune reads `name=column,...`) can be suggested.
+    columns = [c for c in columns if _expressible(c)]
+    present = {c.strip().lower(): c for c in columns}
     rows = [r for r in rows if isinstance(r, dict)]
     mapping = ColumnMapping()
     # A column holding lists of turns: a conversation.
@@ -196,7 +204,7 @@ def suggest_mapping(columns: list[str], rows: list[dict]) -> ColumnMapping | Non
         for row in rows:
             value = as_list(row.get(column))
             if isinstance(value, (list, tuple)) and value and isinstance(value[0], dict):
-                turn_keys = {str(k).lower(): k for k in value[0]}
+                turn_keys = {k.lower(): k for k in value[0] if _expressible(k)}
                 break
         if turn_keys is None:
             continue
