@@ -177,3 +177,27 @@ def test_a_dead_rank_fails_the_run_with_its_number(tiny_model_dir, tmp_path):
         assert handle.join(timeout=60) == 1
     finally:
         handle.terminate()
+
+
+@pytest.mark.parametrize("objective", ["dpo", "cpt"])
+def test_preference_and_pretraining_train_on_two_ranks_like_one_process(tiny_model_dir, tmp_path, objective):
+    from tests.trainer.method_data import write_pairs, write_text
+
+    data = write_pairs(tmp_path / "pairs.jsonl") if objective == "dpo" else write_text(tmp_path / "text.jsonl")
+    extra = {"data.path": str(data), "training.objective": objective, "training.max_steps": 2}
+    config = tiny_config(tiny_model_dir, tmp_path / "one", **extra)
+    run = RunDir.create(tmp_path / "one" / "runs", "one")
+    run.write_config(config)
+    train(config, run, EventSink(run), ControlInbox(run))
+    want = losses(run.events())
+
+    handle = start(tiny_config(tiny_model_dir, tmp_path / "two", ranks=2, **extra))
+    try:
+        finish(handle)
+    finally:
+        handle.terminate()
+    events = handle.run_dir.events()
+    steps = [e["step"] for e in events if e["type"] == ev.STEP]
+    assert steps == [1, 2]  # rank 0 alone reports
+    assert_same_losses(losses(events), want, steps)
+    assert (handle.run_dir.adapter_dir / "adapter_config.json").exists()

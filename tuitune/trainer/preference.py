@@ -19,6 +19,7 @@ from tuitune.runs import RunDir
 from tuitune.steps import eval_rows
 from tuitune.trainer.arguments import attach_events, common_arguments
 from tuitune.trainer.device import probe_device
+from tuitune.trainer.distributed import current
 from tuitune.trainer.event_sink import ControlInbox, EventSink
 from tuitune.trainer.run_loop import Prepared, train_and_save
 from tuitune.trainer.sft import _load_tokenizer, _route_library_warnings, add_adapters, apply_speedups, load_model
@@ -30,7 +31,7 @@ def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox, res
     from transformers import set_seed
 
     started = time.time()
-    plan = resolve_plan(config, probe_device())
+    plan = current(config).adjust_plan(resolve_plan(config, probe_device()))
     for note in plan.notes:
         sink.warning(note)
     set_seed(config.training.seed)
@@ -110,7 +111,8 @@ def build_pair_datasets(config: Config, tokenizer, sink: EventSink):
 def build_preference_trainer(objective: str, config: Config, plan: Plan, model, tokenizer, train_set, eval_set,
                              run: RunDir, sink: EventSink, inbox: ControlInbox):
     t = config.training
-    common = common_arguments(config, plan, run, sink, eval_on=eval_set is not None)
+    common = {**common_arguments(config, plan, run, sink, eval_on=eval_set is not None),
+              **current(config).trainer_kwargs(model, plan)}  # engine arguments on a distributed run
     if objective == ORPO:
         from trl.experimental.orpo import ORPOConfig
 

@@ -19,6 +19,7 @@ from tuitune.objective import CPT
 from tuitune.plan import resolve_plan
 from tuitune.runs import RunDir
 from tuitune.trainer.device import probe_device
+from tuitune.trainer.distributed import current
 from tuitune.trainer.event_sink import ControlInbox, EventSink
 from tuitune.trainer.run_loop import Prepared, train_and_save
 from tuitune.trainer.sft import (DATA_CACHE, _load_tokenizer, _route_library_warnings, add_adapters,
@@ -32,7 +33,8 @@ def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox, res
 
     started = time.time()
     config = cpt_config(config)
-    plan = resolve_plan(config, probe_device())
+    rank = current(config)  # one process, or one rank of a distributed run
+    plan = rank.adjust_plan(resolve_plan(config, probe_device()))
     for note in plan.notes:
         sink.warning(note)
     set_seed(config.training.seed)
@@ -43,7 +45,7 @@ def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox, res
              f"on {plan.device_name}")
     folder = local_folder(source)
     tokenizer = _load_tokenizer(folder)
-    train_set, eval_set = build_datasets(config, tokenizer, sink, cache_dir=run.path / DATA_CACHE)
+    train_set, eval_set = build_datasets(config, tokenizer, sink, cache_dir=rank.data_cache(run.path / DATA_CACHE))
     model = load_model(folder, plan, config)
     embedding_lr = config.training.embedding_learning_rate
     model = add_adapters(model, config, plan, **embedding_modules(model) if embedding_lr else {})
