@@ -39,13 +39,18 @@ def prepare_model(shape_name: str, tokenizer_dir: Path) -> Path:
     return folder
 
 
+def _words(rng) -> list[str]:
+    """3,000 random lowercase words of 2 to 9 letters: the synthetic corpora's vocabulary."""
+    return ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
+            for _ in range(3000)]
+
+
 def synthetic_text(path: Path, *, rows: int, words_per_row: int, seed: int = 0) -> Path:
     """JSONL plain text of random lowercase words: rows long enough to fill any bench sequence."""
     import random
 
     rng = random.Random(seed)
-    vocabulary = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
-                  for _ in range(3000)]
+    vocabulary = _words(rng)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as out:
         for _ in range(rows):
@@ -59,8 +64,7 @@ def synthetic_pairs(path: Path, *, rows: int, words: int, seed: int = 0) -> Path
     import random
 
     rng = random.Random(seed)
-    vocabulary = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
-                  for _ in range(3000)]
+    vocabulary = _words(rng)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as out:
         for _ in range(rows):
@@ -154,8 +158,7 @@ def varied_text(path: Path, *, rows: int, shortest: int, longest: int, seed: int
     import random
 
     rng = random.Random(seed)
-    vocabulary = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
-                  for _ in range(3000)]
+    vocabulary = _words(rng)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as out:
         for _ in range(rows):

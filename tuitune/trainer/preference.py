@@ -12,36 +12,22 @@ import time
 
 from tuitune.config import Config
 from tuitune.errors import TuituneError
-from tuitune.model_source import local_folder, resolve_model_source
 from tuitune.objective import DPO, ORPO
-from tuitune.plan import Plan, resolve_plan
+from tuitune.plan import Plan
 from tuitune.runs import RunDir
 from tuitune.steps import eval_rows
 from tuitune.trainer.arguments import attach_events, common_arguments
-from tuitune.trainer.device import probe_device
 from tuitune.trainer.distributed import current
 from tuitune.trainer.event_sink import ControlInbox, EventSink
 from tuitune.trainer.run_loop import Prepared, train_and_save
-from tuitune.trainer.sft import _load_tokenizer, _route_library_warnings, add_adapters, apply_speedups, load_model
+from tuitune.trainer.sft import add_adapters, apply_speedups, begin, load_model
 
 
 def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox, resume_from: str | None = None,
           on_trained=None, *, objective: str = DPO) -> dict:
     """Run one DPO or ORPO job; returns the `finished` summary. Raises TuituneError for user errors."""
-    from transformers import set_seed
-
     started = time.time()
-    plan = current(config).adjust_plan(resolve_plan(config, probe_device()))
-    for note in plan.notes:
-        sink.warning(note)
-    set_seed(config.training.seed)
-    _route_library_warnings(sink)
-
-    source = resolve_model_source(config.model.name)
-    sink.log(f"Loading {source.display} ({source.kind}) for {objective.upper()} with {plan.method.upper()} "
-             f"on {plan.device_name}")
-    folder = local_folder(source)
-    tokenizer = _load_tokenizer(folder)
+    _, plan, source, folder, tokenizer = begin(config, sink, objective.upper())
     train_set, eval_set = build_pair_datasets(config, tokenizer, sink)
     model = load_model(folder, plan, config)
     model = add_adapters(model, config, plan)

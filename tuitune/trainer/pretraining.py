@@ -14,37 +14,20 @@ import time
 import types
 
 from tuitune.config import Config
-from tuitune.model_source import local_folder, resolve_model_source
 from tuitune.objective import CPT
-from tuitune.plan import resolve_plan
 from tuitune.runs import RunDir
-from tuitune.trainer.device import probe_device
-from tuitune.trainer.distributed import current
 from tuitune.trainer.event_sink import ControlInbox, EventSink
 from tuitune.trainer.run_loop import Prepared, train_and_save
-from tuitune.trainer.sft import (DATA_CACHE, _load_tokenizer, _route_library_warnings, add_adapters,
-                                 apply_speedups, build_datasets, build_trainer, load_model)
+from tuitune.trainer.sft import (DATA_CACHE, add_adapters, apply_speedups, begin, build_datasets, build_trainer,
+                                 load_model)
 
 
 def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox, resume_from: str | None = None,
           on_trained=None) -> dict:
     """Run one continued-pretraining job; returns the `finished` summary."""
-    from transformers import set_seed
-
     started = time.time()
     config = cpt_config(config)
-    rank = current(config)  # one process, or one rank of a distributed run
-    plan = rank.adjust_plan(resolve_plan(config, probe_device()))
-    for note in plan.notes:
-        sink.warning(note)
-    set_seed(config.training.seed)
-    _route_library_warnings(sink)
-
-    source = resolve_model_source(config.model.name)
-    sink.log(f"Loading {source.display} ({source.kind}) for continued pretraining with {plan.method.upper()} "
-             f"on {plan.device_name}")
-    folder = local_folder(source)
-    tokenizer = _load_tokenizer(folder)
+    rank, plan, source, folder, tokenizer = begin(config, sink, "continued pretraining")
     train_set, eval_set = build_datasets(config, tokenizer, sink, cache_dir=rank.data_cache(run.path / DATA_CACHE))
     model = load_model(folder, plan, config)
     embedding_lr = config.training.embedding_learning_rate

@@ -104,7 +104,7 @@ def launch(config: Config, run: RunDir, sink: EventSink, controls_queue=None,
         summary = main.get("summary") if main.get("state") == "finished" else None
         if summary is None:
             summary = {"steps": None, "final_loss": None, "node_rank": layout.node_rank,
-                       "note": f"this machine's ranks finished; node 0 holds the run"}
+                       "note": "this machine's ranks finished; node 0 holds the run"}
         sink.emit(ev.FINISHED, summary=summary)
         return 0
     sink.emit(ev.FAILED, **failure_fields(failure, statuses, layout, run))

@@ -25,24 +25,8 @@ def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox,
     """Run one SFT job; returns the `finished` summary. Raises TuituneError for user errors.
 
     `on_trained(model, tokenizer)`, if given, sees the trained model before the adapter is saved."""
-    from transformers import set_seed
-
-    from tuitune.trainer.distributed import current
-
     started = time.time()
-    rank = current(config)  # one process, or one rank of a distributed run (tuitune.trainer.distributed)
-    plan = rank.adjust_plan(resolve_plan(config, probe_device()))
-    for note in plan.notes:
-        sink.warning(note)
-    if plan.checkpointing_reason:
-        sink.log(f"Gradient checkpointing auto: {plan.checkpointing_reason}.")
-    set_seed(config.training.seed)
-    _route_library_warnings(sink)
-
-    source = resolve_model_source(config.model.name)
-    sink.log(f"Loading {source.display} ({source.kind}) for {plan.method.upper()} on {plan.device_name}")
-    folder = local_folder(source)
-    tokenizer = _load_tokenizer(folder)
+    rank, plan, source, folder, tokenizer = begin(config, sink, "")
     # Bad data fails before a slow load; tokenized rows go to an Arrow file, memory-mapped.
     train_set, eval_set = build_datasets(config, tokenizer, sink, cache_dir=rank.data_cache(run.path / DATA_CACHE))
     model = load_model(folder, plan, config)
@@ -53,6 +37,29 @@ def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox,
     prepared = Prepared(trainer, model, tokenizer, train_set, eval_set, source.display, folder, kernels_note, SFT)
     return train_and_save(prepared, config, plan, run, sink, started=started, resume_from=resume_from,
                           on_trained=on_trained)
+
+
+def begin(config: Config, sink: EventSink, purpose: str):
+    """What every recipe does first: the rank (one process, or one rank of a distributed run), the
+    plan (its notes as warnings), the seed, library warnings routed to events, the model's source,
+    local folder and tokenizer. `purpose` names the method in the log ("" for SFT)."""
+    from transformers import set_seed
+
+    from tuitune.trainer.distributed import current
+
+    rank = current(config)
+    plan = rank.adjust_plan(resolve_plan(config, probe_device()))
+    for note in plan.notes:
+        sink.warning(note)
+    if plan.checkpointing_reason:
+        sink.log(f"Gradient checkpointing auto: {plan.checkpointing_reason}.")
+    set_seed(config.training.seed)
+    _route_library_warnings(sink)
+    source = resolve_model_source(config.model.name)
+    sink.log(f"Loading {source.display} ({source.kind}) for {purpose + ' with ' if purpose else ''}"
+             f"{plan.method.upper()} on {plan.device_name}")
+    folder = local_folder(source)
+    return rank, plan, source, folder, _load_tokenizer(folder)
 
 
 def _load_tokenizer(folder: Path):
