@@ -29,8 +29,8 @@ def losses(run: RunDir) -> dict[int, float]:
 
 def test_sigkill_then_resume_reproduces_the_uninterrupted_losses(tiny_model_dir, tmp_path):
     out = tmp_path / "runs"
-    # Output goes to a file: multiprocessing's resource tracker inherits stdout and stderr and lives
-    # as long as the trainer, so a pipe would keep subprocess.run waiting until the run ends (NOTES.md).
+    # The CLI's output goes to a file that a failure message can quote. (A pipe works too since the
+    # --detach fix; tests/trainer/test_cli_train.py holds that.)
     with open(tmp_path / "detach.err", "w") as errors:
         started = subprocess.run(
             [sys.executable, "-m", "tuitune", "train", "--model", str(tiny_model_dir), "--max-steps",
