@@ -5,6 +5,7 @@ thread worker."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,16 +48,34 @@ class HandleSource:
                           ev.SAVE_NOW: handle.save_now}
 
     def read(self, timeout: float) -> list[dict[str, Any]]:
-        found = self.handle.poll(timeout=timeout)
+        found = _take_back(self.handle) or self.handle.poll(timeout=timeout)
         if self.skip:
             found = [e for e in found if event_key(e) not in self.skip]
         return found
+
+    def give_back(self, events: list[dict[str, Any]]) -> None:
+        """Events a reader took off the queue but will not show (it was replaced by another reader of
+        the same handle): the next `read` of any source of this handle returns them first."""
+        if events:
+            with _RETURNED_LOCK:
+                _RETURNED.setdefault(id(self.handle), []).extend(events)
 
     def control(self, command: str) -> None:
         self._controls[command]()
 
     def is_alive(self) -> bool:
         return self.handle.is_alive()
+
+
+# A handle's queue has one consumer at a time, but a Monitor that opens the same run again replaces
+# its reader while the old one may be blocked on the queue: what the old one took is handed on here.
+_RETURNED: dict[int, list[dict[str, Any]]] = {}
+_RETURNED_LOCK = threading.Lock()
+
+
+def _take_back(handle: TrainerHandle) -> list[dict[str, Any]]:
+    with _RETURNED_LOCK:
+        return _RETURNED.pop(id(handle), [])
 
 
 class FileSource:
