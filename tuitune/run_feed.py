@@ -29,6 +29,8 @@ class EventSource(Protocol):
 
     def read(self, timeout: float) -> list[dict[str, Any]]: ...
 
+    def give_back(self, events: list[dict[str, Any]]) -> None: ...
+
     def control(self, command: str) -> None: ...
 
     def is_alive(self) -> bool: ...
@@ -91,6 +93,9 @@ class FileSource:
         if not found and timeout > 0:
             time.sleep(timeout)
         return found
+
+    def give_back(self, events: list[dict[str, Any]]) -> None:
+        """Nothing to hand on: a new reader of the file replays it from the start."""
 
     def control(self, command: str) -> None:
         self.run.send_control(command)

@@ -12,7 +12,11 @@ from tuitune.trainer.event_sink import EventSink
 from tuitune.trainer.reporting import report_targets
 
 
-def common_arguments(config: Config, plan: Plan, run: RunDir, sink: EventSink, *, eval_on: bool) -> dict[str, Any]:
+def common_arguments(config: Config, plan: Plan, run: RunDir, sink: EventSink, model, *,
+                     eval_on: bool) -> dict[str, Any]:
+    """The shared arguments, plus the engine's (DDP, FSDP2, DeepSpeed) on a rank of a distributed run."""
+    from tuitune.trainer.distributed import current
+
     t = config.training
     return dict(
         output_dir=str(run.path / ".hf"),
@@ -32,6 +36,7 @@ def common_arguments(config: Config, plan: Plan, run: RunDir, sink: EventSink, *
         gradient_checkpointing=False,  # handled by sft.apply_speedups
         dataloader_num_workers=0,
         **report_targets(t.report_to, run, sink.warning),
+        **current(config).trainer_kwargs(model, plan),
     )
 
 

@@ -17,7 +17,6 @@ from tuitune.plan import Plan
 from tuitune.runs import RunDir
 from tuitune.steps import eval_rows
 from tuitune.trainer.arguments import attach_events, common_arguments
-from tuitune.trainer.distributed import current
 from tuitune.trainer.event_sink import ControlInbox, EventSink
 from tuitune.trainer.run_loop import Prepared, train_and_save
 from tuitune.trainer.sft import add_adapters, apply_speedups, begin, load_model
@@ -97,8 +96,7 @@ def build_pair_datasets(config: Config, tokenizer, sink: EventSink):
 def build_preference_trainer(objective: str, config: Config, plan: Plan, model, tokenizer, train_set, eval_set,
                              run: RunDir, sink: EventSink, inbox: ControlInbox):
     t = config.training
-    common = {**common_arguments(config, plan, run, sink, eval_on=eval_set is not None),
-              **current(config).trainer_kwargs(model, plan)}  # engine arguments on a distributed run
+    common = common_arguments(config, plan, run, sink, model, eval_on=eval_set is not None)
     if objective == ORPO:
         from trl.experimental.orpo import ORPOConfig
 

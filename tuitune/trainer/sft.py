@@ -212,13 +212,12 @@ def build_trainer(config: Config, plan: Plan, model, tokenizer, train_set, eval_
     from tuitune.data import SFT_SETTINGS
 
     from tuitune.trainer.arguments import attach_events, common_arguments
-    from tuitune.trainer.distributed import current
 
     args = SFTConfig(
-        **common_arguments(config, plan, run, sink, eval_on=eval_set is not None),
+        **common_arguments(config, plan, run, sink, model, eval_on=eval_set is not None),
         include_num_input_tokens_seen="non_padding",
         max_length=config.model.max_seq_length, packing=config.data.packing,
-        remove_unused_columns=True, **SFT_SETTINGS, **current(config).trainer_kwargs(model, plan),
+        remove_unused_columns=True, **SFT_SETTINGS,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=tokenizer)

@@ -181,8 +181,7 @@ class MonitorScreen(Screen):
                     break
                 batch.extend(source.read(timeout=min(remaining, 0.1)))
             if worker.is_cancelled:  # a newer reader follows the run now: it shows what this one took
-                if isinstance(source, HandleSource):
-                    source.give_back(batch)
+                source.give_back(batch)
                 return
             lines = tail.read()
             if any(e.get("type") in ev.TERMINAL for e in batch):
