@@ -117,6 +117,21 @@ def test_a_cut_json_array_salvages_exactly_the_records_before_the_cut(rows, inde
         assert [record for _, record in salvaged.records()] == rows[:complete]
 
 
+@pytest.mark.parametrize("literal", ["Infinity", "-Infinity", "NaN"])
+@pytest.mark.parametrize("keep", [1, 3, 5])
+def test_a_json_array_cut_inside_a_non_finite_literal_counts_as_cut_off(literal, keep):
+    """Python's json writes inf and nan as bare literals; a cut inside one is a truncation, not bad JSON."""
+    text = '[{"a": 1}, {"b": ' + literal + '}]'
+    cut = text.index(literal) + min(keep, len(literal) - 1)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "d.json"
+        path.write_text(text[:cut], encoding="utf-8")
+        with pytest.raises(BrokenFileError) as info:
+            open_source(path)
+        assert info.value.cut_off
+        assert info.value.records == 1
+
+
 @SETTINGS
 @given(rows=st.lists(st.dictionaries(names, json_values, max_size=3), max_size=12),
        chunk=st.integers(1, 64))

@@ -21,9 +21,9 @@ from typing import BinaryIO, Callable
 Progress = Callable[[int, int], None]
 
 CHUNK = 8 << 20                 # bytes read at a time
-_NEED_MORE_MARGIN = 8           # a parse error this close to the buffer's end may just need more bytes
+_NEED_MORE_MARGIN = 10          # a parse error this close to the buffer's end may just need more bytes
 _WS = re.compile(r"[ \t\n\r]*")
-_LITERALS = ("true", "false", "null")
+_LITERALS = ("true", "false", "null", "NaN", "Infinity", "-Infinity")  # Python writes the last three
 _NUMBER_TAIL = re.compile(r"[-+.eE0-9]{1,3}")
 
 
