@@ -23,6 +23,34 @@ textual.
 from __future__ import annotations
 
 import importlib
+import sys
+from pathlib import Path
+
+
+def _hand_the_name_to_the_kernels_distribution() -> None:
+    """Load Hugging Face's `kernels` package in place of this folder under the top-level name.
+
+    This folder is installed as `tuitune.kernels`. It is reached as plain `kernels` only when the
+    checkout's root is on sys.path (pytest's rootdir, `python -m` from the checkout), and then it
+    would shadow the `kernels` distribution that transformers (>= 5.25 depends on it) and
+    bitsandbytes import by that name.
+    """
+    from importlib.machinery import PathFinder
+    from importlib.util import module_from_spec
+
+    checkout = Path(__file__).resolve().parent.parent
+    others = [entry for entry in sys.path if Path(entry or ".").resolve() != checkout]
+    spec = PathFinder.find_spec("kernels", others)
+    if spec is None or spec.loader is None:
+        del sys.modules["kernels"]
+        raise ModuleNotFoundError("No module named 'kernels'", name="kernels")
+    module = module_from_spec(spec)
+    sys.modules["kernels"] = module  # the import statement returns this entry, not this module
+    spec.loader.exec_module(module)
+
+
+if __name__ == "kernels":
+    _hand_the_name_to_the_kernels_distribution()
 
 _EXPORTS = {  # exported name -> its module in ops/
     "rms_norm": "rms_norm",

@@ -5,6 +5,7 @@ its subclasses), never a library exception or a traceback."""
 from __future__ import annotations
 
 import json
+import os
 import string
 import tempfile
 import tomllib
@@ -23,7 +24,10 @@ from tuitune.data.normalize import normalize_record
 from tuitune.data.readers import BrokenFileError
 from tuitune.errors import TuituneError
 
-SETTINGS = settings(max_examples=150, deadline=None,
+# The suite draws the same examples on every run, so CI's verdict does not depend on luck; set
+# TUITUNE_EXPLORE=N to search N fresh random examples per property instead (run that after changing a reader).
+_EXPLORE = int(os.environ.get("TUITUNE_EXPLORE", "0") or 0)
+SETTINGS = settings(max_examples=_EXPLORE or 150, deadline=None, derandomize=not _EXPLORE, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 names = st.text(alphabet=string.ascii_letters + "_ -é", min_size=0, max_size=12)

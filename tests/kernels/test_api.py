@@ -1,8 +1,10 @@
 """The kernels' functional API as the design names it: names, signatures, and a cheap import that launches nothing."""
 
+import importlib.util
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 import tuitune.kernels as K
 
@@ -54,3 +56,22 @@ def test_each_module_is_named_after_the_function_it_provides():
             "from tuitune.kernels import rms_norm, rope; "
             "assert callable(rms_norm) and callable(rope), (rms_norm, rope)")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_the_checkout_on_sys_path_does_not_shadow_the_kernels_distribution(tmp_path):
+    """From the checkout's root `import kernels` must reach Hugging Face's package (transformers
+    imports it) or fail as a missing module; it never returns this folder."""
+    checkout = Path(K.__file__).resolve().parent.parent
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path\n"
+            "try:\n    import kernels\nexcept ModuleNotFoundError:\n    print('missing')\n"
+            "else:\n    print(Path(kernels.__file__).resolve())\n"
+            "import tuitune.kernels as t; assert callable(t.rms_norm)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(checkout)], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    found = done.stdout.strip()
+    assert found == "missing" or not Path(found).is_relative_to(checkout / "kernels"), found
+    if importlib.util.find_spec("transformers") and found != "missing":
+        subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                        "from transformers.integrations import hub_kernels", str(checkout)],
+                       check=True, timeout=300, cwd=tmp_path)

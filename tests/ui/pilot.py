@@ -41,6 +41,15 @@ async def wait_until(pilot: Pilot, predicate: Callable[[], Any], timeout: float 
         await pilot.pause(0.05)
 
 
+async def tables_measured(pilot: Pilot, what: str = "the tables") -> None:
+    """Before a snapshot: a DataTable sizes its columns to new rows when the app is next idle, which a
+    loaded machine delays past any fixed pause. Waits on Textual's own flag for that pending work."""
+    from textual.widgets import DataTable
+
+    await wait_until(pilot, lambda: not any(table._require_update_dimensions
+                                            for table in pilot.app.screen.query(DataTable)), 30, what)
+
+
 def text_of(target: Widget | Any) -> str:
     """What a widget shows, or what a Rich renderable prints, as plain text."""
     if isinstance(target, Widget):

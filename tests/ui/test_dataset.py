@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from textual import events
 
-from tests.ui.pilot import SIZE, make_app, text_of, wait_until
+from tests.ui.pilot import SIZE, make_app, tables_measured, text_of, wait_until
 from tuitune import model_source
 from tuitune.errors import TuituneError
 from tuitune.ui.app import TuituneApp
@@ -221,6 +221,7 @@ def test_dataset_snapshot(tmp_path, monkeypatch, snap_compare, default_tokenizer
         screen.path_input.value = "train.jsonl"
         screen.open_path("train.jsonl")
         await wait_until(pilot, lambda: screen.report is not None, timeout=120)
+        await tables_measured(pilot)
         screen.set_focus(None)
         await pilot.pause(0.2)
 

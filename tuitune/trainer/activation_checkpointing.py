@@ -27,14 +27,22 @@ _INNER = "_tuitune_checkpoint_inner"
 _OFFLOADER = "_tuitune_offloader"
 
 
+def _turn_off_transformers_checkpointing(base) -> None:
+    """Under either name: newer transformers call it activation checkpointing and warn on the old one."""
+    on = getattr(base, "is_activation_checkpointing", None)
+    if on is None:
+        on = getattr(base, "is_gradient_checkpointing", False)
+    if on:
+        (getattr(base, "activation_checkpointing_disable", None) or base.gradient_checkpointing_disable)()
+
+
 def enable_checkpointing(model, mode: str) -> str:
     """Set the activation checkpointing of ``model`` (a PEFT model or a transformers causal LM)."""
     if mode not in MODES:
         raise ValueError(f"gradient checkpointing mode must be one of {', '.join(MODES)}, got {mode!r}")
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     layers = decoder_layers(base)
-    if getattr(base, "is_gradient_checkpointing", False):
-        base.gradient_checkpointing_disable()
+    _turn_off_transformers_checkpointing(base)
     device = next(base.parameters()).device
     applied = "standard" if mode == "offloaded" and device.type != "cuda" else mode
     offloader = _Offloader(device) if applied == "offloaded" else None

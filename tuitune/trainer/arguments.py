@@ -33,11 +33,22 @@ def common_arguments(config: Config, plan: Plan, run: RunDir, sink: EventSink, m
         fp16=plan.dtype == "float16" and plan.device == "cuda",
         use_cpu=plan.device == "cpu", disable_tqdm=True,
         logging_nan_inf_filter=False,  # a loss that is not a number must show, and stop the run
-        gradient_checkpointing=False,  # handled by sft.apply_speedups
+        **_checkpointing_off(),  # tuitune's own checkpointing is applied by sft.apply_speedups
         dataloader_num_workers=0,
         **report_targets(t.report_to, run, sink.warning),
         **current(config).trainer_kwargs(model, plan),
     )
+
+
+def _checkpointing_off() -> dict[str, bool]:
+    """Turn off the Trainer's activation checkpointing (TRL's configs default it on), under the name this
+    transformers knows (newer releases renamed it `activation_checkpointing` and warn on the old name)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {field.name for field in dataclasses.fields(TrainingArguments)}
+    return {"activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing": False}
 
 
 def attach_events(trainer, config: Config, run: RunDir, sink: EventSink, inbox) -> None:
