@@ -141,13 +141,17 @@ def test_bench_trainer_runs_tuitune_train_at_the_same_shape_with_kernels_on_and_
     env.update({"CUDA_VISIBLE_DEVICES": "", "XDG_CACHE_HOME": str(tmp_path / "cache"), "TMPDIR": str(tmp_path)})
     proc = subprocess.run([sys.executable, "-m", "tuitune.cli.main", "bench", "--shape", "tiny", "--batch", "2",
                            "--seq", "32", "--rank", "8", "--steps", "3", "--baseline", "none", "--trainer",
-                           "--json", str(out)], capture_output=True, text=True, timeout=290, env=env)
+                           "--profile", "2", "--json", str(out)], capture_output=True, text=True, timeout=290,
+                          env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "tuitune train at the same shape (standard checkpointing)" in proc.stdout
+    assert "tuitune train (kernels) profile: 2 steps: wall" in proc.stdout
     report = json.loads(out.read_text())["trainer"]
     assert set(report["runs"]) == {"kernels", "stock"}
     for run in report["runs"].values():
-        assert len(run["losses"]) == 3 and run["tokens_per_s"] > 0
+        # 3 timed steps and 2 profiled ones (steps 4 and 5, left out of tokens/s)
+        assert len(run["losses"]) == 5 and run["tokens_per_s"] > 0
+        assert (run["profile"]["first_step"], run["profile"]["last_step"]) == (4, 5)
     assert report["runs"]["stock"]["kernels"].startswith("off (training.use_kernels = false)")
     assert report["trainer_vs_bench"] > 0 and report["kernels_vs_stock"] > 0
     # both runs trained on the same synthetic rows, each filling the 32-token sequence

@@ -229,11 +229,29 @@ def test_dataset_snapshot(tmp_path, monkeypatch, snap_compare, default_tokenizer
 
 
 @pytest.mark.timeout(60)
-async def test_opening_another_file_cancels_the_running_load(tmp_path, no_tokenizer):
+async def test_opening_another_file_cancels_the_running_load(tmp_path, no_tokenizer, monkeypatch):
+    import threading
+
+    import tuitune.data
+    import tuitune.ui.screens.dataset as dataset_screen
+
     big = tmp_path / "big.jsonl"
     write_big_jsonl(big, size=30 * 1024 * 1024)
     small = write_alpaca(tmp_path / "small.jsonl")
+    # The big file's load holds once it has made progress until the small one is opened: on a quiet
+    # machine 30 MB would otherwise be read before the test could open the other file.
+    opened_small = threading.Event()
+    load_rows = tuitune.data.load_rows
 
+    def held_load(path, *args, progress=None, **kwargs):
+        def held(done, total):
+            progress(done, total)
+            if str(path) == str(big) and done > 0:
+                opened_small.wait(20)
+        return load_rows(path, *args, progress=held if progress else None, **kwargs)
+
+    monkeypatch.setattr(tuitune.data, "load_rows", held_load)
+    monkeypatch.setattr(dataset_screen, "PROGRESS_INTERVAL", 0.0)  # every report reaches the bar
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_screen(app, pilot)
@@ -242,6 +260,7 @@ async def test_opening_another_file_cancels_the_running_load(tmp_path, no_tokeni
         await wait_until(pilot, lambda: (bar.progress or 0) > 0, timeout=20)
         big_worker = next(w for w in screen.workers if w.group == "dataset-load")
         screen.open_path(str(small))
+        opened_small.set()
         await wait_until(pilot, lambda: text_of(screen.phase) == "no token counts", timeout=20)
         await wait_until(pilot, lambda: big_worker.is_finished, timeout=20)
         assert big_worker.is_cancelled

@@ -150,7 +150,7 @@ def format_report(result: dict) -> str:
             lines.append(f"{PATH_LABELS.get(path, path)} failed:\n{run['error']}")
     for path, run in runs.items():
         if run.get("profile"):
-            from tuitune.bench.step_profile import format_profile
+            from tuitune.trainer.step_profile import format_profile
 
             lines.append(f"\n{PATH_LABELS.get(path, path)} profile: " + format_profile(run["profile"]))
         elif run.get("profile_error"):

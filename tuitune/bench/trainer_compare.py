@@ -23,6 +23,8 @@ from tuitune import events as ev
 from tuitune.config import Config, apply_overrides
 from tuitune.runs import RunDir
 from tuitune.trainer.launcher import start, wait_for
+from tuitune.trainer.profile_callback import PROFILE_FILE
+from tuitune.trainer.step_profile import format_profile
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 
@@ -96,7 +98,7 @@ def train_tokenizer(corpus: Path, folder: Path, vocab: int) -> None:
 def train_once(model_dir: Path, out: Path, *, kernels: bool, steps: int, method: str, batch: int,
                seq: int, timeout: float, checkpointing: str = "auto", data: Path | None = None,
                device: str = "auto", objective: str = "auto", packing: bool = False,
-               name: str | None = None) -> dict:
+               name: str | None = None, profile_steps: int = 0) -> dict:
     overrides = {
         "training.objective": objective,
         "model.name": str(model_dir), "model.method": method, "model.max_seq_length": seq,
@@ -105,6 +107,7 @@ def train_once(model_dir: Path, out: Path, *, kernels: bool, steps: int, method:
         "output.name": name or f"{'kernels' if kernels else 'stock'}", "training.logging_steps": 1,
         "data.packing": packing,
         "training.gradient_checkpointing": checkpointing, "training.device": device,
+        "training.profile_steps": profile_steps,
     }
     if data is not None:
         overrides["data.path"] = str(data)
@@ -118,7 +121,11 @@ def train_once(model_dir: Path, out: Path, *, kernels: bool, steps: int, method:
         raise SystemExit(f"run failed: {final or seen[-1:]}\n{handle.run_dir.log_path.read_text()[-3000:]}")
     steps_ = [e for e in events if e["type"] == ev.STEP]
     started = next(e for e in events if e["type"] == ev.STARTED)
-    timed = [e["tokens_per_s"] for e in steps_[2:] if e.get("tokens_per_s")]
+    profile_file = RunDir(handle.run_dir.path).path / PROFILE_FILE
+    profile = json.loads(profile_file.read_text()) if profile_file.exists() else None
+    profiled = range(profile["first_step"], profile["last_step"] + 1) if profile else range(0)
+    # the profiled steps run slower under the profiler: they are left out of tokens/s
+    timed = [e["tokens_per_s"] for e in steps_[2:] if e.get("tokens_per_s") and e["step"] not in profiled]
     return {
         "tokens_seen": steps_[-1].get("tokens_seen") if steps_ else None,
         "reward_margins": [e["reward_margin"] for e in steps_ if e.get("reward_margin") is not None],
@@ -126,24 +133,26 @@ def train_once(model_dir: Path, out: Path, *, kernels: bool, steps: int, method:
         "tokens_per_s": sum(timed) / len(timed) if timed else None,
         "peak_gpu_memory_gb": final["summary"].get("peak_gpu_memory_gb"),
         "runtime_s": final["summary"].get("runtime_s"), "device": started.get("device"),
+        "profile": profile,
     }
 
 
 def product_path(shape_name: str, *, batch: int, seq: int, steps: int, method: str, checkpointing: str,
                  bench_tokens_per_s: float | None, out: Path, device: str = "auto",
-                 timeout: float = 900) -> dict:
+                 timeout: float = 900, profile_steps: int = 0) -> dict:
     """`tuitune train` at the bench's shape with kernels on and off; tokens/s against the bench's."""
     from tuitune.bench.shapes import build_checkpoint, get_shape
 
     shape = get_shape(shape_name)
     folder = build_checkpoint(shape)
-    corpus = synthetic_text(out / "text.jsonl", rows=batch * (steps + 2), words_per_row=seq)
+    corpus = synthetic_text(out / "text.jsonl", rows=batch * (steps + profile_steps + 2), words_per_row=seq)
     train_tokenizer(corpus, folder, shape.vocab)
     # objective sft: the bench's step (LoRA on the projections, every token trained); auto would pick
     # continued pretraining for plain text, which also packs and trains the embeddings.
-    runs = {name: train_once(folder, out, kernels=name == "kernels", steps=steps, method=method, batch=batch,
-                             seq=seq, timeout=timeout, checkpointing=checkpointing, data=corpus, device=device,
-                             objective="sft")
+    # profiled steps do not count for tokens/s, so the runs are that much longer
+    runs = {name: train_once(folder, out, kernels=name == "kernels", steps=steps + profile_steps, method=method,
+                             batch=batch, seq=seq, timeout=timeout, checkpointing=checkpointing, data=corpus,
+                             device=device, objective="sft", profile_steps=profile_steps)
             for name in ("kernels", "stock")}
     ours, stock = runs["kernels"]["tokens_per_s"], runs["stock"]["tokens_per_s"]
     return {"runs": runs, "checkpointing": checkpointing,
@@ -220,6 +229,9 @@ def format_product_path(report: dict) -> str:
                        ("kernels_vs_stock", "train kernels on / off")):
         value = report.get(key)
         lines.append(f"  {label}: " + (f"{value:.2f}x" if value is not None else "n/a"))
+    for name, run in runs.items():
+        if run.get("profile"):
+            lines.append(f"\ntuitune train ({name}) profile: " + format_profile(run["profile"]))
     return "\n".join(lines)
 
 

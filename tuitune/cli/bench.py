@@ -31,7 +31,8 @@ def register(subparsers) -> None:
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="default: cuda if present")
     p.add_argument("--profile", type=int, default=0, metavar="STEPS",
                    help="after timing, profile this many more steps of each path on the GPU and print where "
-                        "the kernel time goes (GEMMs, dequantization, attention, loss, copies, idle)")
+                        "the kernel time goes (GEMMs, dequantization, attention, loss, copies, idle); with "
+                        "--trainer, the trainer's runs too (training.profile_steps)")
     p.add_argument("--trainer", action="store_true",
                    help="then run `tuitune train` at the same shape, batch and length with kernels on and off, "
                         "and compare its tokens/s with the bench's")
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         result["trainer"] = product_path(
             args.shape, batch=args.batch, seq=args.seq, steps=args.steps, method=args.method,
             checkpointing=args.checkpointing, bench_tokens_per_s=(ours.get("points") or [{}])[0].get("tokens_per_s"),
-            out=out, device=args.device)
+            out=out, device=args.device, profile_steps=args.profile)
         print()
         print(format_product_path(result["trainer"]))
     if args.packing and "error" not in ours:

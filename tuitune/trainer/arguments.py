@@ -66,3 +66,10 @@ def attach_events(trainer, config: Config, run: RunDir, sink: EventSink, inbox) 
     trainer.remove_callback(PrinterCallback)  # step numbers live in events.jsonl
     callback.trainer = trainer
     trainer.tuitune_callback = callback
+    if t.profile_steps and current(config).is_main:
+        from tuitune.trainer.profile_callback import StepProfileCallback
+
+        model_config = getattr(trainer.model, "config", None)
+        trainer.add_callback(StepProfileCallback(
+            run, t.profile_steps, next(trainer.model.parameters()).device.type,
+            rank_max=max(config.lora.r, 64), vocab=getattr(model_config, "vocab_size", 0) or 0, log=sink.log))

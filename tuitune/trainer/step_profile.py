@@ -1,0 +1,143 @@
+"""Where a training step's time goes: a torch profile of a few steps, sorted into kinds.
+
+`StepProfiler` (started and stopped around whole steps) and `profile_steps(step_fn, steps)` sort every
+CUDA kernel into one of: base GEMMs (the frozen weights' products), adapter GEMMs (a rank-r dimension),
+loss (products with the vocabulary and the cross-entropy kernels), attention, dequantization, copies,
+norm/rope/activation kernels, optimizer, and other. Idle is the wall time of the profiled steps minus
+the kernels' summed time. On a CPU the operators' own times are sorted the same way, and idle is the
+time spent outside them (Python, data loading, logging). Used by `tuitune bench --profile` and by the
+trainer's `training.profile_steps`; imports torch when a profile starts.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+_ATTENTION = re.compile(r"flash|fmha|attention|sdpa|cudnn_generated|mha", re.I)
+_DEQUANT = re.compile(r"dequant", re.I)
+_LOSS = re.compile(r"_ce_fwd|_ce_bwd|cross_entropy|log_softmax|nll_loss", re.I)
+_COPY = re.compile(r"copy|memcpy|memset|cat|index|gather|scatter|fill", re.I)
+_OPTIM = re.compile(r"adam|optimizer|multi_tensor|kOptimizer|8bit", re.I)
+_FUSED = re.compile(r"rms_norm|rope|swiglu|geglu|layer_norm|rms|silu|rotary", re.I)
+_GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "aten::addmm_")
+
+
+def _gemm_kind(shapes, rank_max: int, vocab: int) -> str:
+    dims = [d for s in shapes or [] if s for d in s]
+    if vocab and vocab in dims:
+        return "loss"
+    two_d = [s for s in shapes or [] if s and len(s) == 2]
+    if any(min(s) <= rank_max for s in two_d):
+        return "adapter GEMMs"
+    return "base GEMMs"
+
+
+def classify(op_name: str, kernel_name: str, shapes, rank_max: int, vocab: int) -> str:
+    if op_name in _GEMM_OPS or "gemm" in kernel_name.lower() or "nvjet" in kernel_name.lower():
+        if op_name in _GEMM_OPS:
+            return _gemm_kind(shapes, rank_max, vocab)
+        return "base GEMMs"
+    if _DEQUANT.search(kernel_name):
+        return "dequantization"
+    if _ATTENTION.search(kernel_name) or "attention" in op_name:
+        return "attention"
+    if _LOSS.search(kernel_name):
+        return "loss"
+    if _OPTIM.search(kernel_name) or "optim" in op_name.lower():
+        return "optimizer"
+    if _FUSED.search(kernel_name):
+        return "norm/rope/activation"
+    if _COPY.search(kernel_name) or op_name in ("aten::copy_", "aten::to", "aten::_to_copy", "aten::contiguous"):
+        return "copies"
+    return "other elementwise"
+
+
+class StepProfiler:
+    """A profile of whole training steps: `start()` at a step boundary, `stop(steps)` at a later one."""
+
+    def __init__(self, device: str = "cuda", *, rank_max: int = 64, vocab: int = 0):
+        self.rank_max, self.vocab = rank_max, vocab
+        self._cuda = device == "cuda"
+        self._prof = None
+        self._start = 0.0
+
+    def start(self) -> None:
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self._cuda else [])
+        self._synchronize()
+        self._prof = profile(activities=activities, record_shapes=True)
+        self._prof.__enter__()
+        self._start = time.perf_counter()
+
+    def stop(self, steps: int) -> dict:
+        """The breakdown of the `steps` steps since `start()`; times in milliseconds."""
+        self._synchronize()
+        wall_ms = (time.perf_counter() - self._start) * 1000
+        prof, self._prof = self._prof, None
+        prof.__exit__(None, None, None)
+        timed = _kernel_times(prof) if self._cuda else _operator_times(prof)
+        return _breakdown(timed, steps, wall_ms, self.rank_max, self.vocab, "cuda" if self._cuda else "cpu")
+
+    def _synchronize(self) -> None:
+        if self._cuda:
+            import torch
+
+            torch.cuda.synchronize()
+
+
+def _kernel_times(prof):
+    """(operator, kernel, input shapes, microseconds) of every CUDA kernel."""
+    for evt in prof.events():
+        for k in getattr(evt, "kernels", []) or []:
+            yield evt.name, k.name, evt.input_shapes, k.duration
+
+
+def _operator_times(prof):
+    """(operator, operator, input shapes, own microseconds) of every aten operator and optimizer step: a
+    CPU has no kernels, and an operator's own time leaves out the operators it calls, so nothing counts
+    twice. Autograd's bookkeeping and Python count as idle."""
+    for evt in prof.events():
+        if evt.name.startswith(("aten::", "Optimizer.")):
+            yield evt.name, evt.name, evt.input_shapes, evt.self_cpu_time_total
+
+
+def _breakdown(timed, steps: int, wall_ms: float, rank_max: int, vocab: int, device: str) -> dict:
+    kinds: dict[str, float] = {}
+    kernels: dict[str, list] = {}
+    counted = 0
+    for op_name, kernel_name, shapes, us in timed:
+        kind = classify(op_name, kernel_name, shapes, rank_max, vocab)
+        kinds[kind] = kinds.get(kind, 0.0) + us / 1000
+        entry = kernels.setdefault((kernel_name[:90], kind), [0, 0.0])  # a CPU operator can be of two kinds
+        entry[0] += 1
+        entry[1] += us / 1000
+        counted += 1
+    busy = sum(kinds.values())
+    top = sorted(kernels.items(), key=lambda kv: -kv[1][1])[:25]
+    return {
+        "device": device, "steps": steps, "wall_ms": wall_ms, "kernel_ms": busy, "kernels": counted,
+        "idle_ms": max(0.0, wall_ms - busy), "idle_fraction": max(0.0, wall_ms - busy) / wall_ms if wall_ms else None,
+        "by_kind_ms": dict(sorted(kinds.items(), key=lambda kv: -kv[1])),
+        "top_kernels": [{"name": n, "calls": c, "ms": ms, "kind": kind} for (n, kind), (c, ms) in top],
+    }
+
+
+def profile_steps(step_fn, steps: int, *, rank_max: int = 64, vocab: int = 0) -> dict:
+    """Profile ``steps`` calls of ``step_fn`` (each one full training step). Times in milliseconds."""
+    profiler = StepProfiler(rank_max=rank_max, vocab=vocab)
+    profiler.start()
+    for _ in range(steps):
+        step_fn()
+    return profiler.stop(steps)
+
+
+def format_profile(p: dict) -> str:
+    work = "kernels" if p.get("device", "cuda") == "cuda" else "operators"
+    lines = [f"{p['steps']} steps: wall {p['wall_ms']:.1f} ms, {work} {p['kernel_ms']:.1f} ms "
+             f"({p['kernels']} {'launches' if work == 'kernels' else 'calls'}), idle {p['idle_ms']:.1f} ms "
+             f"({100 * (p['idle_fraction'] or 0):.1f}%)"]
+    for kind, ms in p["by_kind_ms"].items():
+        lines.append(f"  {kind:24}{ms:10.1f} ms  {100 * ms / p['wall_ms']:5.1f}%")
+    return "\n".join(lines)
