@@ -1,0 +1,58 @@
+"""`training.profile_steps`: a profile of whole steps of the real trainer, written to profile.json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.trainer.test_training import run_training
+from tuitune import events as ev
+from tuitune.trainer.profile_callback import PROFILE_FILE
+from tuitune.trainer.step_profile import classify, format_profile
+
+pytestmark = pytest.mark.timeout(400)
+
+
+def test_the_trainer_profiles_the_steps_after_the_warmup(tiny_model_dir, tmp_path):
+    run, summary, losses = run_training(tiny_model_dir, tmp_path, "profiled", **{
+        "training.max_steps": 6, "training.profile_steps": 2})
+    assert sorted(losses) == [1, 2, 3, 4, 5, 6]
+    report = json.loads((run.path / PROFILE_FILE).read_text())
+    assert (report["first_step"], report["last_step"], report["steps"], report["device"]) == (4, 5, 2, "cpu")
+    assert 0 < report["kernel_ms"] < report["wall_ms"]
+    assert report["idle_ms"] == pytest.approx(report["wall_ms"] - report["kernel_ms"])
+    kinds = report["by_kind_ms"]
+    assert sum(kinds.values()) == pytest.approx(report["kernel_ms"])
+    # the tiny Llama's products (its 64-wide projections look like adapters to the rank rule) and AdamW
+    assert kinds.get("base GEMMs", 0) + kinds.get("adapter GEMMs", 0) > 0 and kinds["optimizer"] > 0
+    top = {(entry["name"], entry["kind"]) for entry in report["top_kernels"]}
+    assert ("aten::mm", "adapter GEMMs") in top
+    logged = [e["text"] for e in run.events() if e["type"] == ev.LOG and "profile of steps 4-5" in e["text"]]
+    assert len(logged) == 1 and "adapter GEMMs" in logged[0]
+
+
+def test_a_run_too_short_to_profile_says_so(tiny_model_dir, tmp_path):
+    run, _, losses = run_training(tiny_model_dir, tmp_path, "short", **{
+        "training.max_steps": 3, "training.profile_steps": 2})
+    assert len(losses) == 3 and not (run.path / PROFILE_FILE).exists()
+    assert any(e["type"] == ev.LOG and "nothing was profiled" in e["text"] for e in run.events())
+
+
+def test_kernels_are_sorted_by_what_they_compute():
+    assert classify("aten::mm", "sm90_gemm", [[4096, 4096], [4096, 4096]], 64, 128256) == "base GEMMs"
+    assert classify("aten::mm", "sm90_gemm", [[4096, 16], [16, 4096]], 64, 128256) == "adapter GEMMs"
+    assert classify("aten::mm", "sm90_gemm", [[4096, 2048], [2048, 128256]], 64, 128256) == "loss"
+    assert classify("aten::_flash_attention_forward", "flash_fwd_kernel", [], 64, 0) == "attention"
+    assert classify("", "kDequantizeBlockwise_nf4", [], 64, 0) == "dequantization"
+    assert classify("aten::copy_", "elementwise_kernel", [], 64, 0) == "copies"
+    assert classify("", "_rms_norm_fwd", [], 64, 0) == "norm/rope/activation"
+    assert classify("Optimizer.step#AdamW.step", "Optimizer.step#AdamW.step", [], 64, 0) == "optimizer"
+
+
+def test_the_breakdown_prints_each_kind_with_its_share():
+    text = format_profile({"device": "cuda", "steps": 2, "wall_ms": 200.0, "kernel_ms": 190.0, "kernels": 900,
+                           "idle_ms": 10.0, "idle_fraction": 0.05,
+                           "by_kind_ms": {"base GEMMs": 120.0, "attention": 70.0}})
+    assert text.splitlines()[0] == "2 steps: wall 200.0 ms, kernels 190.0 ms (900 launches), idle 10.0 ms (5.0%)"
+    assert "base GEMMs" in text and "60.0%" in text and "35.0%" in text
