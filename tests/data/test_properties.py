@@ -184,10 +184,12 @@ def test_column_mapping_parses_or_refuses_and_applies_to_anything(value, record)
 
 
 toml_keys = st.sampled_from(sorted({key.split(".")[1] for key in FIELDS})) | names
-toml_values = st.recursive(st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats()
-                           | st.text(max_size=12),
-                           lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(names, inner, max_size=3), max_leaves=8)
+def _toml_containers(inner):
+    return st.lists(inner, max_size=3) | st.dictionaries(names, inner, max_size=3)
+
+
+toml_values = st.recursive(st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats() | st.text(max_size=12),
+                           _toml_containers, max_leaves=8)
 sections = st.sampled_from(["model", "data", "lora", "training", "output"]) | names
 
 
