@@ -201,3 +201,23 @@ def test_preference_and_pretraining_train_on_two_ranks_like_one_process(tiny_mod
     assert steps == [1, 2]  # rank 0 alone reports
     assert_same_losses(losses(events), want, steps)
     assert (handle.run_dir.adapter_dir / "adapter_config.json").exists()
+
+
+def test_qlora_on_two_ranks_trains_like_one_process(tiny_model_dir, tmp_path):
+    """Each rank holds the 4-bit model (bitsandbytes' CPU backend here, as each GPU would under DDP)."""
+    extra = {"model.method": "qlora", "training.max_steps": 3}
+    config = tiny_config(tiny_model_dir, tmp_path / "one", **extra)
+    run = RunDir.create(tmp_path / "one" / "runs", "one")
+    run.write_config(config)
+    train(config, run, EventSink(run), ControlInbox(run))
+    want = losses(run.events())
+
+    handle = start(tiny_config(tiny_model_dir, tmp_path / "two", ranks=2, **extra))
+    try:
+        finish(handle)
+    finally:
+        handle.terminate()
+    events = handle.run_dir.events()
+    assert next(e for e in events if e["type"] == ev.STARTED)["method"] == "qlora"
+    assert_same_losses(losses(events), want, [1, 2, 3])
+    assert (handle.run_dir.adapter_dir / "adapter_config.json").exists()
