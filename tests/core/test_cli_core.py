@@ -156,3 +156,32 @@ def test_bench_trainer_runs_tuitune_train_at_the_same_shape_with_kernels_on_and_
     assert report["trainer_vs_bench"] > 0 and report["kernels_vs_stock"] > 0
     # both runs trained on the same synthetic rows, each filling the 32-token sequence
     assert report["runs"]["kernels"]["losses"][0] == pytest.approx(report["runs"]["stock"]["losses"][0], rel=1e-3)
+
+
+@pytest.mark.timeout(300)
+def test_trainer_compare_runs_dpo_on_a_bench_shape_without_a_tokenizer_folder(tmp_path):
+    """Issue 9's GPU measurement in one command: the shape's checkpoint gets a tokenizer learnt from the
+    synthetic words, so the GPU machine needs no model download."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update({"CUDA_VISIBLE_DEVICES": "", "XDG_CACHE_HOME": str(tmp_path / "cache"), "TMPDIR": str(tmp_path)})
+    out = tmp_path / "dpo"
+    proc = subprocess.run([sys.executable, "-m", "tuitune.bench.trainer_compare", "--shape", "tiny", "--objective",
+                           "dpo", "--steps", "3", "--batch", "2", "--seq", "256", "--out", str(out)],
+                          capture_output=True, text=True, timeout=290, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((out / "trainer_compare.json").read_text())
+    assert report["objective"] == "dpo" and set(report["runs"]) == {"stock", "tuitune"}
+    for run in report["runs"].values():
+        # the first two steps warm up and are left out of tokens/s
+        assert len(run["losses"]) == 3 and len(run["reward_margins"]) == 3 and run["tokens_per_s"] > 0
+    assert report["max_loss_diff"] < 1e-3  # on the CPU both runs take the stock path
+    assert "per-step |loss difference|" in proc.stdout
+
+
+def test_trainer_compare_sft_without_a_tokenizer_is_refused_with_advice(capsys):
+    from tuitune.bench.trainer_compare import main as compare
+
+    with pytest.raises(SystemExit) as exit_info:
+        compare(["--shape", "tiny", "--out", "unused"])
+    assert exit_info.value.code == 2
+    assert "give --tokenizer" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """The real trainer (TRL SFT through `launcher.start`) with and without tuitune's kernels, same seed.
 
     python -m tuitune.bench.trainer_compare --shape llama-1b --tokenizer DIR --steps 40 --out OUT
+    python -m tuitune.bench.trainer_compare --shape llama-1b --objective dpo --out OUT   # no tokenizer needed
 
 Builds the shape's random-weight checkpoint (cached), gives it the tokenizer from DIR (token ids
 must fit the shape's vocabulary), trains both ways on the bundled sample and reports the per-step
@@ -235,10 +236,33 @@ def format_product_path(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _with_learnt_tokenizer(shape_name: str, out: Path) -> Path:
+    """The shape's checkpoint with a BPE tokenizer learnt from the synthetic words (no download needed)."""
+    from tuitune.bench.shapes import build_checkpoint, get_shape
+
+    shape = get_shape(shape_name)
+    folder = build_checkpoint(shape)
+    train_tokenizer(synthetic_text(out / "text.jsonl", rows=200, words_per_row=200), folder, shape.vocab)
+    return folder
+
+
+def words_that_fit(tokenizer_dir: Path, seq: int) -> int:
+    """Words of the synthetic vocabulary per pair (prompt and reply) that fill about 80% of `seq` tokens."""
+    import random
+
+    from transformers import AutoTokenizer
+
+    sample = _words(random.Random(0))[:300]
+    tokens = len(AutoTokenizer.from_pretrained(str(tokenizer_dir))(" ".join(sample))["input_ids"])
+    return max(int(0.8 * seq * len(sample) / tokens), 6)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tuitune.bench.trainer_compare")
     parser.add_argument("--shape", default="llama-1b")
-    parser.add_argument("--tokenizer", required=True, type=Path)
+    parser.add_argument("--tokenizer", type=Path, default=None,
+                        help="a tokenizer folder whose ids fit the shape's vocabulary; dpo/orpo default to a "
+                             "byte-level BPE learnt from the synthetic words (sft needs a chat tokenizer)")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--method", default="qlora", choices=["qlora", "lora"])
     parser.add_argument("--batch", type=int, default=8)
@@ -248,11 +272,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objective", default="sft", choices=["sft", "dpo", "orpo"],
                         help="sft: the bundled sample; dpo/orpo: synthetic pairs filling --seq")
     args = parser.parse_args(argv)
-    model_dir = prepare_model(args.shape, args.tokenizer)
+    if args.tokenizer is None and args.objective == "sft":
+        parser.error("--objective sft trains on the bundled chat sample: give --tokenizer (a chat model's "
+                     "tokenizer folder, such as the embedded default's)")
+    model_dir = (prepare_model(args.shape, args.tokenizer) if args.tokenizer
+                 else _with_learnt_tokenizer(args.shape, args.out))
     data = None
     if args.objective != "sft":
-        # a word is ~1.5 tokens of SmolLM2's tokenizer; prompt + reply stays under --seq
-        data = synthetic_pairs(args.out / "pairs.jsonl", rows=args.batch * (args.steps + 2), words=args.seq // 2)
+        data = synthetic_pairs(args.out / "pairs.jsonl", rows=args.batch * (args.steps + 2),
+                               words=words_that_fit(model_dir, args.seq))
     runs = {name: train_once(model_dir, args.out, kernels=name == "tuitune", steps=args.steps,
                              method=args.method, batch=args.batch, seq=args.seq, timeout=args.timeout,
                              data=data, objective=args.objective)
