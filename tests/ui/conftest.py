@@ -1,7 +1,9 @@
-"""UI test fixtures: isolated user folders in UTC, the anyio backend, a fixture runs root."""
+"""UI test fixtures: isolated user folders in UTC, the anyio backend, a fixture runs root, snapshots taken
+once the screen has settled."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.ui.fakes import make_runs
+from tests.ui.pilot import settled
 
 
 @pytest.fixture
@@ -39,3 +42,18 @@ def runs_root(tmp_path) -> Path:
     root.mkdir()
     make_runs(root)
     return root
+
+
+@pytest.fixture
+def snap_compare(snap_compare):
+    """pytest-textual-snapshot's snap_compare, shooting only once the screen has done its pending layout
+    and painting (tests.ui.pilot.settled), whatever the test's own run_before waited for."""
+    def compare(app, press=(), terminal_size=(80, 24), run_before=None):
+        async def before(pilot):
+            if run_before is not None:
+                result = run_before(pilot)
+                if inspect.isawaitable(result):
+                    await result
+            await settled(pilot)
+        return snap_compare(app, press=press, terminal_size=terminal_size, run_before=before)
+    return compare

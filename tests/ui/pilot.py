@@ -41,13 +41,22 @@ async def wait_until(pilot: Pilot, predicate: Callable[[], Any], timeout: float 
         await pilot.pause(0.05)
 
 
-async def tables_measured(pilot: Pilot, what: str = "the tables") -> None:
-    """Before a snapshot: a DataTable sizes its columns to new rows when the app is next idle, which a
-    loaded machine delays past any fixed pause. Waits on Textual's own flag for that pending work."""
+def _pending(app) -> bool:
+    """Whether Textual still owes the screen work: a layout, a repaint, or DataTable's idle-time sizing
+    of new rows (Textual's own flags; there is no public way to ask)."""
     from textual.widgets import DataTable
 
-    await wait_until(pilot, lambda: not any(table._require_update_dimensions
-                                            for table in pilot.app.screen.query(DataTable)), 30, what)
+    screen = app.screen
+    if (screen._layout_required or screen._scroll_required or screen._repaint_required
+            or screen._recompose_required or screen._dirty_widgets):
+        return True
+    return any(table._require_update_dimensions for table in screen.query(DataTable))
+
+
+async def settled(pilot: Pilot, timeout: float = 30.0) -> None:
+    """Before a snapshot: wait until the screen has done the layout and painting it owes. A loaded machine
+    delays Textual's update timer past any fixed pause, and the shot would show a stale layout."""
+    await wait_until(pilot, lambda: not _pending(pilot.app), timeout, "the screen's pending layout and paint")
 
 
 def text_of(target: Widget | Any) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from textual import events
 
-from tests.ui.pilot import SIZE, make_app, tables_measured, text_of, wait_until
+from tests.ui.pilot import SIZE, make_app, text_of, wait_until
 from tuitune import model_source
 from tuitune.errors import TuituneError
 from tuitune.ui.app import TuituneApp
@@ -221,7 +221,6 @@ def test_dataset_snapshot(tmp_path, monkeypatch, snap_compare, default_tokenizer
         screen.path_input.value = "train.jsonl"
         screen.open_path("train.jsonl")
         await wait_until(pilot, lambda: screen.report is not None, timeout=120)
-        await tables_measured(pilot)
         screen.set_focus(None)
         await pilot.pause(0.2)
 
@@ -283,3 +282,24 @@ async def test_preference_pairs_are_shown_and_used_for_dpo(tmp_path, no_tokenize
         assert "<chosen>\n0!" in text_of(screen.formatted)
         screen.action_use()  # training.objective auto then picks DPO (tuitune.objective)
         assert app.config.data.path == str(pairs.resolve()) and app.config.data.format == "preference"
+
+
+async def test_cells_show_square_brackets_as_written(tmp_path, no_tokenizer):
+    """Llama-2 style `[INST] ... [/INST]` and Rich-markup-looking text are data, not markup: the table
+    shows them as written (a closing tag without an opening one used to stop the screen)."""
+    data = tmp_path / "inst.jsonl"
+    rows = [{"instruction": "[INST] Say hi [/INST]", "output": "[bold]hi[/bold] and [red]"},
+            {"instruction": "plain", "output": "[/]"}]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_screen(app, pilot)
+        screen.open_path(str(data))
+        await wait_until(pilot, lambda: text_of(screen.phase) == "no token counts")
+        await pilot.pause(0.1)
+        shown = app.export_screenshot()
+        assert "[INST] Say hi [/INST]" in shown.replace("&#160;", " ")
+        table = screen.table
+        assert [str(table.get_cell_at((0, i))) for i in range(1, 3)] == [
+            "[INST] Say hi [/INST]", "[bold]hi[/bold] and [red]"]
+        assert app.is_running

@@ -39,7 +39,7 @@ async def test_lists_runs_with_status_duration_and_loss(tmp_path, runs_root):
         # A trainer gone without a final event (killed): failed, its last checkpoint named.
         assert row_of(table, "20251129-120000-qwen-chat")[1:6] == ["failed", "2.6012", "1m20s", "20/60",
                                                                    "qwen2.5-0.5b"]
-        assert table.get_row_at(0)[0] == "20251129-120000-qwen-chat"  # newest first
+        assert str(table.get_row_at(0)[0]) == "20251129-120000-qwen-chat"  # newest first
         table.move_cursor(row=0)
         await pilot.pause(0.1)
         detail = text_of(app.screen.detail)
@@ -169,3 +169,20 @@ async def test_best_checkpoint_and_evaluation_show_and_evaluate_runs_tuitune_eva
         await wait_until(pilot, lambda: "perplexity 12.5 → 3.5" in text_of(screen.detail), timeout=30,
                          what="the new evaluation in the detail panel")
         assert seen == [(run, str(held_out))]
+
+
+async def test_names_and_model_paths_with_square_brackets_show_as_written(tmp_path):
+    """A run's name and model path are the user's text: `[old]` is not a style and `[/x]` closes nothing."""
+    from tests.ui.fakes import T0
+    from tuitune import events as ev
+
+    write_run(tmp_path / "runs", "20251129-100000-exp[old]", [
+        {"type": ev.STARTED, "ts": T0, "model": "/models/[/x][old]/llama", "max_steps": 4}],
+        model="/models/[/x][old]/llama")
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await open_runs(pilot, app, 1)
+        await pilot.pause(0.1)
+        row = row_of(table, "20251129-100000-exp[old]")
+        assert row[0] == "20251129-100000-exp[old]" and row[5] == "/models/[/x][old]/llama"
+        assert "exp[old]" in app.export_screenshot().replace("&#160;", " ")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.ui.fakes import make_runs
-from tests.ui.pilot import SIZE, make_app, tables_measured, wait_until
+from tests.ui.pilot import SIZE, make_app, wait_until
 
 # A fixed folder: the runs root is printed on the Runs screen, so it must not vary between runs.
 SNAPSHOT_RUNS = Path(tempfile.gettempdir()) / "tuitune-snapshot-runs"
@@ -75,7 +75,6 @@ def models_shown(app):
         await wait_until(pilot, lambda: app.screen.fits and app.screen.query_values is not None
                          and app.screen.query_values.free_gb == 101.8
                          and not any(w.is_running for w in app.screen.workers), 5, "the fit table")
-        await tables_measured(pilot)
         await pilot.pause(0.05)
 
     return ready
@@ -114,7 +113,6 @@ def test_runs(snap_compare, tmp_path, snapshot_runs):
     async def ready(pilot):
         await pilot.press("f7")
         await wait_until(pilot, lambda: app.screen.table.row_count == 3, 5, "the runs")
-        await tables_measured(pilot)
         await pilot.pause(0.05)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)

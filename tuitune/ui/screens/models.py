@@ -233,9 +233,9 @@ class ModelsScreen(Screen):
         for index, spec in enumerate(self.specs):
             cells = self.fits.get(spec_key(spec), {})
             chosen = "●" if model_ref(spec) == chosen_name or spec.name == chosen_name else ""
-            row = [chosen, _short(spec.name), spec.params_label]
+            row = [chosen, Text(_short(spec.name)), spec.params_label]  # a local folder's name is not markup
             row += [fit_text(cells.get(m), colors) for m in METHOD_LABELS]
-            row += [_ctx(spec.context), spec.source]
+            row += [_ctx(spec.context), Text(spec.source)]
             table.add_row(*row, key=str(index))
         if cursor_key is not None and cursor_key.isdigit() and int(cursor_key) < table.row_count:
             table.move_cursor(row=int(cursor_key))

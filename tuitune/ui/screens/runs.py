@@ -147,8 +147,9 @@ class RunsScreen(Screen):
             color = colors.get(STATUS_ROLE.get(run.status, "muted"), colors["text"])
             steps = f"{run.step}/{run.max_steps}" if run.max_steps else str(run.step or "—")
             loss = f"{run.final_loss:.4f}" if run.final_loss is not None else "—"
-            table.add_row(run.name, Text(run.status, style=f"bold {color}"), loss, duration_text(run.duration_s),
-                          steps, run.model or "—", started_text(run.started_at), key=run.name)
+            # names and model paths are the user's text, never markup: `[old]` in a path is not a style
+            table.add_row(Text(run.name), Text(run.status, style=f"bold {color}"), loss, duration_text(run.duration_s),
+                          steps, Text(run.model or "—"), started_text(run.started_at), key=run.name)
         if selected is not None:
             names = [run.name for run in runs]
             if selected.name in names:

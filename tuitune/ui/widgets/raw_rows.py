@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rich.cells import cell_len
+from rich.text import Text
 from textual.widgets import DataTable
 
 TABLE_ROWS = 500          # raw rows shown in the table (the file may hold millions)
@@ -18,7 +20,9 @@ def cell_text(value: Any) -> str:
 
 
 class RawRowsTable(DataTable):
-    """Row keys are the source's 1-based row numbers."""
+    """Row keys are the source's 1-based row numbers. Cells are plain text (a dataset's `[INST]` or
+    `[/]` is data, not markup), and columns get their widths when filled: left to DataTable's idle-time
+    measuring, rows painted before it ran kept their header-wide columns."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
@@ -28,18 +32,22 @@ class RawRowsTable(DataTable):
         the number of rows shown."""
         self.clear(columns=True)
         columns = list(data.columns)
-        self.add_column("#", key="#")
-        for column in columns:
-            self.add_column(column, key=column)
         shown = min(data.row_count, TABLE_ROWS)
-        for number in range(1, shown + 1):
-            try:
-                record = data.raw_row(number)
-            except Exception as exc:  # an unreadable line shows as such
-                self.add_row(str(number), cell_text(f"unreadable: {exc}"), *[""] * (len(columns) - 1),
-                             key=str(number))
-                continue
-            self.add_row(str(number), *[cell_text(record.get(c, "")) for c in columns], key=str(number))
+        rows = [(str(number), *self._cells(data, number, columns)) for number in range(1, shown + 1)]
+        labels = ["#", *columns]
+        for index, label in enumerate(labels):
+            widest = max((cell_len(row[index]) for row in rows), default=0)
+            self.add_column(Text(label), key=label, width=max(cell_len(label), widest))
+        for row in rows:
+            self.add_row(*(Text(cell) for cell in row), key=row[0])
         self.border_subtitle = (f"first {shown} of {data.row_count:,}" if shown < data.row_count
                                 else f"{data.row_count:,} rows")
         return shown
+
+    @staticmethod
+    def _cells(data: Any, number: int, columns: list[str]) -> list[str]:
+        try:
+            record = data.raw_row(number)
+        except Exception as exc:  # an unreadable line shows as such
+            return [cell_text(f"unreadable: {exc}"), *[""] * (len(columns) - 1)]
+        return [cell_text(record.get(column, "")) for column in columns]
