@@ -287,3 +287,16 @@ async def test_keymap_from_settings_remaps_a_screen_key(tmp_path):
         await pilot.press("r")
         await pilot.pause()
         assert app.current_mode == "runs"
+
+
+async def test_toasts_show_square_brackets_as_written(tmp_path):
+    """Toasts carry paths and rows: `[/]` (which markup cannot close) and `[INST]` show as written."""
+    from textual.widgets._toast import Toast
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        app.screen.notify("data.jsonl row 3: [INST] hi [/INST] then [/]", severity="error")
+        await wait_until(pilot, lambda: len(app._notifications))
+        notification = list(app._notifications)[-1]
+        assert not notification.markup
+        assert Toast(notification).render().plain == "data.jsonl row 3: [INST] hi [/INST] then [/]"

@@ -167,6 +167,13 @@ class TuituneApp(App[int]):
             self.notify(text, title=f"{event.worker.name or 'background task'} failed", severity="error",
                         timeout=10)
 
+    def notify(self, message: str, *, title: str = "", severity: Any = "information", timeout: float | None = None,
+               markup: bool = True) -> None:
+        """Every toast is plain text: messages carry file paths, rows and model names, whose `[INST]` or
+        `[/x]` Textual's markup would eat or fail on. (`markup` is accepted and ignored, as screens'
+        notify passes it.)"""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
     def report(self, error: BaseException, title: str = "Error") -> None:
         """Show an error as a toast (TuituneError: its message; anything else: its type too)."""
         text = str(error) if isinstance(error, TuituneError) else f"{type(error).__name__}: {error}"

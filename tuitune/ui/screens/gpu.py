@@ -7,6 +7,7 @@ from typing import Any
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
+from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
@@ -17,7 +18,7 @@ REFRESH_S = 2.0
 
 
 def no_gpu_text(reason: str | None) -> str:
-    why = f"\n[dim]NVML says: {reason}[/]" if reason else ""
+    why = f"\n[dim]NVML says: {escape(str(reason))}[/]" if reason else ""
     return ("[b]No NVIDIA GPU found.[/b]" + why + "\n\n"
             "tuitune trains on the CPU instead: LoRA in float32 (QLoRA needs a CUDA GPU), "
             "best with small models — the embedded SmolLM2-135M takes a few seconds a step. "
@@ -90,7 +91,7 @@ class GpuScreen(Screen):
         self.app.call_from_thread(self.show_snapshot, snapshot)
 
     def show_error(self, exc: Exception) -> None:
-        self.summary.update(f"[b red]Cannot read the hardware:[/] {exc}")
+        self.summary.update(f"[b red]Cannot read the hardware:[/] {escape(str(exc))}")
         if not self._failed:
             self._failed = True
             self.app.notify(f"Cannot read the hardware: {exc}", severity="error")

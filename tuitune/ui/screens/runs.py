@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
+from textual.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -94,7 +95,7 @@ class RunsScreen(Screen):
     def on_mount(self) -> None:
         from tuitune.paths import runs_root
 
-        self.root_label.update(f"Runs in [b]{runs_root(self.app.runs_root)}[/b]")
+        self.root_label.update(f"Runs in [b]{escape(str(runs_root(self.app.runs_root)))}[/b]")
         table = self.table
         # what matters most first, so it shows at 80 columns: status, loss, duration
         table.add_column("Run", key="name")
@@ -134,7 +135,8 @@ class RunsScreen(Screen):
         from tuitune.paths import runs_root
 
         self.root_label.update(
-            f"[b]Cannot read the runs in {runs_root(self.app.runs_root)}[/b]: {exc.strerror or exc}. "
+            f"[b]Cannot read the runs in {escape(str(runs_root(self.app.runs_root)))}[/b]: "
+            f"{escape(str(exc.strerror or exc))}. "
             "Check the folder's permissions, or start tuitune with --output DIR.")
 
     def fill(self, runs: list[Any]) -> None:
