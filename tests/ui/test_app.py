@@ -300,3 +300,13 @@ async def test_toasts_show_square_brackets_as_written(tmp_path):
         notification = list(app._notifications)[-1]
         assert not notification.markup
         assert Toast(notification).render().plain == "data.jsonl row 3: [INST] hi [/INST] then [/]"
+
+
+async def test_a_confirmation_shows_square_brackets_as_written(tmp_path):
+    from tuitune.ui.widgets.confirm import ConfirmModal
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        app.push_screen(ConfirmModal("Delete run exp[/x][old]?"))
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen.query(".dialog-question"))
+        assert text_of(app.screen.query_one(".dialog-question")) == "Delete run exp[/x][old]?"
