@@ -302,11 +302,14 @@ async def test_toasts_show_square_brackets_as_written(tmp_path):
         assert Toast(notification).render().plain == "data.jsonl row 3: [INST] hi [/INST] then [/]"
 
 
-async def test_a_confirmation_shows_square_brackets_as_written(tmp_path):
+@pytest.mark.parametrize("dialog", ["confirm", "quit"])
+async def test_dialogs_show_square_brackets_as_written(tmp_path, dialog):
     from tuitune.ui.widgets.confirm import ConfirmModal
+    from tuitune.ui.widgets.quit_dialog import QuitDialog
 
+    modal = ConfirmModal("Delete run exp[/x][old]?") if dialog == "confirm" else QuitDialog("exp[/x][old]")
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        app.push_screen(ConfirmModal("Delete run exp[/x][old]?"))
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen.query(".dialog-question"))
-        assert text_of(app.screen.query_one(".dialog-question")) == "Delete run exp[/x][old]?"
+        app.push_screen(modal)
+        await wait_until(pilot, lambda: app.screen is modal and modal.query(".dialog-question"))
+        assert "exp[/x][old]" in text_of(modal.query_one(".dialog-question"))

@@ -83,7 +83,7 @@ class ExportScreen(Screen):
                 yield Button("Cancel", id="export-cancel", variant="error", tooltip="Stop the export (Esc)")
         with Horizontal(id="export-progress-row"):
             yield ProgressBar(total=1.0, show_eta=False, id="export-progress")
-            yield Label("", id="export-phase")
+            yield Label("", id="export-phase", markup=False)  # it names folders, repos and URLs
         yield Static("No export yet.", id="export-result", markup=False)
         yield Footer()
 

@@ -30,7 +30,7 @@ class QuitDialog(ModalScreen[str]):
                 f"Run {self.run_name} is still training.\n\n"
                 "Stop it (a final checkpoint is saved, it can be resumed later), or keep it training "
                 "in the background (reopen it from the Runs screen next time).",
-                classes="dialog-question",
+                classes="dialog-question", markup=False,  # the run's name is the user's text
             )
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Stop & save", variant="error", id=STOP)
