@@ -311,5 +311,6 @@ async def test_dialogs_show_square_brackets_as_written(tmp_path, dialog):
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         app.push_screen(modal)
-        await wait_until(pilot, lambda: app.screen is modal and modal.query(".dialog-question"))
-        assert "exp[/x][old]" in text_of(modal.query_one(".dialog-question"))
+        await wait_until(pilot, lambda: app.screen is modal and modal.is_mounted)
+        await pilot.pause()
+        assert "exp[/x][old]" in text_of(modal.question_label)

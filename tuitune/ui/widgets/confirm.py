@@ -24,6 +24,10 @@ class ConfirmModal(ModalScreen[bool]):
         self.confirm_label = confirm_label
         self.danger = danger
 
+    @property
+    def question_label(self) -> Label:
+        return self.query_one(".dialog-question", Label)
+
     def compose(self) -> ComposeResult:
         with Grid(classes="dialog"):
             yield Label(self.question, classes="dialog-question", markup=False)  # names and paths, not markup

@@ -24,6 +24,10 @@ class QuitDialog(ModalScreen[str]):
         super().__init__(classes="dialog-screen")
         self.run_name = run_name
 
+    @property
+    def question_label(self) -> Label:
+        return self.query_one(".dialog-question", Label)
+
     def compose(self) -> ComposeResult:
         with Grid(classes="dialog"):
             yield Label(
