@@ -122,6 +122,32 @@ async def test_step_events_are_batched_into_few_redraws(tmp_path):
         assert len(screen.chart.train.points) == 500
 
 
+async def test_opening_the_live_run_again_keeps_its_reader(tmp_path):
+    """The Monitor's resume and open_run both open a run started here; the second open keeps the reader
+    instead of replaying the history from disk (which raced the events arriving meanwhile)."""
+    run = make_run(tmp_path / "runs")
+    handle = FakeHandle(run)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        app.live_handle = handle
+        app.open_run(run.path)
+        await wait_until(pilot, lambda: opened(app))
+        screen = app.screen
+
+        def readers():
+            return [w for w in screen.workers if w.group == "monitor-reader" and not w.is_finished]
+
+        await wait_until(pilot, lambda: len(readers()) == 1 and not any(
+            w.group == "open-monitor" and not w.is_finished for w in app.workers))
+        reader = readers()[0]
+        handle.feed(started(5), *[step(n, 5) for n in range(1, 4)])
+        app.open_run(run.path)
+        handle.feed(*[step(n, 5) for n in range(4, 6)])
+        await wait_until(pilot, lambda: "step       5 / 5" in stats_text(screen))
+        assert readers() == [reader]
+        assert [x for x, _ in screen.chart.train.points] == [1, 2, 3, 4, 5]
+
+
 async def test_past_run_opens_from_disk_and_refuses_controls(tmp_path):
     run = make_run(tmp_path / "runs")
     for event in [started(10), *[step(n, 10) for n in range(1, 11)], evaluation(10),

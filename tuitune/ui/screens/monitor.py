@@ -145,6 +145,8 @@ class MonitorScreen(Screen):
         if not self.is_mounted:
             self._pending = run_path
             return
+        if self._following_live(run_path):
+            return  # already shown and read live: opening it again would replay its history from disk
         self._generation += 1
         self.workers.cancel_group(self, "monitor-reader")
         self.run_path = run_path
@@ -167,6 +169,14 @@ class MonitorScreen(Screen):
         self._show_status()
         watch = RunWatch(self.run, self.source.tail if isinstance(self.source, FileSource) else None)
         self._read(self.source, self._generation, LogTail(self.run.log_path), watch)
+
+    def _following_live(self, run_path: Path) -> bool:
+        """Whether this screen already reads `run_path` from the app's live trainer handle (the screen's
+        resume and an open_run both open a run started here)."""
+        handle = self.app.live_handle
+        return (self.run_path is not None and _same_path(Path(self.run_path), run_path)
+                and isinstance(self.source, HandleSource) and handle is not None and self.source.handle is handle
+                and any(w.group == "monitor-reader" and not w.is_finished for w in self.workers))
 
     @work(thread=True, exclusive=True, group="monitor-reader", name="run reader", exit_on_error=False)
     def _read(self, source: EventSource, generation: int, tail: LogTail, watch: RunWatch) -> None:
