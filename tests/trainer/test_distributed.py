@@ -55,6 +55,20 @@ def assert_same_losses(got: dict[int, float], want: dict[int, float], steps) -> 
         assert got[step] == pytest.approx(want[step], abs=LOSS_TOLERANCE), (step, got, want)
 
 
+def one_process_then_two_ranks(model_dir, tmp_path, extra: dict):
+    """The same training in one process (its per-step losses) and on two gloo ranks (its finished handle)."""
+    config = tiny_config(model_dir, tmp_path / "one", **extra)
+    run = RunDir.create(tmp_path / "one" / "runs", "one")
+    run.write_config(config)
+    train(config, run, EventSink(run), ControlInbox(run))
+    handle = start(tiny_config(model_dir, tmp_path / "two", ranks=2, **extra))
+    try:
+        finish(handle)
+    finally:
+        handle.terminate()
+    return losses(run.events()), handle
+
+
 @pytest.fixture(scope="module")
 def single(tiny_model_dir, tmp_path_factory):
     """One process, batch 4, checkpoints at steps 2 and 4."""
@@ -185,17 +199,7 @@ def test_preference_and_pretraining_train_on_two_ranks_like_one_process(tiny_mod
 
     data = write_pairs(tmp_path / "pairs.jsonl") if objective == "dpo" else write_text(tmp_path / "text.jsonl")
     extra = {"data.path": str(data), "training.objective": objective, "training.max_steps": 2}
-    config = tiny_config(tiny_model_dir, tmp_path / "one", **extra)
-    run = RunDir.create(tmp_path / "one" / "runs", "one")
-    run.write_config(config)
-    train(config, run, EventSink(run), ControlInbox(run))
-    want = losses(run.events())
-
-    handle = start(tiny_config(tiny_model_dir, tmp_path / "two", ranks=2, **extra))
-    try:
-        finish(handle)
-    finally:
-        handle.terminate()
+    want, handle = one_process_then_two_ranks(tiny_model_dir, tmp_path, extra)
     events = handle.run_dir.events()
     steps = [e["step"] for e in events if e["type"] == ev.STEP]
     assert steps == [1, 2]  # rank 0 alone reports
@@ -205,18 +209,8 @@ def test_preference_and_pretraining_train_on_two_ranks_like_one_process(tiny_mod
 
 def test_qlora_on_two_ranks_trains_like_one_process(tiny_model_dir, tmp_path):
     """Each rank holds the 4-bit model (bitsandbytes' CPU backend here, as each GPU would under DDP)."""
-    extra = {"model.method": "qlora", "training.max_steps": 3}
-    config = tiny_config(tiny_model_dir, tmp_path / "one", **extra)
-    run = RunDir.create(tmp_path / "one" / "runs", "one")
-    run.write_config(config)
-    train(config, run, EventSink(run), ControlInbox(run))
-    want = losses(run.events())
-
-    handle = start(tiny_config(tiny_model_dir, tmp_path / "two", ranks=2, **extra))
-    try:
-        finish(handle)
-    finally:
-        handle.terminate()
+    want, handle = one_process_then_two_ranks(tiny_model_dir, tmp_path, {"model.method": "qlora",
+                                                                          "training.max_steps": 3})
     events = handle.run_dir.events()
     assert next(e for e in events if e["type"] == ev.STARTED)["method"] == "qlora"
     assert_same_losses(losses(events), want, [1, 2, 3])

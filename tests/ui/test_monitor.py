@@ -52,6 +52,14 @@ def stats_text(screen: MonitorScreen) -> str:
     return text_of(screen.stats)
 
 
+async def open_live(pilot, app: TuituneApp, handle: FakeHandle) -> MonitorScreen:
+    """Open the run of `handle` as one started from this UI; the Monitor showing it."""
+    app.live_handle = handle
+    app.open_run(handle.run_dir.path)
+    await wait_until(pilot, lambda: opened(app))
+    return app.screen
+
+
 def status_text(screen: MonitorScreen) -> str:
     return text_of(screen.status_bar)
 
@@ -65,10 +73,7 @@ async def test_live_handle_events_fill_the_monitor_and_controls_reach_the_handle
     handle = FakeHandle(run)
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        app.live_handle = handle
-        app.open_run(run.path)
-        await wait_until(pilot, lambda: opened(app))
-        screen = app.screen
+        screen = await open_live(pilot, app, handle)
         handle.feed(started(), *[step(n) for n in range(1, 21)], evaluation(20))
         await wait_until(pilot, lambda: "step       20 / 50" in stats_text(screen))
         chart = screen.chart
@@ -111,10 +116,7 @@ async def test_step_events_are_batched_into_few_redraws(tmp_path):
             batches.append(message)
 
     async with app.run_test(size=SIZE, message_hook=record) as pilot:
-        app.live_handle = handle
-        app.open_run(run.path)
-        await wait_until(pilot, lambda: opened(app))
-        screen = app.screen
+        screen = await open_live(pilot, app, handle)
         handle.feed(started(500), *[step(n, 500) for n in range(1, 501)])
         await wait_until(pilot, lambda: "step       500 / 500" in stats_text(screen))
         assert sum(len(batch.events) for batch in batches) == 501
@@ -129,10 +131,7 @@ async def test_opening_the_live_run_again_keeps_its_reader(tmp_path):
     handle = FakeHandle(run)
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        app.live_handle = handle
-        app.open_run(run.path)
-        await wait_until(pilot, lambda: opened(app))
-        screen = app.screen
+        screen = await open_live(pilot, app, handle)
 
         def readers():
             return [w for w in screen.workers if w.group == "monitor-reader" and not w.is_finished]

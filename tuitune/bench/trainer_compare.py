@@ -22,7 +22,6 @@ from pathlib import Path
 
 from tuitune import events as ev
 from tuitune.config import Config, apply_overrides
-from tuitune.runs import RunDir
 from tuitune.trainer.launcher import start, wait_for
 from tuitune.trainer.profile_callback import PROFILE_FILE
 from tuitune.trainer.step_profile import format_profile
@@ -96,6 +95,17 @@ def train_tokenizer(corpus: Path, folder: Path, vocab: int) -> None:
                             eos_token="</s>").save_pretrained(str(folder))
 
 
+def checkpoint_with_tokenizer(shape_name: str, corpus: Path) -> Path:
+    """The shape's random-weight checkpoint (cached) with a BPE tokenizer learnt from `corpus`: no
+    download needed."""
+    from tuitune.bench.shapes import build_checkpoint, get_shape
+
+    shape = get_shape(shape_name)
+    folder = build_checkpoint(shape)
+    train_tokenizer(corpus, folder, shape.vocab)
+    return folder
+
+
 def train_once(model_dir: Path, out: Path, *, kernels: bool, steps: int, method: str, batch: int,
                seq: int, timeout: float, checkpointing: str = "auto", data: Path | None = None,
                device: str = "auto", objective: str = "auto", packing: bool = False,
@@ -116,13 +126,13 @@ def train_once(model_dir: Path, out: Path, *, kernels: bool, steps: int, method:
     handle = start(config)
     seen = wait_for(handle, lambda e: e["type"] in ev.TERMINAL, timeout=timeout)
     handle.join(timeout=60)
-    events = RunDir(handle.run_dir.path).events()
+    events = handle.run_dir.events()
     final = next((e for e in reversed(events) if e["type"] in ev.TERMINAL), None)
     if final is None or final["type"] != ev.FINISHED:
         raise SystemExit(f"run failed: {final or seen[-1:]}\n{handle.run_dir.log_path.read_text()[-3000:]}")
     steps_ = [e for e in events if e["type"] == ev.STEP]
     started = next(e for e in events if e["type"] == ev.STARTED)
-    profile_file = RunDir(handle.run_dir.path).path / PROFILE_FILE
+    profile_file = handle.run_dir.path / PROFILE_FILE
     profile = json.loads(profile_file.read_text()) if profile_file.exists() else None
     profiled = range(profile["first_step"], profile["last_step"] + 1) if profile else range(0)
     # the profiled steps run slower under the profiler: they are left out of tokens/s
@@ -142,12 +152,8 @@ def product_path(shape_name: str, *, batch: int, seq: int, steps: int, method: s
                  bench_tokens_per_s: float | None, out: Path, device: str = "auto",
                  timeout: float = 900, profile_steps: int = 0) -> dict:
     """`tuitune train` at the bench's shape with kernels on and off; tokens/s against the bench's."""
-    from tuitune.bench.shapes import build_checkpoint, get_shape
-
-    shape = get_shape(shape_name)
-    folder = build_checkpoint(shape)
     corpus = synthetic_text(out / "text.jsonl", rows=batch * (steps + profile_steps + 2), words_per_row=seq)
-    train_tokenizer(corpus, folder, shape.vocab)
+    folder = checkpoint_with_tokenizer(shape_name, corpus)
     # objective sft: the bench's step (LoRA on the projections, every token trained); auto would pick
     # continued pretraining for plain text, which also packs and trains the embeddings.
     # profiled steps do not count for tokens/s, so the runs are that much longer
@@ -184,13 +190,9 @@ def packing_path(shape_name: str, *, batch: int, seq: int, steps: int, method: s
     same batch size and length; tokens/s counts real tokens only (TRL's non-padding token count)."""
     from transformers import AutoTokenizer
 
-    from tuitune.bench.shapes import build_checkpoint, get_shape
-
-    shape = get_shape(shape_name)
-    folder = build_checkpoint(shape)
     corpus = varied_text(out / "varied.jsonl", rows=max(batch * seq * (steps + 4) // 250, 200),
                          shortest=shortest, longest=min(longest, seq))
-    train_tokenizer(corpus, folder, shape.vocab)
+    folder = checkpoint_with_tokenizer(shape_name, corpus)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     lengths = sorted(len(tokenizer(json.loads(line)["text"])["input_ids"])
                      for line in corpus.read_text(encoding="utf-8").splitlines())
@@ -236,16 +238,6 @@ def format_product_path(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _with_learnt_tokenizer(shape_name: str, out: Path) -> Path:
-    """The shape's checkpoint with a BPE tokenizer learnt from the synthetic words (no download needed)."""
-    from tuitune.bench.shapes import build_checkpoint, get_shape
-
-    shape = get_shape(shape_name)
-    folder = build_checkpoint(shape)
-    train_tokenizer(synthetic_text(out / "text.jsonl", rows=200, words_per_row=200), folder, shape.vocab)
-    return folder
-
-
 def words_that_fit(tokenizer_dir: Path, seq: int) -> int:
     """Words of the synthetic vocabulary per pair (prompt and reply) that fill about 80% of `seq` tokens."""
     import random
@@ -275,8 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.tokenizer is None and args.objective == "sft":
         parser.error("--objective sft trains on the bundled chat sample: give --tokenizer (a chat model's "
                      "tokenizer folder, such as the embedded default's)")
-    model_dir = (prepare_model(args.shape, args.tokenizer) if args.tokenizer
-                 else _with_learnt_tokenizer(args.shape, args.out))
+    if args.tokenizer:
+        model_dir = prepare_model(args.shape, args.tokenizer)
+    else:  # a BPE learnt from the synthetic words the pairs are made of
+        words = synthetic_text(args.out / "text.jsonl", rows=200, words_per_row=200)
+        model_dir = checkpoint_with_tokenizer(args.shape, words)
     data = None
     if args.objective != "sft":
         data = synthetic_pairs(args.out / "pairs.jsonl", rows=args.batch * (args.steps + 2),

@@ -23,7 +23,7 @@ class StepProfileCallback(TrainerCallback):
     def __init__(self, run: RunDir, steps: int, device: str, *, rank_max: int, vocab: int, log):
         self.run, self.steps, self.log = run, steps, log
         self.profiler = StepProfiler(device, rank_max=rank_max, vocab=vocab)
-        self.first = self.last = None  # global steps profiled, once started
+        self.first = None  # the first global step profiled, once started
         self.done = False
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -51,7 +51,6 @@ class StepProfileCallback(TrainerCallback):
 
     def _finish(self, step: int) -> None:
         self.done = True
-        self.last = step
         report = self.profiler.stop(step - self.first + 1)
         report.update(first_step=self.first, last_step=step)
         (self.run.path / PROFILE_FILE).write_text(json.dumps(report, indent=1), encoding="utf-8")
