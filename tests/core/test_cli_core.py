@@ -149,9 +149,11 @@ def test_bench_trainer_runs_tuitune_train_at_the_same_shape_with_kernels_on_and_
     report = json.loads(out.read_text())["trainer"]
     assert set(report["runs"]) == {"kernels", "stock"}
     for run in report["runs"].values():
-        # 3 timed steps and 2 profiled ones (steps 4 and 5, left out of tokens/s)
-        assert len(run["losses"]) == 5 and run["tokens_per_s"] > 0
-        assert (run["profile"]["first_step"], run["profile"]["last_step"]) == (4, 5)
+        # 3 timed steps, 2 profiled ones (steps 4 and 5) and 2 profiled on the host (6 and 7): the profiled
+        # steps are left out of tokens/s
+        assert len(run["losses"]) == 7 and run["tokens_per_s"] > 0
+        assert (run["profile"]["first_step"], run["profile"]["last_step"]) == (4, 7)
+        assert run["profile"]["host"]["steps"] == 2 and run["profile"]["host"]["top_functions"]
     assert report["runs"]["stock"]["kernels"].startswith("off (training.use_kernels = false)")
     assert report["trainer_vs_bench"] > 0 and report["kernels_vs_stock"] > 0
     # both runs trained on the same synthetic rows, each filling the 32-token sequence

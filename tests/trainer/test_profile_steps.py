@@ -16,10 +16,11 @@ pytestmark = pytest.mark.timeout(400)
 
 def test_the_trainer_profiles_the_steps_after_the_warmup(tiny_model_dir, tmp_path):
     run, summary, losses = run_training(tiny_model_dir, tmp_path, "profiled", **{
-        "training.max_steps": 6, "training.profile_steps": 2})
-    assert sorted(losses) == [1, 2, 3, 4, 5, 6]
+        "training.max_steps": 8, "training.profile_steps": 2})
+    assert sorted(losses) == [1, 2, 3, 4, 5, 6, 7, 8]
     report = json.loads((run.path / PROFILE_FILE).read_text())
-    assert (report["first_step"], report["last_step"], report["steps"], report["device"]) == (4, 5, 2, "cpu")
+    # kernels (here: operators) over steps 4-5, the host over steps 6-7
+    assert (report["first_step"], report["last_step"], report["steps"], report["device"]) == (4, 7, 2, "cpu")
     assert 0 < report["kernel_ms"] < report["wall_ms"]
     assert report["idle_ms"] == pytest.approx(report["wall_ms"] - report["kernel_ms"])
     kinds = report["by_kind_ms"]
@@ -28,8 +29,13 @@ def test_the_trainer_profiles_the_steps_after_the_warmup(tiny_model_dir, tmp_pat
     assert kinds.get("base GEMMs", 0) + kinds.get("adapter GEMMs", 0) > 0 and kinds["optimizer"] > 0
     top = {(entry["name"], entry["kind"]) for entry in report["top_kernels"]}
     assert ("aten::mm", "adapter GEMMs") in top
-    logged = [e["text"] for e in run.events() if e["type"] == ev.LOG and "profile of steps 4-5" in e["text"]]
-    assert len(logged) == 1 and "adapter GEMMs" in logged[0]
+    host = report["host"]
+    assert host["steps"] == 2 and host["wall_ms_per_step"] > 0
+    # the trainer's Python (transformers, TRL, PEFT, tuitune's callbacks) and the calls into torch
+    assert {"transformers", "torch ops", "tuitune"} <= set(host["by_area_ms"])
+    assert host["top_functions"] and all(f["calls"] > 0 for f in host["top_functions"])
+    logged = [e["text"] for e in run.events() if e["type"] == ev.LOG and "profile of steps 4-7" in e["text"]]
+    assert len(logged) == 1 and "adapter GEMMs" in logged[0] and "host, under cProfile" in logged[0]
 
 
 def test_a_run_too_short_to_profile_says_so(tiny_model_dir, tmp_path):
@@ -56,3 +62,30 @@ def test_the_breakdown_prints_each_kind_with_its_share():
                            "by_kind_ms": {"base GEMMs": 120.0, "attention": 70.0}})
     assert text.splitlines()[0] == "2 steps: wall 200.0 ms, kernels 190.0 ms (900 launches), idle 10.0 ms (5.0%)"
     assert "base GEMMs" in text and "60.0%" in text and "35.0%" in text
+
+
+def test_a_run_that_ends_inside_the_host_window_keeps_both_profiles(tiny_model_dir, tmp_path):
+    run, _, losses = run_training(tiny_model_dir, tmp_path, "cut", **{
+        "training.max_steps": 6, "training.profile_steps": 2})
+    report = json.loads((run.path / PROFILE_FILE).read_text())
+    assert (report["first_step"], report["last_step"], report["steps"]) == (4, 6, 2)
+    assert report["host"]["steps"] == 1
+
+
+def test_host_time_is_sorted_into_areas():
+    from tuitune.trainer.host_profile import area_of, breakdown
+
+    assert area_of("~", "<method 'addmm_' of 'torch._C.TensorBase' objects>") == "torch ops"
+    assert area_of("~", "<built-in method builtins.isinstance>") == "python built-ins"
+    assert area_of("/v/lib/python3.11/site-packages/transformers/trainer.py", "training_step") == "transformers"
+    assert area_of("/v/lib/python3.11/site-packages/bitsandbytes/functional.py", "dequantize_4bit") == "bitsandbytes"
+    assert area_of("/work/main/kernels/ops/lora_weights.py", "project") == "tuitune"
+    assert area_of("/v/lib/python3.11/site-packages/tuitune/trainer/callback.py", "on_step_end") == "tuitune"
+    stats = {("~", 0, "<method 'mm' of 'torch._C.TensorBase' objects>"): (40, 40, 0.004, 0.004, {}),
+             ("/x/site-packages/peft/tuners/lora/layer.py", 10, "forward"): (20, 20, 0.002, 0.010, {})}
+    report = breakdown(stats, steps=2, wall_ms=30.0)
+    assert report["by_area_ms"] == {"torch ops": pytest.approx(2.0), "peft": pytest.approx(1.0)}
+    assert report["top_functions"][0] == {"function": "<method 'mm' of 'torch._C.TensorBase' objects>",
+                                          "area": "torch ops", "calls": 20, "own_ms": pytest.approx(2.0)}
+    assert report["top_functions"][1]["function"] == "peft/tuners/lora/layer.py:10(forward)"
+    assert report["wall_ms_per_step"] == 15.0

@@ -152,12 +152,13 @@ def product_path(shape_name: str, *, batch: int, seq: int, steps: int, method: s
                  bench_tokens_per_s: float | None, out: Path, device: str = "auto",
                  timeout: float = 900, profile_steps: int = 0) -> dict:
     """`tuitune train` at the bench's shape with kernels on and off; tokens/s against the bench's."""
-    corpus = synthetic_text(out / "text.jsonl", rows=batch * (steps + profile_steps + 2), words_per_row=seq)
+    profiled = 2 * profile_steps  # the kernel profile's steps, then as many for the host profile
+    corpus = synthetic_text(out / "text.jsonl", rows=batch * (steps + profiled + 2), words_per_row=seq)
     folder = checkpoint_with_tokenizer(shape_name, corpus)
     # objective sft: the bench's step (LoRA on the projections, every token trained); auto would pick
     # continued pretraining for plain text, which also packs and trains the embeddings.
     # profiled steps do not count for tokens/s, so the runs are that much longer
-    runs = {name: train_once(folder, out, kernels=name == "kernels", steps=steps + profile_steps, method=method,
+    runs = {name: train_once(folder, out, kernels=name == "kernels", steps=steps + profiled, method=method,
                              batch=batch, seq=seq, timeout=timeout, checkpointing=checkpointing, data=corpus,
                              device=device, objective="sft", profile_steps=profile_steps)
             for name in ("kernels", "stock")}

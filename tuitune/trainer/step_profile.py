@@ -6,7 +6,8 @@ loss (products with the vocabulary and the cross-entropy kernels), attention, de
 norm/rope/activation kernels, optimizer, and other. Idle is the wall time of the profiled steps minus
 the kernels' summed time. On a CPU the operators' own times are sorted the same way, and idle is the
 time spent outside them (Python, data loading, logging). Used by `tuitune bench --profile` and by the
-trainer's `training.profile_steps`; imports torch when a profile starts.
+trainer's `training.profile_steps` (both add a host profile of as many more steps: host_profile); imports
+torch when a profile starts.
 """
 
 from __future__ import annotations
@@ -66,21 +67,21 @@ class StepProfiler:
         from torch.profiler import ProfilerActivity, profile
 
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self._cuda else [])
-        self._synchronize()
+        self.synchronize()
         self._prof = profile(activities=activities, record_shapes=True)
         self._prof.__enter__()
         self._start = time.perf_counter()
 
     def stop(self, steps: int) -> dict:
         """The breakdown of the `steps` steps since `start()`; times in milliseconds."""
-        self._synchronize()
+        self.synchronize()
         wall_ms = (time.perf_counter() - self._start) * 1000
         prof, self._prof = self._prof, None
         prof.__exit__(None, None, None)
         timed = _kernel_times(prof) if self._cuda else _operator_times(prof)
         return _breakdown(timed, steps, wall_ms, self.rank_max, self.vocab, "cuda" if self._cuda else "cpu")
 
-    def _synchronize(self) -> None:
+    def synchronize(self) -> None:
         if self._cuda:
             import torch
 
@@ -125,12 +126,22 @@ def _breakdown(timed, steps: int, wall_ms: float, rank_max: int, vocab: int, dev
 
 
 def profile_steps(step_fn, steps: int, *, rank_max: int = 64, vocab: int = 0) -> dict:
-    """Profile ``steps`` calls of ``step_fn`` (each one full training step). Times in milliseconds."""
+    """Profile ``steps`` calls of ``step_fn`` (each one full training step), then ``steps`` more on the host
+    (the report's "host": see host_profile). Times in milliseconds."""
+    from tuitune.trainer.host_profile import HostProfiler
+
     profiler = StepProfiler(rank_max=rank_max, vocab=vocab)
     profiler.start()
     for _ in range(steps):
         step_fn()
-    return profiler.stop(steps)
+    report = profiler.stop(steps)
+    host = HostProfiler()
+    host.start()
+    for _ in range(steps):
+        step_fn()
+    profiler.synchronize()
+    report["host"] = host.stop(steps)
+    return report
 
 
 def format_profile(p: dict) -> str:
@@ -140,4 +151,8 @@ def format_profile(p: dict) -> str:
              f"({100 * (p['idle_fraction'] or 0):.1f}%)"]
     for kind, ms in p["by_kind_ms"].items():
         lines.append(f"  {kind:24}{ms:10.1f} ms  {100 * ms / p['wall_ms']:5.1f}%")
+    if p.get("host"):
+        from tuitune.trainer.host_profile import format_host_profile
+
+        lines.append(format_host_profile(p["host"]))
     return "\n".join(lines)
