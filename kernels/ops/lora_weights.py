@@ -8,13 +8,16 @@ This module knows nothing about PEFT; the trainer's patcher reads PEFT layers in
 Every matrix product runs in the activations' dtype. The adapter may be stored in float32 (PEFT's
 master copy, which the optimizer updates); the activations are never cast, only the two small
 rank-r matrices, and that cast is kept until the adapter changes (``cast_adapter``), so a training
-step casts each adapter once instead of at every forward, recompute and backward use. The
+step casts each adapter once instead of at every forward, recompute and backward use; after an
+optimizer step, the first use of any adapter re-casts every kept adapter in one batched copy (one
+launch per step instead of one per adapter tensor: 448 on a 32-layer model). The
 adapter's contribution is accumulated into the base output by the GEMM itself (``addmm_`` with
 ``beta=1``) rather than by a separate elementwise pass.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +26,9 @@ from .nf4_dequantize import base_weight
 
 _optimizer_steps = 0
 _step_hook = None
+# Adapter tensors with a kept cast, per (device, stored dtype, cast dtype), by id (tensors compare
+# elementwise, so they cannot be set members): re-cast together, forgotten when collected.
+_KEPT: dict[tuple, weakref.WeakValueDictionary] = {}
 
 
 def _count_step(*_args) -> None:
@@ -30,14 +36,16 @@ def _count_step(*_args) -> None:
     _optimizer_steps += 1
 
 
-def cast_adapter(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``t`` in ``dtype``, cast once and reused until ``t`` changes.
+def _key(t: torch.Tensor, dtype: torch.dtype) -> tuple:
+    """What a kept cast of ``t`` is valid for. A change is any in-place write PyTorch counts
+    (``t._version``: loading weights, torch optimizers), new storage (``data_ptr``), or any optimizer
+    step at all: bitsandbytes' optimizers write parameters through raw pointers, which no version
+    counter sees, so every ``torch.optim.Optimizer.step`` (theirs included) retires every kept cast."""
+    return (_optimizer_steps, t._version, t.data_ptr(), dtype)
 
-    A change is any in-place write PyTorch counts (``t._version``: loading weights, torch
-    optimizers), new storage (``data_ptr``), or any optimizer step at all: bitsandbytes' optimizers
-    write parameters through raw pointers, which no version counter sees, so every
-    ``torch.optim.Optimizer.step`` (theirs included) retires every kept cast.
-    """
+
+def cast_adapter(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` in ``dtype``, cast once and reused until ``t`` changes (see ``_key``)."""
     global _step_hook
     if t.dtype == dtype:
         return t
@@ -45,16 +53,35 @@ def cast_adapter(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         from torch.optim.optimizer import register_optimizer_step_post_hook
 
         _step_hook = register_optimizer_step_post_hook(_count_step)
-    key = (_optimizer_steps, t._version, t.data_ptr(), dtype)
     kept = getattr(t, "_tuitune_cast", None)
-    if kept is not None and kept[0] == key:
+    if kept is not None and kept[0] == _key(t, dtype):
         return kept[1]
-    cast = t.detach().to(dtype)
-    try:
-        t._tuitune_cast = (key, cast)
-    except (AttributeError, RuntimeError):  # a tensor that takes no attributes: cast every time
-        pass
-    return cast
+    if type(t) not in (torch.Tensor, torch.nn.Parameter):  # e.g. a DTensor: cast on its own, every time
+        return t.detach().to(dtype)
+    group = _KEPT.setdefault((t.device, t.dtype, dtype), weakref.WeakValueDictionary())
+    if kept is None or kept[1].dtype != dtype or kept[1].shape != t.shape or group.get(id(t)) is not t:
+        t._tuitune_cast = (None, torch.empty(t.shape, dtype=dtype, device=t.device))
+        group[id(t)] = t
+    _recast(group, dtype)
+    return t._tuitune_cast[1]
+
+
+def _recast(group: weakref.WeakValueDictionary, dtype: torch.dtype) -> None:
+    """Bring every stale kept cast in ``group`` up to date, with one batched copy."""
+    stale = []
+    for s in list(group.values()):
+        kept = s._tuitune_cast
+        if kept[1].dtype != dtype or kept[1].shape != s.shape:  # kept for another use now
+            group.pop(id(s), None)
+        elif kept[0] != _key(s, dtype):
+            stale.append(s)
+    if not stale:
+        return
+    targets = [s._tuitune_cast[1] for s in stale]
+    with torch.no_grad():
+        torch._foreach_copy_(targets, [s.detach() for s in stale])
+    for s, target in zip(stale, targets):
+        s._tuitune_cast = (_key(s, dtype), target)
 
 
 @dataclass(frozen=True)

@@ -132,3 +132,60 @@ def test_lora_mlp_rejects_unknown_activation(device):
     p = LoRAWeights(torch.zeros(4, 4, device=device))
     with pytest.raises(ValueError, match="activation"):
         lora_mlp(torch.zeros(1, 4, device=device), p, p, p, activation="relu")
+
+
+def _adapter(out_f, in_f, rank, scaling, dtype, device, adapter_dtype):
+    weight = (torch.randn(out_f, in_f, device=device) / in_f**0.5).to(dtype)
+    a = (torch.randn(rank, in_f, device=device) / in_f**0.5).to(adapter_dtype).requires_grad_()
+    b = (torch.randn(out_f, rank, device=device) * 0.1).to(adapter_dtype).requires_grad_()
+    return LoRAWeights(weight, None, a, b, scaling), weight.double()
+
+
+class _OpCount(torch.utils._python_dispatch.TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops: dict[str, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        self.ops[name] = self.ops.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_after_an_optimizer_step_one_batched_copy_recasts_every_adapter(device):
+    """float32 adapters used in bf16: the first forward after a step re-casts all six q/k/v adapter
+    tensors in one copy (one launch, not six), later uses reuse them, and the new values are used."""
+    dtype = torch.bfloat16
+    projs = [_adapter(o, 64, 8, 2.0, dtype, device, torch.float32)[0] for o in (64, 24, 24)]
+    optimizer = torch.optim.SGD([t for p in projs for t in (p.lora_a, p.lora_b)], lr=0.1)
+    x = torch.randn(2, 5, 64, device=device, dtype=dtype, requires_grad=True)
+    outs = lora_qkv(x, *projs)
+    torch.autograd.backward(outs, [torch.ones_like(o) for o in outs])
+    optimizer.step()
+    after_step = _OpCount()
+    with after_step:
+        outs = lora_qkv(x, *projs)
+    again = _OpCount()
+    with again:
+        lora_qkv(x, *projs)
+    assert after_step.ops.get("_foreach_copy_") == 1 and "_to_copy" not in after_step.ops
+    assert "_foreach_copy_" not in again.ops and "_to_copy" not in again.ops
+    x64 = ref.up(x)
+    for out, p in zip(outs, projs):
+        want = ref.lora_linear(x64, p.weight.double(), None, ref.up(p.lora_a), ref.up(p.lora_b), p.scaling)
+        check("lora_qkv.after_step", out, want, dtype)
+
+
+def test_adapter_casts_are_retired_by_any_optimizer_step_even_without_a_version_bump(device):
+    """bitsandbytes writes parameters through raw pointers (no version bump): an optimizer step of any
+    kind still retires the kept bf16 casts."""
+    dtype = torch.bfloat16
+    p, w64 = _adapter(32, 48, 4, 1.0, dtype, device, torch.float32)
+    x = torch.randn(6, 48, device=device, dtype=dtype)
+    before = lora_o(x, p)
+    p.lora_b.data.add_(1.0)  # `.data` writes do not bump the parameter's version counter
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0).step()  # some optimizer stepped
+    after = lora_o(x, p)
+    want = ref.lora_linear(x.double(), w64, None, p.lora_a.double(), p.lora_b.double(), 1.0)
+    check("lora_o.after_raw_write", after, want, dtype)
+    assert not torch.equal(before, after)

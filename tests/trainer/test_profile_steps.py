@@ -87,5 +87,5 @@ def test_host_time_is_sorted_into_areas():
     assert report["by_area_ms"] == {"torch ops": pytest.approx(2.0), "peft": pytest.approx(1.0)}
     assert report["top_functions"][0] == {"function": "<method 'mm' of 'torch._C.TensorBase' objects>",
                                           "area": "torch ops", "calls": 20, "own_ms": pytest.approx(2.0)}
-    assert report["top_functions"][1]["function"] == "peft/tuners/lora/layer.py:10(forward)"
+    assert report["top_functions"][1]["function"] == "/".join(("peft", "tuners", "lora", "layer.py:10(forward)"))
     assert report["wall_ms_per_step"] == 15.0

@@ -31,8 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="default: cuda if present")
     p.add_argument("--profile", type=int, default=0, metavar="STEPS",
                    help="after timing, profile this many more steps of each path on the GPU and print where "
-                        "the kernel time goes (GEMMs, dequantization, attention, loss, copies, idle); with "
-                        "--trainer, the trainer's runs too (training.profile_steps)")
+                        "the kernel time goes (GEMMs, dequantization, attention, loss, copies, idle), then as "
+                        "many more on the host (own time by library and function); with --trainer, the "
+                        "trainer's runs too (training.profile_steps)")
     p.add_argument("--trainer", action="store_true",
                    help="then run `tuitune train` at the same shape, batch and length with kernels on and off, "
                         "and compare its tokens/s with the bench's")
