@@ -59,11 +59,16 @@ def cast_adapter(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     if type(t) not in (torch.Tensor, torch.nn.Parameter):  # e.g. a DTensor: cast on its own, every time
         return t.detach().to(dtype)
     group = _KEPT.setdefault((t.device, t.dtype, dtype), weakref.WeakValueDictionary())
-    if kept is None or kept[1].dtype != dtype or kept[1].shape != t.shape or group.get(id(t)) is not t:
+    if not _holds_cast(kept, t, dtype) or group.get(id(t)) is not t:
         t._tuitune_cast = (None, torch.empty(t.shape, dtype=dtype, device=t.device))
         group[id(t)] = t
     _recast(group, dtype)
     return t._tuitune_cast[1]
+
+
+def _holds_cast(kept, t: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether ``kept`` (a ``_tuitune_cast`` record or None) has a buffer for ``t`` in ``dtype``."""
+    return kept is not None and kept[1].dtype == dtype and kept[1].shape == t.shape
 
 
 def _recast(group: weakref.WeakValueDictionary, dtype: torch.dtype) -> None:
@@ -71,7 +76,7 @@ def _recast(group: weakref.WeakValueDictionary, dtype: torch.dtype) -> None:
     stale = []
     for s in list(group.values()):
         kept = s._tuitune_cast
-        if kept[1].dtype != dtype or kept[1].shape != s.shape:  # kept for another use now
+        if not _holds_cast(kept, s, dtype):  # kept for another use now
             group.pop(id(s), None)
         elif kept[0] != _key(s, dtype):
             stale.append(s)

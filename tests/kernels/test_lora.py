@@ -134,13 +134,6 @@ def test_lora_mlp_rejects_unknown_activation(device):
         lora_mlp(torch.zeros(1, 4, device=device), p, p, p, activation="relu")
 
 
-def _adapter(out_f, in_f, rank, scaling, dtype, device, adapter_dtype):
-    weight = (torch.randn(out_f, in_f, device=device) / in_f**0.5).to(dtype)
-    a = (torch.randn(rank, in_f, device=device) / in_f**0.5).to(adapter_dtype).requires_grad_()
-    b = (torch.randn(out_f, rank, device=device) * 0.1).to(adapter_dtype).requires_grad_()
-    return LoRAWeights(weight, None, a, b, scaling), weight.double()
-
-
 class _OpCount(torch.utils._python_dispatch.TorchDispatchMode):
     def __init__(self):
         super().__init__()
@@ -156,7 +149,7 @@ def test_after_an_optimizer_step_one_batched_copy_recasts_every_adapter(device):
     """float32 adapters used in bf16: the first forward after a step re-casts all six q/k/v adapter
     tensors in one copy (one launch, not six), later uses reuse them, and the new values are used."""
     dtype = torch.bfloat16
-    projs = [_adapter(o, 64, 8, 2.0, dtype, device, torch.float32)[0] for o in (64, 24, 24)]
+    projs = [_proj(o, 64, dtype, device, "dense", 8, torch.float32)[0] for o in (64, 24, 24)]
     optimizer = torch.optim.SGD([t for p in projs for t in (p.lora_a, p.lora_b)], lr=0.1)
     x = torch.randn(2, 5, 64, device=device, dtype=dtype, requires_grad=True)
     outs = lora_qkv(x, *projs)
@@ -180,12 +173,12 @@ def test_adapter_casts_are_retired_by_any_optimizer_step_even_without_a_version_
     """bitsandbytes writes parameters through raw pointers (no version bump): an optimizer step of any
     kind still retires the kept bf16 casts."""
     dtype = torch.bfloat16
-    p, w64 = _adapter(32, 48, 4, 1.0, dtype, device, torch.float32)
+    p, w64 = _proj(32, 48, dtype, device, "dense", 4, torch.float32)
     x = torch.randn(6, 48, device=device, dtype=dtype)
     before = lora_o(x, p)
     p.lora_b.data.add_(1.0)  # `.data` writes do not bump the parameter's version counter
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0).step()  # some optimizer stepped
     after = lora_o(x, p)
-    want = ref.lora_linear(x.double(), w64, None, p.lora_a.double(), p.lora_b.double(), 1.0)
+    want = ref.lora_linear(x.double(), w64, None, p.lora_a.double(), p.lora_b.double(), p.scaling)
     check("lora_o.after_raw_write", after, want, dtype)
     assert not torch.equal(before, after)

@@ -23,7 +23,7 @@ from pathlib import Path
 from tuitune import events as ev
 from tuitune.config import Config, apply_overrides
 from tuitune.trainer.launcher import start, wait_for
-from tuitune.trainer.profile_callback import PROFILE_FILE
+from tuitune.trainer.profile_callback import PROFILE_FILE, steps_profiled
 from tuitune.trainer.step_profile import format_profile
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
@@ -152,7 +152,7 @@ def product_path(shape_name: str, *, batch: int, seq: int, steps: int, method: s
                  bench_tokens_per_s: float | None, out: Path, device: str = "auto",
                  timeout: float = 900, profile_steps: int = 0) -> dict:
     """`tuitune train` at the bench's shape with kernels on and off; tokens/s against the bench's."""
-    profiled = 2 * profile_steps  # the kernel profile's steps, then as many for the host profile
+    profiled = steps_profiled(profile_steps)
     corpus = synthetic_text(out / "text.jsonl", rows=batch * (steps + profiled + 2), words_per_row=seq)
     folder = checkpoint_with_tokenizer(shape_name, corpus)
     # objective sft: the bench's step (LoRA on the projections, every token trained); auto would pick

@@ -18,19 +18,18 @@ import time
 
 TOP_FUNCTIONS = 25
 _PACKAGE = re.compile(r"(?:site-packages|dist-packages)/([^/]+)/")
-_OWN_PARTS = ("/tuitune/", "/kernels/ops/")
+_OWN_PARTS = ("/tuitune/", "/kernels/ops/")  # a checkout's folders (installed, tuitune is a package)
 
 
 def area_of(filename: str, function: str) -> str:
     """The area a profiled function belongs to (see the module doc)."""
     if filename == "~":  # a built-in: C code called from Python
         return "torch ops" if "torch" in function else "python built-ins"
-    if any(part in filename.replace("\\", "/") for part in _OWN_PARTS) and "site-packages/torch" not in filename:
-        return "tuitune"
-    match = _PACKAGE.search(filename.replace("\\", "/"))
+    path = filename.replace("\\", "/")
+    match = _PACKAGE.search(path)
     if match:
         return match.group(1).removesuffix(".py")
-    return "python"
+    return "tuitune" if any(part in path for part in _OWN_PARTS) else "python"
 
 
 def _label(filename: str, line: int, function: str) -> str:

@@ -21,6 +21,11 @@ WARMUP_STEPS = 3
 PROFILE_FILE = "profile.json"
 
 
+def steps_profiled(profile_steps: int) -> int:
+    """How many steps `training.profile_steps = profile_steps` profiles: the kernel window, then the host's."""
+    return 2 * profile_steps
+
+
 class StepProfileCallback(TrainerCallback):
     def __init__(self, run: RunDir, steps: int, device: str, *, rank_max: int, vocab: int, log):
         self.run, self.steps, self.log = run, steps, log
@@ -38,12 +43,10 @@ class StepProfileCallback(TrainerCallback):
             self.first = step + 1
             self.profiler.start()
         elif self.first is not None and self.report is None and step >= self.first + self.steps - 1:
-            self._close_kernel_window(step)
-            self.profiler.synchronize()
+            self._close_kernel_window(step)  # the kernel profile's stop waited for the GPU
             self.host.start()
-        elif self.report is not None and step >= self.first + 2 * self.steps - 1:
-            self.profiler.synchronize()
-            self._finish(step, self.host.stop(self.steps))
+        elif self.report is not None and step >= self.first + steps_profiled(self.steps) - 1:
+            self._finish(step, self._stop_host(self.steps))
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -61,11 +64,15 @@ class StepProfileCallback(TrainerCallback):
             self._finish(step, None)
         else:  # inside the host window
             host_steps = step - (self.first + self.steps) + 1
-            self._finish(step, self.host.stop(host_steps) if host_steps > 0 else None)
+            self._finish(step, self._stop_host(host_steps) if host_steps > 0 else None)
         return control
 
     def _close_kernel_window(self, step: int) -> None:
         self.report = self.profiler.stop(step - self.first + 1)
+
+    def _stop_host(self, steps: int) -> dict:
+        self.profiler.synchronize()  # the host window ends when its steps' kernels have run
+        return self.host.stop(steps)
 
     def _finish(self, step: int, host: dict | None) -> None:
         self.done = True
