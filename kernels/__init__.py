@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
+from types import ModuleType
 
 
 def _hand_the_name_to_the_kernels_distribution() -> None:
@@ -42,8 +43,11 @@ def _hand_the_name_to_the_kernels_distribution() -> None:
     others = [entry for entry in sys.path if Path(entry or ".").resolve() != checkout]
     spec = PathFinder.find_spec("kernels", others)
     if spec is None or spec.loader is None:
-        del sys.modules["kernels"]
-        raise ModuleNotFoundError("No module named 'kernels'", name="kernels")
+        # Raising here would break transformers < 5.25, whose probe finds this folder's spec and then
+        # imports it unguarded. An empty module with no __file__ and no __version__ is what its probe
+        # reads as "a namespace folder, not an install", and `from kernels import x` still fails cleanly.
+        sys.modules["kernels"] = ModuleType("kernels")
+        return
     module = module_from_spec(spec)
     sys.modules["kernels"] = module  # the import statement returns this entry, not this module
     spec.loader.exec_module(module)

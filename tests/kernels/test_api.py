@@ -58,20 +58,42 @@ def test_each_module_is_named_after_the_function_it_provides():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-def test_the_checkout_on_sys_path_does_not_shadow_the_kernels_distribution(tmp_path):
-    """From the checkout's root `import kernels` must reach Hugging Face's package (transformers
-    imports it) or fail as a missing module; it never returns this folder."""
+def _import_kernels_from_the_checkout(tmp_path, hide_the_distribution: bool):
+    """Run `import kernels` with the checkout's root first on sys.path; print where it came from."""
     checkout = Path(K.__file__).resolve().parent.parent
+    hide = ("from importlib.machinery import PathFinder\n"
+            "real = PathFinder.find_spec.__func__\n"
+            "PathFinder.find_spec = classmethod(lambda cls, name, path=None, target=None: None if name == "
+            "'kernels' and path and sys.argv[1] not in path else real(cls, name, path, target))\n")
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path\n"
-            "try:\n    import kernels\nexcept ModuleNotFoundError:\n    print('missing')\n"
-            "else:\n    print(Path(kernels.__file__).resolve())\n"
+            + (hide if hide_the_distribution else "")
+            + "import kernels\n"
+            "where = getattr(kernels, '__file__', None)\n"
+            "print(Path(where).resolve() if where else 'no file', getattr(kernels, '__version__', 'N/A'))\n"
+            "try:\n    from kernels import get_kernel\nexcept ImportError:\n    print('no get_kernel')\n"
             "import tuitune.kernels as t; assert callable(t.rms_norm)\n")
     done = subprocess.run([sys.executable, "-c", code, str(checkout)], capture_output=True, text=True,
                           timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    found = done.stdout.strip()
-    assert found == "missing" or not Path(found).is_relative_to(checkout / "kernels"), found
-    if importlib.util.find_spec("transformers") and found != "missing":
+    return checkout, done.stdout.split()
+
+
+def test_the_checkout_on_sys_path_does_not_shadow_the_kernels_distribution(tmp_path):
+    """From the checkout's root `import kernels` must reach Hugging Face's package (transformers
+    imports it); it never returns this folder."""
+    checkout, (found, *_) = _import_kernels_from_the_checkout(tmp_path, hide_the_distribution=False)
+    if found == "no file":  # the distribution is not installed here: the next test's case
+        return
+    assert not Path(found).is_relative_to(checkout / "kernels"), found
+    if importlib.util.find_spec("transformers"):
         subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
                         "from transformers.integrations import hub_kernels", str(checkout)],
                        check=True, timeout=300, cwd=tmp_path)
+
+
+def test_without_the_kernels_distribution_the_checkout_looks_like_an_empty_folder(tmp_path):
+    """transformers < 5.25 finds this folder's spec and imports it unguarded (it broke every model load
+    on the GPU machine, 2026-12-05): the import must succeed and give what its probe reads as no
+    install (no __file__, no __version__), and `from kernels import get_kernel` must fail cleanly."""
+    _, printed = _import_kernels_from_the_checkout(tmp_path, hide_the_distribution=True)
+    assert printed == ["no", "file", "N/A", "no", "get_kernel"], printed
