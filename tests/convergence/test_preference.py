@@ -83,6 +83,7 @@ def test_dpo_with_kernels_follows_the_stock_path_without_full_logits():
                                atol=1e-4, rtol=1e-4)
     kernels, kernel_margins = dpo_losses(model, 12, device)
     assert stock_margins[0] == 0.0 and stock_margins[-1] > 0.5
+    assert kernel_margins[0] == 0.0, "the reference pass (adapter disabled) must take the policy's own base path"
     compare("tiny-llama fp32 DPO (sigmoid) LoRA r16", stock, kernels, torch.float32)
 
 

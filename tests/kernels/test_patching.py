@@ -125,3 +125,27 @@ def test_cpu_model_stays_on_the_stock_path_by_default():
     report = apply_kernels(model)
     assert not report.supported and "CUDA GPU" in report.reason and report.replaced == {}
     assert "forward" not in model.get_base_model().__dict__
+
+
+def test_a_disabled_adapter_keeps_the_fused_path_and_equals_the_base_model(tmp_path):
+    """DPO's reference is the policy with its adapter disabled: it runs on the fused kernels as a base-only
+    projection (the same base GEMMs as the policy, so equal weights give equal log-probs) and equals the
+    stock base model."""
+    from tuitune.trainer.patching import lora_weights_of
+
+    device = "cuda" if ON_GPU else "cpu"
+    stock = build_base("llama", torch.float32).to(device)
+    ours = with_lora(build_base("llama", torch.float32), "llama").to(device)
+    apply_kernels(ours, allow_cpu=True)
+    q = ours.base_model.model.model.layers[0].self_attn.q_proj
+    inputs = batch(device=device)
+    with torch.no_grad():
+        adapted = ours(**inputs).loss
+        with ours.disable_adapter():
+            weights = lora_weights_of(q)
+            assert weights is not None and weights.lora_a is None
+            assert weights.weight is q.get_base_layer().weight
+            reference = ours(**inputs).loss
+        check_model("model.llama.disabled_adapter.loss", reference, stock(**inputs).loss, torch.float32)
+    assert lora_weights_of(q).lora_a is q.lora_A["default"].weight
+    assert abs(float(adapted) - float(reference)) > 1e-4  # the random B made the adapter matter

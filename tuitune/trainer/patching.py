@@ -167,11 +167,12 @@ def _read_lora_weights(module):
     from tuitune.kernels import LoRAWeights
 
     if hasattr(module, "base_layer") and hasattr(module, "lora_A"):
-        if getattr(module, "merged", False) or getattr(module, "disable_adapters", False):
-            return None
+        if getattr(module, "merged", False):
+            return None  # PEFT unmerges first when the adapter is also disabled: leave that to it
         active = [a for a in module.active_adapters if a in module.lora_A]
         base = module.get_base_layer()
-        if not active:
+        # disabled: DPO's reference pass; on the fused path its base GEMMs round as the policy's do
+        if not active or getattr(module, "disable_adapters", False):
             return _plain_weights(base)
         if len(active) > 1:
             return None
