@@ -125,6 +125,8 @@ def test_bench_tiny_on_cpu(tmp_path):
         point = run["points"][0]
         assert len(point["losses"]) == 3 and all(math.isfinite(x) for x in point["losses"])
         assert point["tokens_per_s"] > 0
+        assert len(point["step_times_s"]) == 1 and point["step_times_s"][0] > 0  # 3 steps, 2 warm-up
+    assert proc.stdout.count("ms median (") == 2, proc.stdout
     # same seed, same data, same weights: the first losses agree whether or not kernels applied
     assert result["runs"]["hf"]["points"][0]["losses"][0] == pytest.approx(
         result["runs"]["tuitune"]["points"][0]["losses"][0], rel=1e-3)

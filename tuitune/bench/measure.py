@@ -182,7 +182,7 @@ def run_point(model, optimizer, device, vocab: int, batch: int, seq: int, steps:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         static_gb = torch.cuda.memory_allocated() / GIB
-    losses, timed_tokens, timed_seconds = [], 0, 0.0
+    losses, timed_tokens, timed_seconds, step_times = [], 0, 0.0, []
     model.train()
     for step in range(steps):
         ids = torch.randint(0, vocab, (batch, seq), generator=generator).to(device)
@@ -197,11 +197,13 @@ def run_point(model, optimizer, device, vocab: int, batch: int, seq: int, steps:
         if step >= warmup:
             timed_tokens += batch * seq
             timed_seconds += elapsed
+            step_times.append(elapsed)
     point = {
         "batch": batch, "seq": seq, "steps": steps, "warmup": warmup,
         "tokens_per_s": timed_tokens / timed_seconds if timed_seconds else None,
         "step_s": timed_seconds / (steps - warmup) if steps > warmup else None,
         "losses": losses,
+        "step_times_s": step_times,
     }
     if on_gpu:
         free, total = torch.cuda.mem_get_info()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,13 +31,24 @@ def _child_env() -> dict:
     return env
 
 
+def run_child(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    """`python -m module args` run from the folder that holds this very tuitune package.
+
+    `-m` puts the working folder first on the child's sys.path: from inside another checkout the
+    child would measure that checkout's code, not the code the parent runs (an A/B of two trees
+    measured one tree twice on the H200, 2026-12-05)."""
+    import tuitune
+
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          timeout=timeout, env=_child_env(), cwd=Path(tuitune.__file__).resolve().parent.parent)
+
+
 def ensure_checkpoint(shape: BenchShape, *, timeout: float = PROCESS_TIMEOUT_S) -> Path:
     folder = checkpoint_dir(shape)
     marker = folder / "tuitune-shape.json"
     if marker.is_file() and json.loads(marker.read_text()) == asdict(shape):
         return folder
-    proc = subprocess.run([sys.executable, "-m", "tuitune.bench.shapes", shape.name], capture_output=True,
-                          text=True, timeout=timeout, env=_child_env())
+    proc = run_child("tuitune.bench.shapes", shape.name, timeout=timeout)
     if proc.returncode != 0:
         raise TuituneError(f"Building the random-weight {shape.name} checkpoint in {folder} failed:\n"
                            f"{_tail(proc.stderr)}\nCheck the free disk space there, then run the bench again.")
@@ -53,8 +65,7 @@ def run_path(job: Job, *, timeout: float = PROCESS_TIMEOUT_S) -> dict:
         job_file, result_file = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job_file.write_text(json.dumps(asdict(job)))
         try:
-            proc = subprocess.run([sys.executable, "-m", "tuitune.bench.measure", str(job_file), str(result_file)],
-                                  capture_output=True, text=True, timeout=timeout, env=_child_env())
+            proc = run_child("tuitune.bench.measure", str(job_file), str(result_file), timeout=timeout)
         except subprocess.TimeoutExpired:
             return {"path": job.path, "error": f"timed out after {timeout:.0f} s"}
         if proc.returncode != 0 or not result_file.exists():
@@ -113,6 +124,16 @@ def _fmt(value, unit: str = "", digits: int = 2) -> str:
     return f"{value:.{digits}f}{unit}"
 
 
+def _spread(point: dict) -> str:
+    """The timed steps' median and range: a launch-bound step's time moves with the host's load, so a
+    mean alone hides whether two runs differ or only their hosts did."""
+    times = sorted(point.get("step_times_s") or [])
+    if not times:
+        return ""
+    return (f"; timed steps {statistics.median(times) * 1e3:,.1f} ms median ({times[0] * 1e3:,.1f} to {times[-1] * 1e3:,.1f}"
+            f" over {len(times)})")
+
+
 def format_report(result: dict) -> str:
     runs = result["runs"]
     first = next(iter(runs.values()))
@@ -145,7 +166,7 @@ def format_report(result: dict) -> str:
         if "error" not in run:
             lines.append(f"{PATH_LABELS.get(path, path)}: kernels {run.get('kernels')}; checkpointing "
                          f"{run.get('checkpointing')}; optimizer {run.get('optimizer')}; "
-                         f"{run.get('trainable_params', 0):,} trainable parameters")
+                         f"{run.get('trainable_params', 0):,} trainable parameters{_spread(_point(run))}")
         else:
             lines.append(f"{PATH_LABELS.get(path, path)} failed:\n{run['error']}")
     for path, run in runs.items():
