@@ -21,6 +21,7 @@ from tuitune.runs import RunDir
 from tuitune.steps import planned_steps
 from tuitune.trainer import faults
 from tuitune.trainer.event_sink import EventSink
+from tuitune.trainer.model_walks import skip_per_step_model_walks
 
 DATA_CACHE = ".data"  # the run's tokenized training data (Arrow files), removed with .hf at the end
 
@@ -55,6 +56,7 @@ def train_and_save(prepared: Prepared, config: Config, plan: Plan, run: RunDir, 
         from tuitune.trainer.optimizer import use_in_trainer
 
         use_in_trainer(trainer)  # the same 8-bit AdamW updates, without a host wait per tensor
+    skip_per_step_model_walks(trainer, rank.mode)
     trainable, total = _parameter_counts(model)
     sink.emit(
         ev.STARTED, config=config.to_dict(), model=prepared.source_display, method=plan.method, dtype=plan.dtype,
