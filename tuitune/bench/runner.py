@@ -37,10 +37,9 @@ def run_child(module: str, *args: str, timeout: float) -> subprocess.CompletedPr
     `-m` puts the working folder first on the child's sys.path: from inside another checkout the
     child would measure that checkout's code, not the code the parent runs (an A/B of two trees
     measured one tree twice on the H200, 2026-12-05)."""
-    import tuitune
-
+    package_parent = Path(__file__).resolve().parents[2]  # this file is <there>/tuitune/bench/runner.py
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                          timeout=timeout, env=_child_env(), cwd=Path(tuitune.__file__).resolve().parent.parent)
+                          timeout=timeout, env=_child_env(), cwd=package_parent)
 
 
 def ensure_checkpoint(shape: BenchShape, *, timeout: float = PROCESS_TIMEOUT_S) -> Path:
