@@ -113,7 +113,7 @@ def test_bench_tiny_on_cpu(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update({"CUDA_VISIBLE_DEVICES": "", "XDG_CACHE_HOME": str(tmp_path / "cache")})
     proc = subprocess.run([sys.executable, "-m", "tuitune.cli.main", "bench", "--shape", "tiny", "--batch", "2",
-                           "--seq", "32", "--rank", "8", "--steps", "3", "--json", str(out)],
+                           "--seq", "32", "--rank", "8", "--steps", "3", "--repeat", "2", "--json", str(out)],
                           capture_output=True, text=True, timeout=170, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "baseline (hf)" in proc.stdout and "tuitune" in proc.stdout and "ratio" in proc.stdout
@@ -126,7 +126,11 @@ def test_bench_tiny_on_cpu(tmp_path):
         assert len(point["losses"]) == 3 and all(math.isfinite(x) for x in point["losses"])
         assert point["tokens_per_s"] > 0
         assert len(point["step_times_s"]) == 1 and point["step_times_s"][0] > 0  # 3 steps, 2 warm-up
-    assert proc.stdout.count("ms median (") == 2, proc.stdout
+    assert proc.stdout.count("ms median (") == 2 and proc.stdout.count("; 2 runs: ") == 2, proc.stdout
+    # --repeat 2: each path ran twice, alternating; the table and the ratio use the median of the two
+    speeds = {path: run["tokens_per_s_runs"] for path, run in result["runs"].items()}
+    assert all(len(runs) == 2 and all(t > 0 for t in runs) for runs in speeds.values()), speeds
+    assert result["ratios"]["tokens_per_s"] == pytest.approx(sum(speeds["tuitune"]) / sum(speeds["hf"]))
     # same seed, same data, same weights: the first losses agree whether or not kernels applied
     assert result["runs"]["hf"]["points"][0]["losses"][0] == pytest.approx(
         result["runs"]["tuitune"]["points"][0]["losses"][0], rel=1e-3)

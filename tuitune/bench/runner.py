@@ -74,7 +74,10 @@ def run_path(job: Job, *, timeout: float = PROCESS_TIMEOUT_S) -> dict:
 
 def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, method: str = "qlora",
               baseline: str = "hf", warmup: int | None = None, device: str = "auto",
-              checkpointing: str = "standard", profile: int = 0) -> dict:
+              checkpointing: str = "standard", profile: int = 0, repeat: int = 1) -> dict:
+    """Measure each path in its own process; with ``repeat`` > 1 the paths run that many rounds,
+    alternating, and each run's tokens/s is kept in ``tokens_per_s_runs`` (the first round's result,
+    with its profile, is the path's entry)."""
     shape = get_shape(shape_name)
     if steps < 1:
         raise TuituneError("--steps must be at least 1.")
@@ -85,14 +88,19 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
     checkpoint = checkpoint_dir(shape)  # the first measuring process builds it when it is not cached yet
     paths = (["hf"] if baseline == "hf" else []) + ["tuitune"]
     runs = {}
-    for path in paths:
-        job = Job(checkpoint=str(checkpoint), vocab=shape.vocab, path=path, method=method, rank=rank,
-                  points=[[batch, seq, steps, warmup]], checkpointing=checkpointing, device=device,
-                  shape=shape.name, profile_steps=profile)
-        runs[path] = run_path(job)
+    for round_ in range(repeat):
+        for path in paths:
+            job = Job(checkpoint=str(checkpoint), vocab=shape.vocab, path=path, method=method, rank=rank,
+                      points=[[batch, seq, steps, warmup]], checkpointing=checkpointing, device=device,
+                      shape=shape.name, profile_steps=profile if round_ == 0 else 0)
+            result = run_path(job)
+            first = runs.setdefault(path, result)
+            if repeat > 1:
+                first.setdefault("tokens_per_s_runs", []).append(
+                    None if "error" in result else _point(result).get("tokens_per_s"))
     return {
         "shape": shape_name, "method": method, "rank": rank, "batch": batch, "seq": seq, "steps": steps,
-        "warmup": warmup, "checkpointing": checkpointing, "runs": runs, "ratios": ratios(runs),
+        "warmup": warmup, "checkpointing": checkpointing, "repeat": repeat, "runs": runs, "ratios": ratios(runs),
     }
 
 
@@ -101,18 +109,24 @@ def _point(run: dict) -> dict:
     return points[0]
 
 
+def speed(run: dict) -> float | None:
+    """A path's tokens/s: the median of its runs when it ran more than once."""
+    measured = [t for t in run.get("tokens_per_s_runs") or [] if t]
+    return statistics.median(measured) if measured else _point(run).get("tokens_per_s")
+
+
 def ratios(runs: dict) -> dict:
     """tuitune ÷ baseline for speed and memory (None where either side is missing)."""
     if "hf" not in runs or "tuitune" not in runs:
         return {}
     base, ours = _point(runs["hf"]), _point(runs["tuitune"])
 
-    def div(key):
-        a, b = ours.get(key), base.get(key)
+    def div(a, b):
         return a / b if a is not None and b else None
 
-    return {"tokens_per_s": div("tokens_per_s"), "peak_allocated": div("peak_allocated_gb"),
-            "peak_reserved": div("peak_reserved_gb")}
+    return {"tokens_per_s": div(speed(runs["tuitune"]), speed(runs["hf"])),
+            "peak_allocated": div(ours.get("peak_allocated_gb"), base.get("peak_allocated_gb")),
+            "peak_reserved": div(ours.get("peak_reserved_gb"), base.get("peak_reserved_gb"))}
 
 
 def _fmt(value, unit: str = "", digits: int = 2) -> str:
@@ -131,6 +145,14 @@ def _spread(point: dict) -> str:
         return ""
     return (f"; timed steps {statistics.median(times) * 1e3:,.1f} ms median ({times[0] * 1e3:,.1f} to {times[-1] * 1e3:,.1f}"
             f" over {len(times)})")
+
+
+def _runs(run: dict) -> str:
+    measured = run.get("tokens_per_s_runs") or []
+    if len(measured) < 2:
+        return ""
+    listed = ", ".join(_fmt(t, "tok") if t else "failed" for t in measured)
+    return f"; {len(measured)} runs: {listed} tokens/s (the median is in the table; the first run's steps above)"
 
 
 def format_report(result: dict) -> str:
@@ -153,7 +175,7 @@ def format_report(result: dict) -> str:
             lines.append(f"{label:16}{p['error']}")
             continue
         loss = p.get("losses", [None])[-1]
-        lines.append(f"{label:16}{_fmt(p.get('tokens_per_s'), 'tok'):>12}"
+        lines.append(f"{label:16}{_fmt(speed(run), 'tok'):>12}"
                      f"{_fmt(p.get('peak_allocated_gb'), ' GiB'):>14}{_fmt(p.get('peak_reserved_gb'), ' GiB'):>16}"
                      f"{_fmt(loss, '', 3):>12}")
     r = result.get("ratios") or {}
@@ -165,7 +187,8 @@ def format_report(result: dict) -> str:
         if "error" not in run:
             lines.append(f"{PATH_LABELS.get(path, path)}: kernels {run.get('kernels')}; checkpointing "
                          f"{run.get('checkpointing')}; optimizer {run.get('optimizer')}; "
-                         f"{run.get('trainable_params', 0):,} trainable parameters{_spread(_point(run))}")
+                         f"{run.get('trainable_params', 0):,} trainable parameters{_spread(_point(run))}"
+                         f"{_runs(run)}")
         else:
             lines.append(f"{PATH_LABELS.get(path, path)} failed:\n{run['error']}")
     for path, run in runs.items():

@@ -40,12 +40,15 @@ def register(subparsers) -> None:
     p.add_argument("--packing", action="store_true",
                    help="then run `tuitune train` (kernels on) on rows of 50 to --seq tokens, packed and "
                         "unpacked, and compare their real (non-padding) tokens/s")
+    p.add_argument("--repeat", type=positive_int, default=1, metavar="N",
+                   help="run each path N times, alternating, and report the median tokens/s (a launch-bound "
+                        "step's speed follows the host's; default 1)")
     p.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuitune.bench.runner import format_report, run_bench
+    from tuitune.bench.runner import format_report, run_bench, speed
 
     if args.json:
         target = Path(args.json).expanduser()
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                                "Create it or pick another path.")
     result = run_bench(args.shape, batch=args.batch, seq=args.seq, rank=args.rank, steps=args.steps,
                        method=args.method, baseline=args.baseline, warmup=args.warmup, device=args.device,
-                       checkpointing=args.checkpointing, profile=args.profile)
+                       checkpointing=args.checkpointing, profile=args.profile, repeat=args.repeat)
     print(format_report(result))
     ours = result["runs"].get("tuitune", {})
     if args.trainer and "error" not in ours:
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(tempfile.mkdtemp(prefix="tuitune-bench-train-"))
         result["trainer"] = product_path(
             args.shape, batch=args.batch, seq=args.seq, steps=args.steps, method=args.method,
-            checkpointing=args.checkpointing, bench_tokens_per_s=(ours.get("points") or [{}])[0].get("tokens_per_s"),
+            checkpointing=args.checkpointing, bench_tokens_per_s=speed(ours),
             out=out, device=args.device, profile_steps=args.profile)
         print()
         print(format_product_path(result["trainer"]))
