@@ -38,7 +38,7 @@ def test_more_steps_take_no_more_model_walks(tiny_model_dir, tmp_path, monkeypat
 
 def test_losses_and_clipped_gradients_are_unchanged(tiny_model_dir, tmp_path, monkeypatch):
     clipped = {"training.max_steps": 6, "training.max_grad_norm": 0.01, "training.logging_steps": 1}
-    _, summary, ours = run_training(tiny_model_dir, tmp_path, "ours", **clipped)
+    _, _, ours = run_training(tiny_model_dir, tmp_path, "ours", **clipped)
     monkeypatch.setattr(run_loop, "skip_per_step_model_walks", lambda trainer, mode: None)
     _, _, stock = run_training(tiny_model_dir, tmp_path, "stock", **clipped)
     assert sorted(ours) == sorted(stock) == list(range(1, 7))
