@@ -105,14 +105,11 @@ def optimizer_for(mode: str, optimizer: str) -> tuple[str, str | None]:
     return optimizer, None
 
 
-def kernels_blocked(mode: str, method: str = "lora") -> str | None:
+def kernels_blocked(mode: str) -> str | None:
     """Why tuitune's kernels are off under `mode` (None: they stay on). ddp and zero2 keep each GPU's
     model whole; FSDP2 gathers a decoder layer's weights whole before its forward, so the fused
-    projections see plain weights, except 4-bit ones, which arrive without their quantization state."""
-    if mode == "fsdp" and method == "qlora":
-        return ("FSDP2 gathers 4-bit weights as plain tensors without bitsandbytes' quantization state, which "
-                "tuitune's fused NF4 projections read; QLoRA with the kernels runs under ddp (each GPU holds the "
-                "4-bit model)")
+    projections see whole weights (4-bit ones get their quantization state back from their module, as
+    bitsandbytes' own forward does: tuitune.trainer.patching._with_quant_state)."""
     if mode == "zero3":
         return ("DeepSpeed ZeRO-3 gathers a layer's weights only when that module's own forward runs, and "
                 "tuitune's fused projections read q/k/v/o and the MLP weights without calling those "

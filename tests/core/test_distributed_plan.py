@@ -66,8 +66,7 @@ def test_what_each_mode_changes():
     optimizer, note = dp.optimizer_for("zero3", "adamw_8bit")
     assert optimizer == "adamw_torch" and "8-bit" in note
     assert dp.kernels_blocked("ddp") is None and dp.kernels_blocked("fsdp") is None
-    assert "ZeRO-3" in dp.kernels_blocked("zero3") and dp.kernels_blocked("zero2", "qlora") is None
-    assert "quantization state" in dp.kernels_blocked("fsdp", "qlora")
+    assert "ZeRO-3" in dp.kernels_blocked("zero3") and dp.kernels_blocked("zero2") is None
     assert dp.needs_quant_storage("fsdp") and dp.needs_quant_storage("zero3") and not dp.needs_quant_storage("ddp")
 
 

@@ -65,8 +65,8 @@ class RankContext:
         """4-bit weights stored in the compute dtype, so FSDP2 and ZeRO-3 can shard them like the rest."""
         return {"bnb_4bit_quant_storage": dtype} if dp.needs_quant_storage(self.mode) else {}
 
-    def kernels_blocked(self, method: str = "lora") -> str | None:
-        return dp.kernels_blocked(self.mode, method) if self.active else None
+    def kernels_blocked(self) -> str | None:
+        return dp.kernels_blocked(self.mode) if self.active else None
 
     def data_cache(self, path: Path) -> Path:
         """Each rank tokenizes into its own folder (they start at the same moment)."""

@@ -197,13 +197,34 @@ def _plain_weights(module):
 
     if not isinstance(module, torch.nn.Linear):
         return None
-    w = module.weight
+    w = _with_quant_state(module)
     four_bit = getattr(w, "quant_state", None) is not None
     if not four_bit and (type(module).forward is not torch.nn.Linear.forward or not w.dtype.is_floating_point):
         return None  # an 8-bit or otherwise custom linear: leave it to its own forward
     if w.requires_grad or (module.bias is not None and module.bias.requires_grad):
         return None
     return LoRAWeights(w, module.bias)
+
+
+def _with_quant_state(module):
+    """The module's weight; for a bitsandbytes 4-bit linear under FSDP2, a view of it that carries its
+    quantization state.
+
+    FSDP2 gathers a sharded 4-bit weight as a plain parameter, without the `quant_state` that decodes
+    it (bitsandbytes' own forward restores it from the module, `fix_4bit_weight_quant_state_from_module`).
+    The view shares the gathered storage, which FSDP2 refills at every gather, and keeps the gathered
+    parameter alive so that `_lora_state`'s id of it stays unique while the view is kept."""
+    w = module.weight
+    if getattr(w, "quant_state", None) is not None or getattr(module, "quant_state", None) is None:
+        return w
+    if not type(module).__module__.startswith("bitsandbytes") or w.dim() != 2 or w.shape[1] != 1:
+        return w
+    from bitsandbytes.nn import Params4bit
+
+    view = Params4bit(w.data, requires_grad=False, quant_state=module.quant_state, quant_type=module.quant_state.quant_type,
+                      quant_storage=w.dtype, bnb_quantized=True)
+    view._tuitune_gathered = w
+    return view
 
 
 def _plain_linear(module) -> bool:

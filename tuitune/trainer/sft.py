@@ -129,7 +129,7 @@ def apply_speedups(model, config: Config, plan: Plan, sink: EventSink) -> str:
     from tuitune.trainer.distributed import current
 
     note = "off (training.use_kernels = false)"
-    blocked = current(config).kernels_blocked(plan.method)
+    blocked = current(config).kernels_blocked()
     if config.training.use_kernels and plan.device != "cuda":
         note = "stock path (Triton kernels need a CUDA GPU)"
     elif config.training.use_kernels and blocked:
