@@ -314,9 +314,9 @@ def _distributed_problems(t: TrainingConfig) -> list[str]:
     if t.nnodes > 1 and not t.rdzv_endpoint:
         problems.append("training.nnodes > 1 needs training.rdzv_endpoint (host:port of node 0, reachable from "
                         "every machine)")
-    if t.distributed != "none" and t.device == "cpu" and t.distributed != "ddp":
-        problems.append(f"training.distributed = {t.distributed} needs CUDA GPUs; on the CPU only ddp runs "
-                        "(over the gloo backend)")
+    if t.distributed == "fsdp" and t.device == "cpu":
+        problems.append(f"training.distributed = fsdp needs CUDA GPUs (Accelerate turns FSDP2 on only for GPUs); "
+                        "on the CPU ddp, zero2 and zero3 run (over the gloo backend)")
     return problems
 
 

@@ -20,6 +20,7 @@ RANK_MODULE = "tuitune.trainer.rank_main"  # what each rank runs
 CHECKPOINT_META = "tuitune-distributed.json"  # the mode and world size a checkpoint was written with
 SHARDED = ("fsdp", "zero3")          # modes that split the weights over the GPUs
 DEEPSPEED = ("zero2", "zero3")
+CPU_MODES = ("ddp", "zero2", "zero3")  # run on the CPU over gloo (DeepSpeed's CPU accelerator); FSDP2 needs GPUs
 ENGINE = {"none": "one process", "ddp": "PyTorch DDP", "fsdp": "PyTorch FSDP2 (Accelerate)",
           "zero2": "DeepSpeed ZeRO-2", "zero3": "DeepSpeed ZeRO-3"}
 COLLECTIVE_TIMEOUT_S = 600  # every collective of the run (the Trainer's and tuitune's) gives up after this
@@ -81,12 +82,15 @@ def command_text(args: list[str]) -> str:
     return "torchrun " + shlex.join(args)
 
 
-def rank_env(layout: Layout, visible: str | None = None) -> dict[str, str]:
+def rank_env(layout: Layout, visible: str | None = None, *, cpu: bool = False) -> dict[str, str]:
     """Environment for the ranks: the chosen devices, and no signal trapping by the elastic agent
     (tuitune's launcher turns SIGTERM/SIGINT into a stop with a checkpoint itself). Device ids are CUDA
-    ordinals, so under an inherited CUDA_VISIBLE_DEVICES (`visible`) they pick from that list."""
+    ordinals, so under an inherited CUDA_VISIBLE_DEVICES (`visible`) they pick from that list. A run on
+    the CPU (`cpu`) tells DeepSpeed so, which otherwise takes any GPU it finds."""
     env = {"TORCHELASTIC_SIGNALS_TO_HANDLE": "SIGHUP,SIGQUIT", "OMP_NUM_THREADS": "1",
            "TOKENIZERS_PARALLELISM": "false"}
+    if cpu and layout.mode in DEEPSPEED:
+        env["DS_ACCELERATOR"] = "cpu"
     if layout.device_ids is not None:
         inherited = [v.strip() for v in visible.split(",")] if visible else None
         env["CUDA_VISIBLE_DEVICES"] = ",".join(
@@ -103,18 +107,6 @@ def optimizer_for(mode: str, optimizer: str) -> tuple[str, str | None]:
         return "adamw_torch", (f"training.distributed = {mode} shards the optimizer state itself, which "
                                "bitsandbytes' 8-bit AdamW cannot hold: using torch AdamW.")
     return optimizer, None
-
-
-def kernels_blocked(mode: str) -> str | None:
-    """Why tuitune's kernels are off under `mode` (None: they stay on). ddp and zero2 keep each GPU's
-    model whole; FSDP2 gathers a decoder layer's weights whole before its forward, so the fused
-    projections see whole weights (4-bit ones get their quantization state back from their module, as
-    bitsandbytes' own forward does: tuitune.trainer.patching._with_quant_state)."""
-    if mode == "zero3":
-        return ("DeepSpeed ZeRO-3 gathers a layer's weights only when that module's own forward runs, and "
-                "tuitune's fused projections read q/k/v/o and the MLP weights without calling those "
-                "forwards; use fsdp (FSDP2 gathers whole decoder layers) to keep the kernels")
-    return None
 
 
 def needs_quant_storage(mode: str) -> bool:

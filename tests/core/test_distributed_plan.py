@@ -41,6 +41,7 @@ def test_config_names_every_inconsistent_field():
     assert "needs training.rdzv_endpoint" in text
     with pytest.raises(ConfigError, match="fsdp needs CUDA GPUs"):
         config(distributed="fsdp", device="cpu")
+    assert config(distributed="zero3", device="cpu", gpus="2").training.distributed == "zero3"  # DeepSpeed's CPU accelerator
     good = config(distributed="ddp", gpus=[0, 1], nnodes=2, node_rank=1, rdzv_endpoint="10.0.0.1:29400")
     assert good.training.gpus == "0,1"
 
@@ -59,14 +60,15 @@ def test_torchrun_arguments_for_one_machine_and_for_several():
     assert dp.command_text(args).startswith("torchrun --nproc-per-node 2")
     assert dp.rank_env(two)["CUDA_VISIBLE_DEVICES"] == "0,1"
     assert dp.rank_env(two, visible="4,5,6")["CUDA_VISIBLE_DEVICES"] == "4,5"  # ordinals within the visible ones
+    zero = dp.layout_of(config(distributed="zero3", gpus="2"))
+    assert dp.rank_env(zero, cpu=True)["DS_ACCELERATOR"] == "cpu"  # else DeepSpeed takes any GPU it finds
+    assert "DS_ACCELERATOR" not in dp.rank_env(zero) and "DS_ACCELERATOR" not in dp.rank_env(one, cpu=True)
 
 
 def test_what_each_mode_changes():
     assert dp.optimizer_for("ddp", "adamw_8bit") == ("adamw_8bit", None)
     optimizer, note = dp.optimizer_for("zero3", "adamw_8bit")
     assert optimizer == "adamw_torch" and "8-bit" in note
-    assert dp.kernels_blocked("ddp") is None and dp.kernels_blocked("fsdp") is None
-    assert "ZeRO-3" in dp.kernels_blocked("zero3") and dp.kernels_blocked("zero2") is None
     assert dp.needs_quant_storage("fsdp") and dp.needs_quant_storage("zero3") and not dp.needs_quant_storage("ddp")
 
 

@@ -15,6 +15,7 @@ from tests.helpers import wait_until
 from tuitune import distributed_plan as dp
 from tuitune import events as ev
 from tuitune.config import Config, apply_overrides
+from tuitune.errors import TuituneError
 from tuitune.runs import RunDir
 from tuitune.trainer.event_sink import ControlInbox, EventSink
 from tuitune.trainer.launcher import resume, start, wait_for
@@ -34,7 +35,7 @@ def tiny_config(model_dir, tmp_path, ranks: int = 1, **extra) -> Config:
                  "model.max_seq_length": 96, "training.warmup_steps": 1, "training.use_kernels": False,
                  "training.max_steps": STEPS, **extra}
     if ranks > 1 and "training.nnodes" not in extra:
-        overrides.update({"training.distributed": "ddp", "training.gpus": str(ranks)})
+        overrides = {"training.distributed": "ddp", "training.gpus": str(ranks), **overrides}
     return apply_overrides(Config(), overrides)
 
 
@@ -105,6 +106,7 @@ def test_two_ranks_train_like_one_process_with_the_same_global_batch(single, ddp
     assert {r["state"] for r in read_statuses(run.path).values()} == {"finished"}
     log = next(e["text"] for e in events if e["type"] == ev.LOG)
     assert "torchrun --nproc-per-node 2" in log
+    assert "Engine: PyTorch DDP on 2 ranks." in [e.get("text") for e in events if e["type"] == ev.LOG]
 
 
 def test_a_ddp_checkpoint_resumes_in_one_process(tiny_model_dir, tmp_path, single, ddp_run):
@@ -213,5 +215,74 @@ def test_qlora_on_two_ranks_trains_like_one_process(tiny_model_dir, tmp_path):
                                                                           "training.max_steps": 3})
     events = handle.run_dir.events()
     assert next(e for e in events if e["type"] == ev.STARTED)["method"] == "qlora"
+    assert_same_losses(losses(events), want, [1, 2, 3])
+    assert (handle.run_dir.adapter_dir / "adapter_config.json").exists()
+
+
+# ------------------------------------------------------------------ DeepSpeed ZeRO on the CPU (gloo)
+
+
+@pytest.fixture(scope="module", params=["zero2", "zero3"])
+def zero_run(request, tiny_model_dir, tmp_path_factory):
+    """Two ranks under DeepSpeed's CPU accelerator, checkpoints at steps 2 and 4."""
+    pytest.importorskip("deepspeed")
+    mode = request.param
+    tmp = tmp_path_factory.mktemp(mode)
+    handle = start(tiny_config(tiny_model_dir, tmp, ranks=2, **{"training.distributed": mode,
+                                                                "training.save_steps": 2}))
+    try:
+        finish(handle)
+    finally:
+        handle.terminate()
+    return mode, handle.run_dir
+
+
+def _adapter(run: RunDir) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(run.adapter_dir / "adapter_model.safetensors"))
+
+
+def test_deepspeed_ranks_train_like_one_process(single, zero_run):
+    mode, run = zero_run
+    events = run.events()
+    assert f"Engine: {dp.ENGINE[mode]} on 2 ranks." in [e.get("text") for e in events if e["type"] == ev.LOG]
+    assert_same_losses(losses(events), single[1], range(1, STEPS + 1))
+    assert dp.read_checkpoint_meta(run.checkpoints_dir / "step-2") == {"mode": mode, "world_size": 2, "nnodes": 1}
+    # ZeRO-3 holds half of every adapter matrix per rank: the saved adapter is gathered whole
+    got, want = _adapter(run), _adapter(single[0])
+    assert got.keys() == want.keys()
+    for name, tensor in want.items():
+        assert got[name].shape == tensor.shape
+        assert (got[name] - tensor).abs().max().item() < LOSS_TOLERANCE, name
+
+
+def test_a_deepspeed_checkpoint_resumes_only_under_its_mode_and_rank_count(tmp_path, single, zero_run):
+    mode, run = zero_run
+    copy = RunDir(shutil.copytree(run.path, tmp_path / "copy"))
+    shutil.rmtree(copy.checkpoints_dir / "step-4")
+    shutil.rmtree(copy.adapter_dir)
+    one_process = {"training.distributed": "none", "training.gpus": "1", "training.batch_size": GLOBAL_BATCH}
+    with pytest.raises(TuituneError, match=f"--gpus 2 --set training.distributed={mode}"):
+        resume(copy, overrides=one_process)
+    handle = resume(copy)
+    try:
+        finish(handle)
+    finally:
+        handle.terminate()
+    events = copy.events()
+    last_start = max(i for i, e in enumerate(events) if e["type"] == ev.STARTED)
+    got = losses(events[last_start:])
+    assert sorted(got) == [3, 4]
+    assert_same_losses(got, single[1], [3, 4])
+
+
+def test_qlora_under_zero3_trains_like_one_process(tiny_model_dir, tmp_path):
+    """4-bit weights stored in the compute dtype (bnb_4bit_quant_storage), so ZeRO-3 partitions them."""
+    pytest.importorskip("deepspeed")
+    want, handle = one_process_then_two_ranks(tiny_model_dir, tmp_path, {
+        "model.method": "qlora", "training.max_steps": 3, "training.distributed": "zero3"})
+    events = handle.run_dir.events()
+    assert "Engine: DeepSpeed ZeRO-3 on 2 ranks." in [e.get("text") for e in events if e["type"] == ev.LOG]
     assert_same_losses(losses(events), want, [1, 2, 3])
     assert (handle.run_dir.adapter_dir / "adapter_config.json").exists()

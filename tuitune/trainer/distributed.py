@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from tuitune import distributed_plan as dp
 from tuitune.config import Config
+from tuitune.errors import TuituneError
 from tuitune.plan import Plan
 from tuitune.runs import RunDir
 from tuitune.trainer.callback import HF_CHECKPOINT_PREFIX, EventsCallback
@@ -65,9 +66,6 @@ class RankContext:
         """4-bit weights stored in the compute dtype, so FSDP2 and ZeRO-3 can shard them like the rest."""
         return {"bnb_4bit_quant_storage": dtype} if dp.needs_quant_storage(self.mode) else {}
 
-    def kernels_blocked(self) -> str | None:
-        return dp.kernels_blocked(self.mode) if self.active else None
-
     def data_cache(self, path: Path) -> Path:
         """Each rank tokenizes into its own folder (they start at the same moment)."""
         return path / f"rank-{self.rank}" if self.active else path
@@ -106,6 +104,23 @@ class RankContext:
             target = save_single(_StagedAdapter(staged), tokenizer, config, run)
         barrier()
         return target
+
+
+def engine_in_use(trainer) -> str:
+    """The mode (ddp, fsdp, zero2, zero3, none) of the engine that wraps `trainer`'s model once the
+    Trainer prepared it; "fsdp1" for Accelerate's older FSDP."""
+    wrapped = getattr(trainer, "model_wrapped", None)
+    stage = getattr(wrapped, "zero_optimization_stage", None)
+    if callable(stage):
+        return f"zero{stage()}"
+    accelerator = getattr(trainer, "accelerator", None)
+    if accelerator is not None and getattr(accelerator, "is_fsdp2", False):
+        return "fsdp"
+    if accelerator is not None and str(getattr(accelerator.state, "distributed_type", "")).endswith("FSDP"):
+        return "fsdp1"
+    from torch.nn.parallel import DistributedDataParallel
+
+    return "ddp" if isinstance(wrapped, DistributedDataParallel) else "none"
 
 
 class _StagedAdapter:
@@ -220,6 +235,22 @@ class RankEventsCallback(EventsCallback):
         self.layout = layout
         self._finite = True
         self._synchronized = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._check_engine()
+        return super().on_train_begin(args, state, control, **kwargs)
+
+    def _check_engine(self) -> None:
+        """Say which engine trains, as the Trainer set it up; fail (on every rank) when it is not the
+        mode asked for, rather than train on another engine unnoticed."""
+        running = engine_in_use(self.trainer)
+        if running != self.rank.mode and self.rank.world_size > 1:
+            raise TuituneError(f"training.distributed = {self.rank.mode} asked for {dp.ENGINE[self.rank.mode]}, but "
+                               f"the Trainer set up {dp.ENGINE.get(running, running)} on {self.rank.world_size} ranks "
+                               "(check the accelerate and deepspeed versions against tuitune's requirements).")
+        if self.rank.is_main:
+            self.sink.log(f"Engine: {dp.ENGINE.get(running, running)} on {self.rank.world_size} "
+                          f"rank{'s' if self.rank.world_size != 1 else ''}.")
 
     def on_step_end(self, args, state, control, **kwargs):
         self._synchronized = True

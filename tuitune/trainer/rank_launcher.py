@@ -74,13 +74,13 @@ def launch(config: Config, run: RunDir, sink: EventSink, controls_queue=None,
            resume_from: str | None = None) -> int:
     """Train `config` on its ranks; returns the exit code. The terminal event is emitted here."""
     layout = dp.layout_of(config)
-    check_engine(config, layout)
+    on_gpu = check_engine(config, layout)
     if resume_from:
         dp.check_resume(resume_from, config)
     args = dp.torchrun_args(layout, str(run.path), resume_from, run_id=run.name)
     shutil.rmtree(run.path / rank_main.STATUS_DIR, ignore_errors=True)
     controls = run.path / CONTROL_FILE
-    env = {**dp.rank_env(layout, os.environ.get("CUDA_VISIBLE_DEVICES")),
+    env = {**dp.rank_env(layout, os.environ.get("CUDA_VISIBLE_DEVICES"), cpu=not on_gpu),
            rank_main.CONTROLS_OFFSET_ENV: str(controls.stat().st_size if controls.exists() else 0)}
     os.environ.update(env)
     sink.log(f"{layout.describe()}. Starting the ranks: {dp.command_text(args)}")
@@ -111,8 +111,9 @@ def launch(config: Config, run: RunDir, sink: EventSink, controls_queue=None,
     return 1
 
 
-def check_engine(config: Config, layout: dp.Layout) -> None:
-    """TuituneError, before any rank starts, when this machine cannot run the layout."""
+def check_engine(config: Config, layout: dp.Layout) -> bool:
+    """Whether the ranks train on GPUs; TuituneError, before any rank starts, when this machine cannot
+    run the layout."""
     import importlib.util
 
     import torch
@@ -124,15 +125,16 @@ def check_engine(config: Config, layout: dp.Layout) -> None:
                            "Install it with `pip install 'tuitune[deepspeed]'`, or pick ddp or fsdp.")
     wants_gpu = config.training.device == "cuda" or (config.training.device == "auto" and torch.cuda.is_available())
     if not wants_gpu:
-        if layout.mode != "ddp":
+        if layout.mode not in dp.CPU_MODES:
             raise TuituneError(f"training.distributed = {layout.mode} needs CUDA GPUs and none is visible here; "
-                               "on the CPU only ddp runs (over gloo). `tuitune gpu` shows what is visible.")
-        return
+                               "on the CPU ddp, zero2 and zero3 run (over gloo). `tuitune gpu` shows what is visible.")
+        return False
     visible = torch.cuda.device_count()
     wanted = max(layout.device_ids) + 1 if layout.device_ids else layout.nproc_per_node
     if wanted > visible:
         raise TuituneError(f"training.gpus = {config.training.gpus} asks for {wanted} CUDA GPU(s) but {visible} "
                            "are visible here (CUDA_VISIBLE_DEVICES applies). Lower --gpus, or check `tuitune gpu`.")
+    return True
 
 
 def _torchrun(args: list[str]) -> None:

@@ -126,15 +126,9 @@ def _linear_names(model) -> set[str]:
 
 def apply_speedups(model, config: Config, plan: Plan, sink: EventSink) -> str:
     """Swap in tuitune's kernels and set up activation checkpointing; say what happened."""
-    from tuitune.trainer.distributed import current
-
     note = "off (training.use_kernels = false)"
-    blocked = current(config).kernels_blocked()
     if config.training.use_kernels and plan.device != "cuda":
         note = "stock path (Triton kernels need a CUDA GPU)"
-    elif config.training.use_kernels and blocked:
-        note = f"stock path (training.distributed = {config.training.distributed})"
-        sink.warning(f"tuitune kernels are off under training.distributed = {config.training.distributed}: {blocked}.")
     elif config.training.use_kernels:
         try:
             from tuitune.trainer.patching import apply_kernels

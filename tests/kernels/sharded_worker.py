@@ -1,9 +1,10 @@
-"""One rank of tests/kernels/test_fsdp2.py: a tiny LoRA or QLoRA Llama with tuitune's kernels, sharded
-by FSDP2 (each decoder layer its own unit, then the root, as Accelerate's FSDP2 does with
-transformer_layer_cls_to_wrap) on gloo, trained a few steps on this rank's share of one batch.
+"""One rank of tests/kernels/test_sharded_kernels.py: a tiny LoRA or QLoRA Llama with tuitune's kernels,
+sharded on gloo by FSDP2 (each decoder layer its own unit, then the root, as Accelerate's FSDP2 does
+with transformer_layer_cls_to_wrap) or by DeepSpeed ZeRO-3 (every parameter partitioned, none kept
+whole), trained a few steps on this rank's share of one batch.
 
 Runs on CPU tensors under Triton's interpreter on any machine (two ranks cannot share one GPU under
-NCCL), so the switch is set before anything imports triton."""
+NCCL), so the switches are set before anything imports triton or deepspeed."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import os
 
 os.environ["TRITON_INTERPRET"] = "1"
+os.environ["DS_ACCELERATOR"] = "cpu"
 
 import torch  # noqa: E402
 
@@ -18,6 +20,7 @@ from tests.kernels.tiny_models import batch, build_base, with_lora  # noqa: E402
 
 STEPS = 4
 ROWS = 4  # the global batch; rows have no padding or masked prompt, so the ranks' mean loss is the batch's
+LR = 1e-2
 
 
 def load_base(nf4_dir: str | None):
@@ -53,49 +56,75 @@ def sharded_fraction(model) -> float:
     local = whole = 0
     for name, p in model.named_parameters():
         if "base_layer" in name:
-            whole += p.numel()
-            local += p.to_local().numel() if hasattr(p, "to_local") else p.numel()
+            if hasattr(p, "ds_numel"):  # ZeRO-3: this rank's partition of the flattened parameter
+                whole += p.ds_numel
+                local += p.ds_tensor.numel()
+            else:
+                whole += p.numel()
+                local += p.to_local().numel() if hasattr(p, "to_local") else p.numel()
     return local / whole
 
 
-def train(rank: int, world: int, port: int, nf4_dir: str | None, out: str) -> None:
+def _zero3(model, world: int):
+    """(engine, its backward, its step) for ZeRO-3 with torch AdamW."""
+    import deepspeed
+
+    config = {"train_micro_batch_size_per_gpu": ROWS // world, "gradient_accumulation_steps": 1,
+              "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0},
+              "optimizer": {"type": "AdamW", "params": {"lr": LR, "torch_adam": True}}}
+    engine, *_ = deepspeed.initialize(model=model, config=config,
+                                      model_parameters=[p for p in model.parameters() if p.requires_grad])
+    return engine, engine.backward, engine.step
+
+
+def _fsdp2(model):
+    from torch.distributed.fsdp import fully_shard
+
+    for layer in model.base_model.model.model.layers:
+        fully_shard(layer)
+    fully_shard(model)
+    return _plain(model)
+
+
+def _plain(model):
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR)
+
+    def step():
+        optimizer.step()
+        optimizer.zero_grad()
+
+    return model, lambda loss: loss.backward(), step
+
+
+def train(rank: int, world: int, port: int, engine: str, nf4_dir: str | None, out: str) -> None:
     import torch.distributed as dist
 
     from tuitune.trainer.patching import apply_kernels
 
     torch.set_num_threads(1)
-    if world > 1:
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        dist.init_process_group("gloo", rank=rank, world_size=world)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
     model = with_lora(load_base(nf4_dir), "llama")
     model.train()
     report = apply_kernels(model, allow_cpu=True)
     assert report.supported, report.reason
-    if world > 1:
-        from torch.distributed.fsdp import fully_shard
-
-        for layer in model.base_model.model.model.layers:
-            fully_shard(layer)
-        fully_shard(model)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    wrapped, backward, step = {"fsdp2": _fsdp2, "zero3": lambda m: _zero3(m, world), "none": _plain}[engine](model)
     rows = batch(rows=ROWS)
     rows["attention_mask"][:] = 1
     rows["labels"] = rows["input_ids"].clone()
     share = slice(rank * ROWS // world, (rank + 1) * ROWS // world)
     losses = []
     for _ in range(STEPS):
-        loss = model(**{k: v[share] for k, v in rows.items()}).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+        loss = wrapped(**{k: v[share] for k, v in rows.items()}).loss
+        backward(loss)
+        step()
         mean = loss.detach().clone()
-        if world > 1:
-            dist.all_reduce(mean)
+        dist.all_reduce(mean)
         losses.append(mean.item() / world)
     fused, total = fused_projections(model)
     result = {"rank": rank, "losses": losses, "fused": fused, "projections": total,
               "sharded_fraction": sharded_fraction(model)}
     with open(os.path.join(out, f"rank-{rank}.json"), "w") as f:
         json.dump(result, f)
-    if world > 1:
-        dist.destroy_process_group()
+    dist.destroy_process_group()
