@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -286,3 +287,63 @@ def test_qlora_under_zero3_trains_like_one_process(tiny_model_dir, tmp_path):
     assert "Engine: DeepSpeed ZeRO-3 on 2 ranks." in [e.get("text") for e in events if e["type"] == ev.LOG]
     assert_same_losses(losses(events), want, [1, 2, 3])
     assert (handle.run_dir.adapter_dir / "adapter_config.json").exists()
+
+
+# ------------------------------------------------------------------ FSDP2 on the CPU (gloo)
+
+FSDP_ON_CPU = Path(__file__).parent / "fsdp_on_cpu"  # lifts Accelerate's GPU-only gate in the ranks
+
+
+@pytest.fixture(scope="module")
+def fsdp_run(tiny_model_dir, tmp_path_factory):
+    """Two FSDP2 ranks through tuitune's fsdp wiring, checkpoints at steps 2 and 4 (see fsdp_on_cpu)."""
+    if torch_cuda_available():
+        pytest.skip("two ranks on one GPU: the GPU machine runs fsdp through bench.distributed_compare")
+    tmp = tmp_path_factory.mktemp("fsdp")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(FSDP_ON_CPU), os.environ.get("PYTHONPATH")])))
+    fsdp = {"training.distributed": "fsdp", "training.device": "auto", "training.save_steps": 2}
+    handle = start(tiny_config(tiny_model_dir, tmp, ranks=2, **fsdp))
+    try:
+        finish(handle)
+        yield handle.run_dir, patch
+    finally:
+        handle.terminate()
+        patch.undo()
+
+
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def test_fsdp2_ranks_train_like_one_process(single, fsdp_run):
+    run, _ = fsdp_run
+    events = run.events()
+    assert "Engine: PyTorch FSDP2 (Accelerate) on 2 ranks." in [e.get("text") for e in events if e["type"] == ev.LOG]
+    assert_same_losses(losses(events), single[1], range(1, STEPS + 1))
+    assert dp.read_checkpoint_meta(run.checkpoints_dir / "step-2") == {"mode": "fsdp", "world_size": 2, "nnodes": 1}
+    got, want = _adapter(run), _adapter(single[0])  # gathered from both ranks' shards
+    assert got.keys() == want.keys()
+    for name, tensor in want.items():
+        assert (got[name] - tensor).abs().max().item() < LOSS_TOLERANCE, name
+
+
+def test_an_fsdp2_checkpoint_resumes_under_fsdp(tmp_path, single, fsdp_run):
+    run, _ = fsdp_run  # its PYTHONPATH stays set for the resumed ranks
+    copy = RunDir(shutil.copytree(run.path, tmp_path / "copy"))
+    shutil.rmtree(copy.checkpoints_dir / "step-4")
+    shutil.rmtree(copy.adapter_dir)
+    with pytest.raises(TuituneError, match="optimizer state is FSDP2's"):
+        resume(copy, overrides={"training.distributed": "ddp"})
+    handle = resume(copy)
+    try:
+        finish(handle)
+    finally:
+        handle.terminate()
+    events = copy.events()
+    last_start = max(i for i, e in enumerate(events) if e["type"] == ev.STARTED)
+    got = losses(events[last_start:])
+    assert sorted(got) == [3, 4]
+    assert_same_losses(got, single[1], [3, 4])
