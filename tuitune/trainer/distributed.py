@@ -245,9 +245,10 @@ class RankEventsCallback(EventsCallback):
         mode asked for, rather than train on another engine unnoticed."""
         running = engine_in_use(self.trainer)
         if running != self.rank.mode and self.rank.world_size > 1:
-            raise TuituneError(f"training.distributed = {self.rank.mode} asked for {dp.ENGINE[self.rank.mode]}, but "
-                               f"the Trainer set up {dp.ENGINE.get(running, running)} on {self.rank.world_size} ranks "
-                               "(check the accelerate and deepspeed versions against tuitune's requirements).")
+            what = "no distributed engine" if running == "none" else dp.ENGINE.get(running, running)
+            raise TuituneError(f"training.distributed = {self.rank.mode} asked for {dp.ENGINE[self.rank.mode]} on "
+                               f"{self.rank.world_size} ranks, but the Trainer set up {what}. Check the installed "
+                               "accelerate (and deepspeed) against tuitune's requirements, or pick another mode.")
         if self.rank.is_main:
             self.sink.log(f"Engine: {dp.ENGINE.get(running, running)} on {self.rank.world_size} "
                           f"rank{'s' if self.rank.world_size != 1 else ''}.")
