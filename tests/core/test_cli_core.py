@@ -113,11 +113,13 @@ def test_bench_tiny_on_cpu(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update({"CUDA_VISIBLE_DEVICES": "", "XDG_CACHE_HOME": str(tmp_path / "cache")})
     proc = subprocess.run([sys.executable, "-m", "tuitune.cli.main", "bench", "--shape", "tiny", "--batch", "2",
-                           "--seq", "32", "--rank", "8", "--steps", "3", "--repeat", "2", "--json", str(out)],
+                           "--seq", "32", "--rank", "8", "--steps", "3", "--repeat", "2", "--memory-trace",
+                           "--json", str(out)],
                           capture_output=True, text=True, timeout=170, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "baseline (hf)" in proc.stdout and "tuitune" in proc.stdout and "ratio" in proc.stdout
     assert "No CUDA device: ran on the CPU" in proc.stdout
+    assert proc.stdout.count("memory trace not run: the allocator's history is CUDA's") == 2
     result = json.loads(out.read_text())
     assert set(result["runs"]) == {"hf", "tuitune"}
     for run in result["runs"].values():

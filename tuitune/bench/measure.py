@@ -32,6 +32,7 @@ class Job:
     shape: str = ""  # when set, build the shape's checkpoint first if it is not cached yet
     profile_steps: int = 0  # when > 0, profile this many more steps of the first point (step_profile)
     memory_cap_gb: float = 0.0  # when > 0, cap this process's GPU memory (set_per_process_memory_fraction)
+    memory_trace: bool = False  # trace one more step of the first point: what is alive at its peak (memory_peak)
 
 
 def _device(job: Job):
@@ -172,6 +173,17 @@ def profile_point(model, optimizer, device, vocab: int, batch: int, seq: int, st
     return profile_steps(lambda: train_step(model, optimizer, ids), steps, rank_max=max(rank, 64), vocab=vocab)
 
 
+def memory_trace_point(model, optimizer, device, vocab: int, batch: int, seq: int, seed: int) -> dict:
+    """What is alive at the peak of one more step, and where it was allocated (memory_peak)."""
+    import torch
+
+    from tuitune.bench.memory_peak import trace_step
+
+    generator = torch.Generator().manual_seed(seed + 2)
+    ids = torch.randint(0, vocab, (batch, seq), generator=generator).to(device)
+    return trace_step(lambda: train_step(model, optimizer, ids))
+
+
 def run_point(model, optimizer, device, vocab: int, batch: int, seq: int, steps: int, warmup: int,
               seed: int) -> dict:
     import torch
@@ -256,6 +268,13 @@ def run(job: Job) -> dict:
                                                   job.profile_steps, job.seed, job.rank)
             except Exception as exc:  # a profiler failure must not lose the timed numbers
                 result["profile_error"] = repr(exc)
+        if job.memory_trace and device.type == "cuda" and "error" not in point and "memory_peak" not in result:
+            try:
+                result["memory_peak"] = memory_trace_point(model, optimizer, device, job.vocab, batch, seq, job.seed)
+            except Exception as exc:  # nor a failed trace
+                result["memory_peak_error"] = f"failed: {exc!r}"
+        elif job.memory_trace and device.type != "cuda":
+            result["memory_peak_error"] = "not run: the allocator's history is CUDA's, and this ran on the CPU"
         if device.type == "cuda" and "reserved_gb" in point and used_before is not None:
             # CUDA context and library workspaces: device memory this process holds beyond the allocator's.
             point["context_gb"] = point["device_used_gb"] - used_before - point["reserved_gb"]

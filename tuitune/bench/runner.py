@@ -74,7 +74,8 @@ def run_path(job: Job, *, timeout: float = PROCESS_TIMEOUT_S) -> dict:
 
 def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, method: str = "qlora",
               baseline: str = "hf", warmup: int | None = None, device: str = "auto",
-              checkpointing: str = "standard", profile: int = 0, repeat: int = 1) -> dict:
+              checkpointing: str = "standard", profile: int = 0, repeat: int = 1,
+              memory_trace: bool = False) -> dict:
     """Measure each path in its own process; with ``repeat`` > 1 the paths run that many rounds,
     alternating, and each run's tokens/s is kept in ``tokens_per_s_runs`` (the first round's result,
     with its profile, is the path's entry)."""
@@ -92,7 +93,8 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
         for path in paths:
             job = Job(checkpoint=str(checkpoint), vocab=shape.vocab, path=path, method=method, rank=rank,
                       points=[[batch, seq, steps, warmup]], checkpointing=checkpointing, device=device,
-                      shape=shape.name, profile_steps=profile if round_ == 0 else 0)
+                      shape=shape.name, profile_steps=profile if round_ == 0 else 0,
+                      memory_trace=memory_trace and round_ == 0)
             result = run_path(job)
             first = runs.setdefault(path, result)
             if repeat > 1:
@@ -198,6 +200,12 @@ def format_report(result: dict) -> str:
             lines.append(f"\n{PATH_LABELS.get(path, path)} profile: " + format_profile(run["profile"]))
         elif run.get("profile_error"):
             lines.append(f"\n{PATH_LABELS.get(path, path)} profile failed: {run['profile_error']}")
+        if run.get("memory_peak"):
+            from tuitune.bench.memory_peak import format_breakdown
+
+            lines.append(f"\n{PATH_LABELS.get(path, path)} memory: " + format_breakdown(run["memory_peak"]))
+        elif run.get("memory_peak_error"):
+            lines.append(f"\n{PATH_LABELS.get(path, path)} memory trace {run['memory_peak_error']}")
     if first.get("device") == "cpu":
         lines.append("No CUDA device: ran on the CPU, so there are no GPU memory figures.")
     return "\n".join(lines)

@@ -34,6 +34,9 @@ def register(subparsers) -> None:
                         "the kernel time goes (GEMMs, dequantization, attention, loss, copies, idle), then as "
                         "many more on the host (own time by library and function); with --trainer, the "
                         "trainer's runs too (training.profile_steps)")
+    p.add_argument("--memory-trace", action="store_true",
+                   help="after timing, trace one more step of each path on the GPU and print what is alive at "
+                        "its memory peak, by the line of code that allocated it")
     p.add_argument("--trainer", action="store_true",
                    help="then run `tuitune train` at the same shape, batch and length with kernels on and off, "
                         "and compare its tokens/s with the bench's")
@@ -57,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
                                "Create it or pick another path.")
     result = run_bench(args.shape, batch=args.batch, seq=args.seq, rank=args.rank, steps=args.steps,
                        method=args.method, baseline=args.baseline, warmup=args.warmup, device=args.device,
-                       checkpointing=args.checkpointing, profile=args.profile, repeat=args.repeat)
+                       checkpointing=args.checkpointing, profile=args.profile, repeat=args.repeat,
+                       memory_trace=args.memory_trace)
     print(format_report(result))
     ours = result["runs"].get("tuitune", {})
     if args.trainer and "error" not in ours:

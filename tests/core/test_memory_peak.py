@@ -1,0 +1,73 @@
+"""`tuitune bench --memory-trace`: the replay of an allocator trace finds the peak and what was alive
+then, by the line of code that allocated it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tuitune.bench.memory_peak import GIB, format_breakdown, peak_breakdown, site_of
+
+OURS = {"filename": "/work/repo/kernels/ops/lora_mlp.py", "line": 126, "name": "backward"}
+HF = {"filename": "/venv/lib/python3.11/site-packages/transformers/models/llama/modeling_llama.py", "line": 80,
+      "name": "forward"}
+TORCH = {"filename": "/venv/lib/python3.11/site-packages/torch/autograd/graph.py", "line": 9, "name": "_run"}
+MIB = 1024**2
+
+
+def _alloc(addr, mib, *frames):
+    return {"action": "alloc", "addr": addr, "size": mib * MIB, "frames": list(frames)}
+
+
+def _free(addr, mib):
+    return {"action": "free_completed", "addr": addr, "size": mib * MIB, "frames": []}
+
+
+def test_the_peak_and_what_is_alive_then():
+    events = [
+        _alloc(1, 100, TORCH, OURS),        # ours, below a torch frame
+        _alloc(2, 50, TORCH, HF),
+        _free(99, 30),                      # older than the trace
+        {"action": "free_requested", "addr": 1, "size": 100 * MIB},  # still allocated until completed
+        _alloc(3, 200, OURS),
+        _free(1, 100),
+        _alloc(4, 10, TORCH),
+        _free(2, 50),
+    ]
+    before = 2 * 1024 * MIB
+    result = peak_breakdown({"device_traces": [events]}, before)
+    assert result["peak_gb"] * GIB == before + (100 + 50 - 30 + 200) * MIB
+    assert result["own_gb"] * GIB == 350 * MIB and result["older_freed_gb"] * GIB == 30 * MIB
+    sites = {row["site"]: (round(row["gb"] * 1024), row["count"]) for row in result["at_peak"]}
+    assert sites == {"kernels/ops/lora_mlp.py:126 backward": (300, 2),
+                     "transformers/models/llama/modeling_llama.py:80 forward": (50, 1)}
+    text = format_breakdown(result)
+    assert "peak 2.31 GiB = 2.00 GiB alive before the step - 0.03 GiB" in text
+    assert "300.0 MiB  x2    kernels/ops/lora_mlp.py:126 backward" in text
+
+
+def test_a_site_prefers_our_code_then_the_libraries_then_the_innermost_frame():
+    assert site_of([TORCH, HF, OURS]) == "kernels/ops/lora_mlp.py:126 backward"
+    assert site_of([TORCH, HF]) == "transformers/models/llama/modeling_llama.py:80 forward"
+    assert site_of([TORCH]) == "torch/autograd/graph.py:9 _run"
+    assert site_of([]) == "(no Python frame)"
+
+
+def test_an_empty_trace_has_no_peak_of_its_own():
+    result = peak_breakdown({"device_traces": []}, 5 * MIB)
+    assert result["own_gb"] == 0 and result["peak_gb"] * GIB == 5 * MIB and result["at_peak"] == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the allocator's history is CUDA's")
+def test_a_real_trace_on_the_gpu_matches_the_allocators_peak():
+    from tuitune.bench.memory_peak import trace_step
+
+    weight = torch.randn(1024, 1024, device="cuda")
+
+    def step():
+        x = torch.randn(4096, 1024, device="cuda")
+        (x @ weight).sum().item()
+
+    result = trace_step(step)
+    assert result["peak_gb"] == pytest.approx(result["reported_peak_gb"], rel=0.01)
+    assert result["at_peak"] and result["own_gb"] >= 4096 * 1024 * 4 / GIB
