@@ -10,6 +10,7 @@ takes the first whose memory estimate (tuitune.fit) fits the GPU's free memory w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tuitune import catalog, fit
@@ -41,10 +42,15 @@ def choose_checkpointing(config: Config, method: str, optimizer: str,
     if spec is None or not spec.shape_known:
         return CheckpointingChoice(UNKNOWN_FALLBACK, f"{config.model.name}'s shapes are unknown to the "
                                    f"estimator, so auto keeps {UNKNOWN_FALLBACK} recomputation")
+    return choose_for_spec(lambda mode: estimate_mode(config, spec, method, optimizer, mode).total_gb, free_gb)
+
+
+def choose_for_spec(need_gb: Callable[[str], float], free_gb: float | None) -> CheckpointingChoice:
+    """The fastest mode of `fit.AUTO_ORDER` whose estimate `need_gb(mode)` fits `free_gb`."""
     if free_gb is None:
         return CheckpointingChoice(UNKNOWN_FALLBACK, "the GPU does not report its free memory, so auto "
                                    f"keeps {UNKNOWN_FALLBACK} recomputation")
-    needs = {mode: estimate_mode(config, spec, method, optimizer, mode).total_gb for mode in fit.AUTO_ORDER}
+    needs = {mode: need_gb(mode) for mode in fit.AUTO_ORDER}
     mode = fit.fastest_fitting_mode(needs, free_gb)
     if fit.fit_status(needs[mode], free_gb) != "fits":
         return CheckpointingChoice(mode, f"{mode}: no mode fits {free_gb:.1f} GB free (the lightest, {mode}, "

@@ -12,3 +12,44 @@ def test_a_child_imports_the_parents_tuitune_not_the_working_folders(tmp_path, m
     done = run_child("tuitune", "--help", timeout=120)
     assert done.returncode == 0, done.stderr
     assert "decoy" not in done.stdout and "bench" in done.stdout, done.stdout
+
+
+def _fake_result(job) -> dict:
+    speeds = {("hf", "standard"): 5000.0, ("tuitune", "none"): 15000.0, ("tuitune", "standard"): 10000.0,
+              ("tuitune", "offloaded"): 11000.0}
+    peaks = {"none": 20.0, "standard": 6.0, "offloaded": 5.5}
+    return {"path": job.path, "kernels": "applied", "checkpointing": job.checkpointing, "trainable_params": 1,
+            "points": [{"tokens_per_s": speeds[(job.path, job.checkpointing)], "losses": [1.0],
+                        "peak_allocated_gb": 12.0 if job.path == "hf" else peaks[job.checkpointing],
+                        "peak_reserved_gb": 13.0}]}
+
+
+def test_bench_auto_runs_stock_as_users_do_and_tuitune_under_every_mode(monkeypatch):
+    from tuitune.bench import runner
+
+    jobs = []
+    monkeypatch.setattr(runner, "run_path", lambda job: jobs.append(job) or _fake_result(job))
+    result = runner.run_bench("llama-8b", batch=2, seq=2048, rank=16, steps=3, checkpointing="auto",
+                              free_gb=139.0)
+    assert [(j.path, j.checkpointing) for j in jobs] == [
+        ("hf", "standard"), ("tuitune", "none"), ("tuitune", "standard"), ("tuitune", "offloaded")]
+    assert result["auto"]["mode"] == "none" and set(result["policies"]) == {"none", "standard", "offloaded"}
+    assert result["runs"]["tuitune"] is result["policies"]["none"]
+    assert result["ratios"]["tokens_per_s"] == 3.0
+    report = runner.format_report(result)
+    assert "  none (auto)" in report and "3.00x stock speed, 1.67x stock peak" in report
+    assert "  offloaded " in report and "2.20x stock speed, 0.46x stock peak" in report
+    assert "auto picks none, the fastest mode; about " in report
+
+
+def test_bench_auto_takes_a_lighter_mode_when_the_fastest_does_not_fit():
+    from tuitune.bench.runner import auto_choice
+    from tuitune.bench.shapes import get_shape
+
+    shape = get_shape("llama-8b")
+    roomy = auto_choice(shape, method="qlora", batch=2, seq=2048, rank=16, device="cuda", free_gb=139.0)
+    tight = auto_choice(shape, method="qlora", batch=2, seq=2048, rank=16, device="cuda", free_gb=12.0)
+    assert roomy["mode"] == "none" and tight["mode"] in ("standard", "offloaded")
+    assert tight["needs_gb"]["none"] > 12.0 >= tight["needs_gb"][tight["mode"]]
+    unknown = auto_choice(shape, method="qlora", batch=2, seq=2048, rank=16, device="cpu")
+    assert unknown["mode"] == "standard" and "does not report its free memory" in unknown["reason"]

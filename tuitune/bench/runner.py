@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+from tuitune import fit
 from tuitune.bench.shapes import BenchShape, checkpoint_dir, get_shape
 from tuitune.bench.measure import Job
 from tuitune.errors import TuituneError
@@ -75,10 +76,15 @@ def run_path(job: Job, *, timeout: float = PROCESS_TIMEOUT_S) -> dict:
 def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, method: str = "qlora",
               baseline: str = "hf", warmup: int | None = None, device: str = "auto",
               checkpointing: str = "standard", profile: int = 0, repeat: int = 1,
-              memory_trace: bool = False) -> dict:
+              memory_trace: bool = False, free_gb: float | None = None) -> dict:
     """Measure each path in its own process; with ``repeat`` > 1 the paths run that many rounds,
     alternating, and each run's tokens/s is kept in ``tokens_per_s_runs`` (the first round's result,
-    with its profile, is the path's entry)."""
+    with its profile, is the path's entry).
+
+    ``checkpointing="auto"``: the stock path recomputes as users run it (transformers' own
+    checkpointing), tuitune's runs once per mode of ``fit.AUTO_ORDER`` (kept under ``policies``), and
+    its entry in ``runs`` is the mode that `training.gradient_checkpointing = "auto"` picks for this
+    shape and ``free_gb`` (the GPU's free memory; read from NVML when not given)."""
     shape = get_shape(shape_name)
     if steps < 1:
         raise TuituneError("--steps must be at least 1.")
@@ -87,23 +93,58 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
     if not 0 <= warmup < steps:
         raise TuituneError(f"--warmup must be between 0 and steps - 1 ({steps - 1}); got {warmup}.")
     checkpoint = checkpoint_dir(shape)  # the first measuring process builds it when it is not cached yet
-    paths = (["hf"] if baseline == "hf" else []) + ["tuitune"]
+    auto = auto_choice(shape, method=method, batch=batch, seq=seq, rank=rank, device=device,
+                       free_gb=free_gb) if checkpointing == "auto" else None
+    # (run key, path, checkpointing mode) in the order they run
+    plan = ([("hf", "hf", "standard" if auto else checkpointing)] if baseline == "hf" else [])
+    plan += ([(f"tuitune {mode}", "tuitune", mode) for mode in fit.AUTO_ORDER] if auto
+             else [("tuitune", "tuitune", checkpointing)])
     runs = {}
     for round_ in range(repeat):
-        for path in paths:
+        for key, path, mode in plan:
             job = Job(checkpoint=str(checkpoint), vocab=shape.vocab, path=path, method=method, rank=rank,
-                      points=[[batch, seq, steps, warmup]], checkpointing=checkpointing, device=device,
+                      points=[[batch, seq, steps, warmup]], checkpointing=mode, device=device,
                       shape=shape.name, profile_steps=profile if round_ == 0 else 0,
                       memory_trace=memory_trace and round_ == 0)
             result = run_path(job)
-            first = runs.setdefault(path, result)
+            first = runs.setdefault(key, result)
             if repeat > 1:
                 first.setdefault("tokens_per_s_runs", []).append(
                     None if "error" in result else _point(result).get("tokens_per_s"))
-    return {
+    out = {
         "shape": shape_name, "method": method, "rank": rank, "batch": batch, "seq": seq, "steps": steps,
-        "warmup": warmup, "checkpointing": checkpointing, "repeat": repeat, "runs": runs, "ratios": ratios(runs),
+        "warmup": warmup, "checkpointing": checkpointing, "repeat": repeat,
     }
+    if auto:
+        out["auto"] = auto
+        out["policies"] = {mode: runs.pop(f"tuitune {mode}") for mode in fit.AUTO_ORDER}
+        runs["tuitune"] = out["policies"][auto["mode"]]
+    return {**out, "runs": runs, "ratios": ratios(runs)}
+
+
+def auto_choice(shape: BenchShape, *, method: str, batch: int, seq: int, rank: int, device: str,
+                free_gb: float | None = None) -> dict:
+    """The mode `training.gradient_checkpointing = "auto"` picks for tuitune's path at this shape, with
+    the trainer's own rule (checkpointing_policy) and the GPU's free memory."""
+    from tuitune.checkpointing_policy import choose_for_spec
+
+    if free_gb is None and device != "cpu":
+        free_gb = nvml_free_gb()
+    spec = shape.model_spec()
+    choice = choose_for_spec(lambda mode: fit.estimate(spec, method, batch=batch, seq=seq, rank=rank,
+                                                       checkpointing=mode).total_gb, free_gb)
+    return {"mode": choice.mode, "reason": choice.reason, "free_gb": free_gb, "needs_gb": choice.needs_gb}
+
+
+def nvml_free_gb() -> float | None:
+    """Free memory of the first visible GPU as NVML reports it (None without a GPU or NVML)."""
+    from tuitune.hardware import NvmlSource
+
+    try:
+        snapshot = NvmlSource().snapshot()
+    except Exception:  # no driver, no library: auto then keeps its fallback and says so
+        return None
+    return snapshot.gpus[0].memory_free_gb if snapshot.gpus else None
 
 
 def _point(run: dict) -> dict:
@@ -157,6 +198,28 @@ def _runs(run: dict) -> str:
     return f"; {len(measured)} runs: {listed} tokens/s (the median is in the table; the first run's steps above)"
 
 
+def _policy_lines(result: dict) -> list[str]:
+    """tuitune's row of each checkpointing mode under ``--checkpointing auto``, and auto's pick."""
+    base = result["runs"].get("hf")
+    base_speed = speed(base) if base and "error" not in base else None
+    base_peak = _point(base).get("peak_allocated_gb") if base_speed else None
+    lines = []
+    for mode, run in result["policies"].items():
+        label = f"  {mode}" + (" (auto)" if mode == result["auto"]["mode"] else "")
+        if "error" in run or "error" in _point(run):
+            lines.append(f"{label:16}failed: {(run.get('error') or _point(run)['error']).splitlines()[-1]}")
+            continue
+        p = _point(run)
+        ratio = ""
+        if base_speed:
+            ratio = (f"   {_fmt(speed(run) / base_speed, 'x')} stock speed, "
+                     f"{_fmt(p.get('peak_allocated_gb') / base_peak if base_peak else None, 'x')} stock peak")
+        lines.append(f"{label:16}{_fmt(speed(run), 'tok'):>12}{_fmt(p.get('peak_allocated_gb'), ' GiB'):>14}"
+                     f"{_fmt(p.get('peak_reserved_gb'), ' GiB'):>16}{_fmt(p.get('losses', [None])[-1], '', 3):>12}{ratio}")
+    lines.append(f"  auto picks {result['auto']['reason']}")
+    return lines
+
+
 def format_report(result: dict) -> str:
     runs = result["runs"]
     first = next(iter(runs.values()))
@@ -181,6 +244,8 @@ def format_report(result: dict) -> str:
                      f"{_fmt(p.get('peak_allocated_gb'), ' GiB'):>14}{_fmt(p.get('peak_reserved_gb'), ' GiB'):>16}"
                      f"{_fmt(loss, '', 3):>12}")
     r = result.get("ratios") or {}
+    if result.get("policies"):
+        lines += _policy_lines(result)
     if r:
         lines.append(f"{'ratio':16}{_fmt(r.get('tokens_per_s'), 'x'):>12}{_fmt(r.get('peak_allocated'), 'x'):>14}"
                      f"{_fmt(r.get('peak_reserved'), 'x'):>16}")

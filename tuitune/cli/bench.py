@@ -26,8 +26,10 @@ def register(subparsers) -> None:
     p.add_argument("--method", choices=["qlora", "lora"], default="qlora", help="default qlora")
     p.add_argument("--baseline", choices=["hf", "none"], default="hf",
                    help="hf runs the stock path too (default); none runs tuitune's only")
-    p.add_argument("--checkpointing", choices=["standard", "offloaded", "none"], default="standard",
-                   help="activation checkpointing on both paths (default standard)")
+    p.add_argument("--checkpointing", choices=["standard", "offloaded", "none", "auto"], default="standard",
+                   help="activation checkpointing on both paths (default standard); auto: the stock path "
+                        "recomputes as users run it, tuitune's runs once per mode and its row is the mode "
+                        "`training.gradient_checkpointing = \"auto\"` picks for the GPU's free memory")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="default: cuda if present")
     p.add_argument("--profile", type=int, default=0, metavar="STEPS",
                    help="after timing, profile this many more steps of each path on the GPU and print where "
