@@ -57,6 +57,32 @@ def assert_same_losses(got: dict[int, float], want: dict[int, float], steps) -> 
         assert got[step] == pytest.approx(want[step], abs=LOSS_TOLERANCE), (step, got, want)
 
 
+def _assert_engine_logged(run: RunDir, engine: str, ranks: int = 2) -> None:
+    """Rank 0 logged which distributed engine trains the run."""
+    logged = [e.get("text") for e in run.events() if e["type"] == ev.LOG]
+    assert f"Engine: {engine} on {ranks} ranks." in logged
+
+
+def _truncated_copy(run: RunDir, dest: Path) -> RunDir:
+    """A copy of a finished run that stopped after its step-2 checkpoint: no step-4 checkpoint, no adapter."""
+    copy = RunDir(shutil.copytree(run.path, dest))
+    shutil.rmtree(copy.checkpoints_dir / "step-4")
+    shutil.rmtree(copy.adapter_dir)
+    return copy
+
+
+def _resumed_losses(run: RunDir, overrides: dict | None = None) -> dict[int, float]:
+    """Resume the run to its end and return the losses it logged since it (re)started."""
+    handle = resume(run, overrides=overrides)
+    try:
+        finish(handle)
+    finally:
+        handle.terminate()
+    events = run.events()
+    last_start = max(i for i, e in enumerate(events) if e["type"] == ev.STARTED)
+    return losses(events[last_start:])
+
+
 def one_process_then_two_ranks(model_dir, tmp_path, extra: dict):
     """The same training in one process (its per-step losses) and on two gloo ranks (its finished handle)."""
     config = tiny_config(model_dir, tmp_path / "one", **extra)
@@ -107,7 +133,7 @@ def test_two_ranks_train_like_one_process_with_the_same_global_batch(single, ddp
     assert {r["state"] for r in read_statuses(run.path).values()} == {"finished"}
     log = next(e["text"] for e in events if e["type"] == ev.LOG)
     assert "torchrun --nproc-per-node 2" in log
-    assert "Engine: PyTorch DDP on 2 ranks." in [e.get("text") for e in events if e["type"] == ev.LOG]
+    _assert_engine_logged(run, "PyTorch DDP")
 
 
 def test_a_ddp_checkpoint_resumes_in_one_process(tiny_model_dir, tmp_path, single, ddp_run):
@@ -121,18 +147,9 @@ def test_a_ddp_checkpoint_resumes_in_one_process(tiny_model_dir, tmp_path, singl
 
 
 def test_a_one_process_checkpoint_resumes_on_two_ranks(tmp_path, single):
-    copy = RunDir(shutil.copytree(single[0].path, tmp_path / "copy"))
-    shutil.rmtree(copy.checkpoints_dir / "step-4")
-    shutil.rmtree(copy.adapter_dir)
-    handle = resume(copy, overrides={"training.distributed": "ddp", "training.gpus": "2",
-                                     "training.batch_size": GLOBAL_BATCH // 2})
-    try:
-        finish(handle)
-    finally:
-        handle.terminate()
-    events = copy.events()
-    last_start = max(i for i, e in enumerate(events) if e["type"] == ev.STARTED)
-    got = losses(events[last_start:])
+    copy = _truncated_copy(single[0], tmp_path / "copy")
+    got = _resumed_losses(copy, overrides={"training.distributed": "ddp", "training.gpus": "2",
+                                           "training.batch_size": GLOBAL_BATCH // 2})
     assert sorted(got) == [3, 4]
     assert_same_losses(got, single[1], [3, 4])
 
@@ -244,36 +261,31 @@ def _adapter(run: RunDir) -> dict:
     return load_file(str(run.adapter_dir / "adapter_model.safetensors"))
 
 
-def test_deepspeed_ranks_train_like_one_process(single, zero_run):
-    mode, run = zero_run
-    events = run.events()
-    assert f"Engine: {dp.ENGINE[mode]} on 2 ranks." in [e.get("text") for e in events if e["type"] == ev.LOG]
-    assert_same_losses(losses(events), single[1], range(1, STEPS + 1))
-    assert dp.read_checkpoint_meta(run.checkpoints_dir / "step-2") == {"mode": mode, "world_size": 2, "nnodes": 1}
-    # ZeRO-3 holds half of every adapter matrix per rank: the saved adapter is gathered whole
-    got, want = _adapter(run), _adapter(single[0])
+def _assert_same_adapter(got_run: RunDir, want_run: RunDir, atol: float = LOSS_TOLERANCE) -> None:
+    """The two runs saved adapters with the same tensors (names, shapes, values within atol)."""
+    got, want = _adapter(got_run), _adapter(want_run)
     assert got.keys() == want.keys()
     for name, tensor in want.items():
-        assert got[name].shape == tensor.shape
-        assert (got[name] - tensor).abs().max().item() < LOSS_TOLERANCE, name
+        assert got[name].shape == tensor.shape, name
+        assert (got[name] - tensor).abs().max().item() < atol, name
+
+
+def test_deepspeed_ranks_train_like_one_process(single, zero_run):
+    mode, run = zero_run
+    _assert_engine_logged(run, dp.ENGINE[mode])
+    assert_same_losses(losses(run.events()), single[1], range(1, STEPS + 1))
+    assert dp.read_checkpoint_meta(run.checkpoints_dir / "step-2") == {"mode": mode, "world_size": 2, "nnodes": 1}
+    # ZeRO-3 holds half of every adapter matrix per rank: the saved adapter is gathered whole
+    _assert_same_adapter(run, single[0], atol=LOSS_TOLERANCE)
 
 
 def test_a_deepspeed_checkpoint_resumes_only_under_its_mode_and_rank_count(tmp_path, single, zero_run):
     mode, run = zero_run
-    copy = RunDir(shutil.copytree(run.path, tmp_path / "copy"))
-    shutil.rmtree(copy.checkpoints_dir / "step-4")
-    shutil.rmtree(copy.adapter_dir)
+    copy = _truncated_copy(run, tmp_path / "copy")
     one_process = {"training.distributed": "none", "training.gpus": "1", "training.batch_size": GLOBAL_BATCH}
     with pytest.raises(TuituneError, match=f"--gpus 2 --set training.distributed={mode}"):
         resume(copy, overrides=one_process)
-    handle = resume(copy)
-    try:
-        finish(handle)
-    finally:
-        handle.terminate()
-    events = copy.events()
-    last_start = max(i for i, e in enumerate(events) if e["type"] == ev.STARTED)
-    got = losses(events[last_start:])
+    got = _resumed_losses(copy)
     assert sorted(got) == [3, 4]
     assert_same_losses(got, single[1], [3, 4])
 
@@ -283,9 +295,8 @@ def test_qlora_under_zero3_trains_like_one_process(tiny_model_dir, tmp_path):
     pytest.importorskip("deepspeed")
     want, handle = one_process_then_two_ranks(tiny_model_dir, tmp_path, {
         "model.method": "qlora", "training.max_steps": 3, "training.distributed": "zero3"})
-    events = handle.run_dir.events()
-    assert "Engine: DeepSpeed ZeRO-3 on 2 ranks." in [e.get("text") for e in events if e["type"] == ev.LOG]
-    assert_same_losses(losses(events), want, [1, 2, 3])
+    _assert_engine_logged(handle.run_dir, "DeepSpeed ZeRO-3")
+    assert_same_losses(losses(handle.run_dir.events()), want, [1, 2, 3])
     assert (handle.run_dir.adapter_dir / "adapter_config.json").exists()
 
 
@@ -306,7 +317,7 @@ def fsdp_run(tiny_model_dir, tmp_path_factory):
     handle = start(tiny_config(tiny_model_dir, tmp, ranks=2, **fsdp))
     try:
         finish(handle)
-        yield handle.run_dir, patch
+        yield handle.run_dir  # the patched PYTHONPATH stays set while the module's tests run
     finally:
         handle.terminate()
         patch.undo()
@@ -319,31 +330,17 @@ def torch_cuda_available() -> bool:
 
 
 def test_fsdp2_ranks_train_like_one_process(single, fsdp_run):
-    run, _ = fsdp_run
-    events = run.events()
-    assert "Engine: PyTorch FSDP2 (Accelerate) on 2 ranks." in [e.get("text") for e in events if e["type"] == ev.LOG]
-    assert_same_losses(losses(events), single[1], range(1, STEPS + 1))
+    run = fsdp_run
+    _assert_engine_logged(run, "PyTorch FSDP2 (Accelerate)")
+    assert_same_losses(losses(run.events()), single[1], range(1, STEPS + 1))
     assert dp.read_checkpoint_meta(run.checkpoints_dir / "step-2") == {"mode": "fsdp", "world_size": 2, "nnodes": 1}
-    got, want = _adapter(run), _adapter(single[0])  # gathered from both ranks' shards
-    assert got.keys() == want.keys()
-    for name, tensor in want.items():
-        assert (got[name] - tensor).abs().max().item() < LOSS_TOLERANCE, name
+    _assert_same_adapter(run, single[0], atol=LOSS_TOLERANCE)  # gathered from both ranks' shards
 
 
 def test_an_fsdp2_checkpoint_resumes_under_fsdp(tmp_path, single, fsdp_run):
-    run, _ = fsdp_run  # its PYTHONPATH stays set for the resumed ranks
-    copy = RunDir(shutil.copytree(run.path, tmp_path / "copy"))
-    shutil.rmtree(copy.checkpoints_dir / "step-4")
-    shutil.rmtree(copy.adapter_dir)
+    copy = _truncated_copy(fsdp_run, tmp_path / "copy")  # fsdp_run's PYTHONPATH stays set for the resumed ranks
     with pytest.raises(TuituneError, match="optimizer state is FSDP2's"):
         resume(copy, overrides={"training.distributed": "ddp"})
-    handle = resume(copy)
-    try:
-        finish(handle)
-    finally:
-        handle.terminate()
-    events = copy.events()
-    last_start = max(i for i, e in enumerate(events) if e["type"] == ev.STARTED)
-    got = losses(events[last_start:])
+    got = _resumed_losses(copy)
     assert sorted(got) == [3, 4]
     assert_same_losses(got, single[1], [3, 4])
