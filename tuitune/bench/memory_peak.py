@@ -66,13 +66,13 @@ def peak_breakdown(snapshot: dict, before_bytes: int, device: int = 0) -> dict:
     peak_index, peak = _peak(events)
     live: dict[int, tuple[int, str]] = {}   # address -> (bytes, site) of the step's own allocations
     older_freed = 0                          # bytes allocated before the trace and freed in it
+    requested: set[int] = set()
     for event in events[:peak_index + 1]:
         action, address, size = event.get("action"), event.get("addr"), int(event.get("size", 0))
         if action == "alloc":
             live[address] = (size, site_of(event.get("frames") or []))
-        elif action in ("free_completed", "free"):
-            if live.pop(address, None) is None:
-                older_freed += size
+        elif _frees(action, address, requested) and live.pop(address, None) is None:
+            older_freed += size
     at_peak, peak_older_freed = live, older_freed
     groups: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for size, site in at_peak.values():
@@ -96,15 +96,31 @@ def _peak(events: list[dict]) -> tuple[int, int]:
     """(index of the event after which the allocated bytes peak, those bytes relative to the start)."""
     current = peak = 0
     peak_index = -1
+    requested: set[int] = set()
     for index, event in enumerate(events):
         action = event.get("action")
         if action == "alloc":
             current += int(event.get("size", 0))
             if current > peak:
                 peak, peak_index = current, index
-        elif action in ("free_completed", "free"):
+        elif _frees(action, event.get("addr"), requested):
             current -= int(event.get("size", 0))
     return peak_index, peak
+
+
+def _frees(action: str, address: int, requested: set[int]) -> bool:
+    """Whether this event ends an allocation as `max_memory_allocated` counts it. The allocator counts
+    a block as freed when the free is requested, even while its reuse waits for other streams' work
+    (`record_stream`): its "free_completed" comes later and must not count twice."""
+    if action == "free_requested":
+        requested.add(address)
+        return True
+    if action in ("free_completed", "free"):
+        if address in requested:
+            requested.discard(address)
+            return False
+        return True  # its request came before the trace started
+    return False
 
 
 def format_breakdown(breakdown: dict) -> str:
