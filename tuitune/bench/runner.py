@@ -198,6 +198,13 @@ def _runs(run: dict) -> str:
     return f"; {len(measured)} runs: {listed} tokens/s (the median is in the table; the first run's steps above)"
 
 
+def _row(label: str, run: dict) -> str:
+    """A measured run's table row: tokens/s, peak allocated and reserved, final loss."""
+    p = _point(run)
+    return (f"{label:16}{_fmt(speed(run), 'tok'):>12}{_fmt(p.get('peak_allocated_gb'), ' GiB'):>14}"
+            f"{_fmt(p.get('peak_reserved_gb'), ' GiB'):>16}{_fmt(p.get('losses', [None])[-1], '', 3):>12}")
+
+
 def _policy_lines(result: dict) -> list[str]:
     """tuitune's row of each checkpointing mode under ``--checkpointing auto``, and auto's pick."""
     base = result["runs"].get("hf")
@@ -214,8 +221,7 @@ def _policy_lines(result: dict) -> list[str]:
         if base_speed:
             ratio = (f"   {_fmt(speed(run) / base_speed, 'x')} stock speed, "
                      f"{_fmt(p.get('peak_allocated_gb') / base_peak if base_peak else None, 'x')} stock peak")
-        lines.append(f"{label:16}{_fmt(speed(run), 'tok'):>12}{_fmt(p.get('peak_allocated_gb'), ' GiB'):>14}"
-                     f"{_fmt(p.get('peak_reserved_gb'), ' GiB'):>16}{_fmt(p.get('losses', [None])[-1], '', 3):>12}{ratio}")
+        lines.append(_row(label, run) + ratio)
     lines.append(f"  auto picks {result['auto']['reason']}")
     return lines
 
@@ -239,10 +245,7 @@ def format_report(result: dict) -> str:
         if "error" in p:
             lines.append(f"{label:16}{p['error']}")
             continue
-        loss = p.get("losses", [None])[-1]
-        lines.append(f"{label:16}{_fmt(speed(run), 'tok'):>12}"
-                     f"{_fmt(p.get('peak_allocated_gb'), ' GiB'):>14}{_fmt(p.get('peak_reserved_gb'), ' GiB'):>16}"
-                     f"{_fmt(loss, '', 3):>12}")
+        lines.append(_row(label, run))
     r = result.get("ratios") or {}
     if result.get("policies"):
         lines += _policy_lines(result)
