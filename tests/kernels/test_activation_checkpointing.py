@@ -83,7 +83,8 @@ def test_unknown_mode_is_refused():
 LENGTHS = (512, 256, 448, 512, 320, 384)  # batches of varying length, as unpacked chat data gives
 
 
-def _train_losses(mode: str, offload_embeddings: bool, buffers: list | None = None) -> list[float]:
+def _train_losses(mode: str, offload_embeddings: bool, buffers: list | None = None, *, offload_head: bool = False,
+                  tied: bool = False) -> list[float]:
     """Losses of a few AdamW steps of a patched bf16 model large enough that the GPU is still busy
     when the next layer's input is offloaded or fetched (a stream race shows as diverging losses).
     The batches vary in length, so offloading reuses its pinned buffers for other shapes; `buffers`
@@ -93,13 +94,19 @@ def _train_losses(mode: str, offload_embeddings: bool, buffers: list | None = No
 
     model = with_lora(build_base("llama", dtype=torch.bfloat16, num_hidden_layers=4, hidden_size=512,
                                  intermediate_size=1536, num_attention_heads=8, num_key_value_heads=4,
-                                 vocab_size=2048, max_position_embeddings=1024, tie_word_embeddings=False),
+                                 vocab_size=2048, max_position_embeddings=1024, tie_word_embeddings=tied),
                       "llama").to("cuda").train()
     apply_kernels(model)
     assert enable_checkpointing(model, mode) == mode
     if offload_embeddings:
-        assert offload_input_embeddings(model) == "offloaded"
+        assert offload_input_embeddings(model) == ("kept on the GPU: the LM head shares the table" if tied
+                                                   else "offloaded")
         assert model.get_base_model().device.type == "cuda"
+    if offload_head:
+        from tuitune.trainer.head_offload import offload_output_head
+
+        assert offload_output_head(model) == ("offloaded with the tied input embeddings" if tied else "offloaded")
+        assert model.get_base_model().lm_head.weight.numel() == 0
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     losses = []
@@ -140,3 +147,45 @@ def test_embedding_offload_explains_why_it_keeps_a_table():
 
     model = with_lora(build_base("llama"), "llama")
     assert offload_input_embeddings(model) == "kept on the GPU: the table is on the cpu"
+
+
+@pytest.mark.skipif(not ON_GPU, reason="offloading needs a CUDA device")
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_an_offloaded_lm_head_trains_like_one_on_the_gpu(tied):
+    standard = _train_losses("standard", offload_embeddings=False, tied=tied)
+    offloaded = _train_losses("offloaded", offload_embeddings=True, offload_head=True, tied=tied)
+    for a, b in zip(offloaded, standard):
+        check_model("checkpointing.offloaded.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)
+
+
+@pytest.mark.skipif(not ON_GPU, reason="offloading needs a CUDA device")
+def test_an_offloaded_lm_head_leaves_the_gpu_for_the_backward_pass_and_still_serves_other_callers():
+    from tuitune.trainer.head_offload import offload_output_head
+
+    model = with_lora(build_base("llama", dtype=torch.bfloat16, num_hidden_layers=2, hidden_size=256,
+                                 intermediate_size=512, num_attention_heads=4, num_key_value_heads=2,
+                                 vocab_size=32768, max_position_embeddings=256, tie_word_embeddings=False),
+                      "llama").to("cuda").train()
+    apply_kernels(model)
+    enable_checkpointing(model, "offloaded")
+    head = model.get_base_model().lm_head
+    table = head.weight.detach().clone()
+    before = torch.cuda.memory_allocated()
+    assert offload_output_head(model) == "offloaded"
+    assert offload_output_head(model) == "already offloaded"
+    assert before - torch.cuda.memory_allocated() >= table.numel() * table.element_size()
+    seen = []
+    hook = model.get_base_model().model.layers[0].register_full_backward_hook(
+        lambda *_: seen.append(torch.cuda.memory_allocated()))
+    ids = torch.randint(0, 32768, (2, 128), device="cuda")
+    model(input_ids=ids, labels=ids).loss.backward()
+    hook.remove()
+    assert seen and seen[0] < before  # the 16 MiB head is not on the GPU during the backward pass
+    hidden = torch.randn(3, 256, device="cuda", dtype=torch.bfloat16)
+    torch.testing.assert_close(head(hidden), hidden @ table.t())
+
+
+def test_an_lm_head_on_the_cpu_stays_where_it_is():
+    from tuitune.trainer.head_offload import offload_output_head
+
+    assert offload_output_head(_model(True, "cpu")) == "kept on the GPU: the head is on the cpu"

@@ -190,6 +190,13 @@ def _spread(point: dict) -> str:
             f" over {len(times)})")
 
 
+def _offloads(run: dict) -> str:
+    """What offloaded checkpointing moved to the CPU besides the layer inputs."""
+    moved = [f"{what} {run[key]}" for key, what in (("input_embeddings", "input embeddings"),
+                                                    ("output_head", "LM head")) if run.get(key)]
+    return "; " + ", ".join(moved) if moved else ""
+
+
 def _runs(run: dict) -> str:
     measured = run.get("tokens_per_s_runs") or []
     if len(measured) < 2:
@@ -257,7 +264,7 @@ def format_report(result: dict) -> str:
         if "error" not in run:
             lines.append(f"{PATH_LABELS.get(path, path)}: kernels {run.get('kernels')}; checkpointing "
                          f"{run.get('checkpointing')}; optimizer {run.get('optimizer')}; "
-                         f"{run.get('trainable_params', 0):,} trainable parameters{_spread(_point(run))}"
+                         f"{run.get('trainable_params', 0):,} trainable parameters{_offloads(run)}{_spread(_point(run))}"
                          f"{_runs(run)}")
         else:
             lines.append(f"{PATH_LABELS.get(path, path)} failed:\n{run['error']}")

@@ -178,6 +178,10 @@ class _Offloader:
         self.device = device
         self.stream = torch.cuda.Stream(device)
         self.last: _Entry | None = None
+        # The input copied back ahead of its layer's backward. Its block belongs to the main stream:
+        # should that backward never run (an aborted step), the main stream must wait for the copy
+        # before the block can be freed and handed out again (see `_settle`).
+        self.in_flight: _Entry | None = None
         # Pinned host buffers kept across steps. Allocating pinned memory of a new size costs a
         # page-locking call that stalls the GPU's queue: with batches of varying length (unpacked
         # chat data) every step asked for new sizes and the step ran 3x slower (H200, 2026-12-02).
@@ -203,7 +207,14 @@ class _Offloader:
         self.free_buffers.append(buf)
         self.free_buffers.sort(key=torch.Tensor.numel)
 
+    def _settle(self) -> None:
+        """Order the main stream after a copy back whose layer never ran its backward."""
+        e, self.in_flight = self.in_flight, None
+        if e is not None and e.fetched is not None:
+            torch.cuda.current_stream(self.device).wait_event(e.fetched)
+
     def save(self, t: torch.Tensor) -> _Entry:
+        self._settle()
         main = torch.cuda.current_stream(self.device)
         e = _Entry()
         e.device = t.device
@@ -221,25 +232,33 @@ class _Offloader:
     def _fetch(self, e: _Entry) -> None:
         if e.gpu is not None or e.cpu is None:
             return
+        # Allocated on the main stream, which reads and frees it: a block allocated on the side stream
+        # and used on the main one (record_stream) stays allocated until the allocator sees the main
+        # stream's use of it done, and the host runs several layers ahead of the GPU, so about eight
+        # fetched inputs were alive at llama-8b's peak (256 MiB; H200, 2026-12-05). The block may
+        # have been freed by the main stream with kernels still queued that read it, so the copy
+        # waits for the main stream's work queued so far (one layer's backward ahead: still early).
+        main = torch.cuda.current_stream(self.device)
+        e.gpu = torch.empty(e.cpu.shape, dtype=e.cpu.dtype, device=e.device)
+        self.stream.wait_stream(main)
         with torch.cuda.stream(self.stream):
-            # Allocated from the side stream's pool: a block just freed by the main stream may still
-            # be read by its queued kernels, and the copy below must not overwrite it before they ran.
-            e.gpu = torch.empty(e.cpu.shape, dtype=e.cpu.dtype, device=e.device)
             self.stream.wait_event(e.copied)
             e.gpu.copy_(e.cpu, non_blocking=True)
             e.fetched = torch.cuda.Event()
             e.fetched.record(self.stream)
+        self.in_flight = e
 
     def load(self, e: _Entry) -> torch.Tensor:
         self._fetch(e)
         torch.cuda.current_stream(self.device).wait_event(e.fetched)
+        if self.in_flight is e:
+            self.in_flight = None
         prev, e.prev = e.prev, None
         if prev is not None:
             self._fetch(prev)  # the layer before runs its backward next: start its copy now
         t, e.gpu, e.cpu = e.gpu, None, None
         self._give_back(e.buffer)
         e.buffer = None
-        t.record_stream(torch.cuda.current_stream(self.device))  # used (and freed) on the main stream
         if self.last is e:
             self.last = None
         return t

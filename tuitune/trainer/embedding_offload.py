@@ -39,17 +39,32 @@ def offload_input_embeddings(model) -> str:
         return "kept on the GPU: the LM head shares the table"
     if emb.max_norm is not None:
         return "kept on the GPU: max_norm renormalises rows in place"
-    device, dtype = w.device, w.dtype
-    table = torch.empty(w.shape, dtype=dtype, pin_memory=True)
-    table.copy_(w.detach())
-    emb.__dict__[_MARK] = table
-    emb.__dict__["_tuitune_rows"] = None
-    emb.weight = torch.nn.Parameter(torch.empty((0, w.shape[1]), dtype=dtype, device=device), requires_grad=False)
-    emb.forward = types.MethodType(_forward, emb)
+    install_cpu_table(emb, pinned_copy(w))
     del w
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return "offloaded"
+
+
+def pinned_copy(w: torch.Tensor) -> torch.Tensor:
+    """``w``'s values in pinned host memory."""
+    table = torch.empty(w.shape, dtype=w.dtype, pin_memory=True)
+    table.copy_(w.detach())
+    return table
+
+
+def placeholder(w: torch.Tensor) -> torch.nn.Parameter:
+    """An empty frozen parameter on ``w``'s device, so ``model.device`` and its askers still see it."""
+    return torch.nn.Parameter(torch.empty((0, w.shape[1]), dtype=w.dtype, device=w.device), requires_grad=False)
+
+
+def install_cpu_table(emb: torch.nn.Embedding, table: torch.Tensor) -> None:
+    """Make ``emb`` gather its rows from ``table`` (pinned host memory, the same values as its weight)
+    and leave an empty placeholder on its device. Also used by head_offload for a tied table."""
+    emb.__dict__[_MARK] = table
+    emb.__dict__["_tuitune_rows"] = None
+    emb.weight = placeholder(emb.weight)
+    emb.forward = types.MethodType(_forward, emb)
 
 
 def _forward(self, input_ids: torch.Tensor) -> torch.Tensor:

@@ -374,6 +374,8 @@ def _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm
 
     from tuitune.kernels.ops.fused_linear_cross_entropy import fused_linear_cross_entropy_rows
 
+    from .head_offload import head_stash
+
     kwargs.pop("logits_to_keep", None)
     if "past_key_values" in kwargs:
         kwargs["cache"] = kwargs.pop("past_key_values")
@@ -382,6 +384,9 @@ def _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm
     # Which rows carry a label, found before the decoder runs: the one host-device synchronisation
     # of the step then happens while the GPU has nothing queued, not between forward and backward.
     rows = mask.reshape(-1).nonzero().squeeze(1)
+    stash = head_stash(self.lm_head)
+    if stash is not None:
+        stash.start()  # the offloaded head's copy back overlaps the decoder
     outputs = self.model(**kwargs)
     hidden = outputs.last_hidden_state
     if shift_labels is None:
@@ -393,8 +398,8 @@ def _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm
     if rows.numel() != flat_target.numel():
         flat_hidden, flat_target = flat_hidden.index_select(0, rows), flat_target.index_select(0, rows)
     softcap = getattr(self.config, "final_logit_softcapping", None)
-    nll, entropy, top1 = fused_linear_cross_entropy_rows(flat_hidden, self.lm_head.weight, flat_target,
-                                                         softcap=softcap)
+    head = self.lm_head.weight if stash is None else stash.take()
+    nll, entropy, top1 = fused_linear_cross_entropy_rows(flat_hidden, head, flat_target, softcap=softcap)
     denom = mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
     loss = nll.sum() / denom
     if not fused_lm_head:
@@ -405,7 +410,7 @@ def _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm
         full = torch.zeros(mask.numel(), dtype=dtype, device=mask.device)
         return full.index_copy(0, rows, values.to(dtype)).view(mask.shape)
 
-    mean_logits = _row_mean_logits(flat_hidden, self.lm_head.weight, softcap)
+    mean_logits = _row_mean_logits(flat_hidden, head, softcap)
     return _fused_output_class()(
         loss=loss, log_probs=spread(-nll, torch.float32), entropy=spread(entropy, torch.float32),
         is_top1=spread(top1, torch.bool), mean_logits=spread(mean_logits, torch.float32), label_mask=mask)

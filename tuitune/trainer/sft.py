@@ -124,6 +124,9 @@ def _linear_names(model) -> set[str]:
             if isinstance(module, torch.nn.Linear)}
 
 
+SHARDED = ("fsdp", "zero3")  # modes that shard the weights: the head is theirs to place
+
+
 def apply_speedups(model, config: Config, plan: Plan, sink: EventSink) -> str:
     """Swap in tuitune's kernels and set up activation checkpointing; say what happened."""
     note = "off (training.use_kernels = false)"
@@ -156,8 +159,13 @@ def apply_speedups(model, config: Config, plan: Plan, sink: EventSink) -> str:
             sink.warning(f"Gradient checkpointing '{mode}' is not possible here; using '{applied}'.")
         if applied == "offloaded":
             from tuitune.trainer.embedding_offload import offload_input_embeddings
+            from tuitune.trainer.head_offload import offload_output_head
 
             sink.log(f"Input embeddings: {offload_input_embeddings(model)}.")
+            if config.training.distributed in SHARDED:
+                sink.log(f"LM head: kept on the GPU ({config.training.distributed} shards it).")
+            else:
+                sink.log(f"LM head: {offload_output_head(model)}.")
     return note
 
 
