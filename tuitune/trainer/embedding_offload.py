@@ -30,10 +30,9 @@ def offload_input_embeddings(model) -> str:
     if type(emb) is not torch.nn.Embedding and not isinstance(emb, torch.nn.Embedding):
         return f"kept on the GPU: {type(emb).__name__} is not a plain embedding"
     w = emb.weight
-    if w.device.type != "cuda":
-        return f"kept on the GPU: the table is on the {w.device.type}"
-    if w.requires_grad:
-        return "kept on the GPU: the embeddings are trained"
+    refusal = not_frozen_on_gpu(w, "table", "embeddings")
+    if refusal:
+        return refusal
     head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
     if head is not None and getattr(head, "weight", None) is not None and head.weight.data_ptr() == w.data_ptr():
         return "kept on the GPU: the LM head shares the table"
@@ -44,6 +43,15 @@ def offload_input_embeddings(model) -> str:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return "offloaded"
+
+
+def not_frozen_on_gpu(w: torch.Tensor, what: str, owner: str) -> str | None:
+    """Why ``w`` cannot wait in host memory (it is not a frozen CUDA tensor), else None."""
+    if w.device.type != "cuda":
+        return f"kept on the GPU: the {what} is on the {w.device.type}"
+    if w.requires_grad:
+        return f"kept on the GPU: the {owner} is trained"
+    return None
 
 
 def pinned_copy(w: torch.Tensor) -> torch.Tensor:

@@ -62,7 +62,7 @@ def offload_output_head(model) -> str:
     """Move the LM head of ``model`` (a PEFT model or a transformers causal LM) to the CPU when that is
     safe; returns ``"offloaded"``, ``"offloaded with the tied input embeddings"``, ``"already offloaded"``
     or ``"kept on the GPU: <why>"``."""
-    from tuitune.trainer.embedding_offload import install_cpu_table, pinned_copy, placeholder
+    from tuitune.trainer.embedding_offload import install_cpu_table, not_frozen_on_gpu, pinned_copy, placeholder
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
@@ -73,10 +73,9 @@ def offload_output_head(model) -> str:
     if type(head) is not torch.nn.Linear:
         return f"kept on the GPU: {type(head).__name__} is not a plain linear layer (an adapter on the head?)"
     w = head.weight
-    if w.device.type != "cuda":
-        return f"kept on the GPU: the head is on the {w.device.type}"
-    if w.requires_grad:
-        return "kept on the GPU: the head is trained"
+    refusal = not_frozen_on_gpu(w, "head", "head")
+    if refusal:
+        return refusal
     if head.bias is not None:
         return "kept on the GPU: the head has a bias"
     if base.__dict__.get("_tuitune_forward") is None:
