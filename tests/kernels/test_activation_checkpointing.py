@@ -189,3 +189,21 @@ def test_an_lm_head_on_the_cpu_stays_where_it_is():
     from tuitune.trainer.head_offload import offload_output_head
 
     assert offload_output_head(_model(True, "cpu")) == "kept on the GPU: the head is on the cpu"
+
+
+def test_an_lm_head_the_backward_pass_needs_stays_on_the_gpu():
+    from tuitune.trainer.head_offload import offload_output_head
+
+    def head_of(model):
+        return model.get_base_model().lm_head
+
+    trained = _model(True, "cpu")
+    head_of(trained).weight.requires_grad_(True)
+    assert offload_output_head(trained) == "kept on the GPU: the head is trained"
+    biased = _model(True, "cpu")
+    head_of(biased).bias = torch.nn.Parameter(torch.zeros(head_of(biased).out_features), requires_grad=False)
+    assert offload_output_head(biased) == "kept on the GPU: the head has a bias"
+    stock_loss = _model(False, "cpu")
+    assert offload_output_head(stock_loss).startswith("kept on the GPU: the loss is not tuitune's fused loss")
+    for model in (trained, biased, stock_loss):
+        assert head_of(model).weight.numel() > 0 and "_tuitune_head_stash" not in head_of(model).__dict__

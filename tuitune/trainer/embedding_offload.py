@@ -47,10 +47,10 @@ def offload_input_embeddings(model) -> str:
 
 def not_frozen_on_gpu(w: torch.Tensor, what: str, owner: str) -> str | None:
     """Why ``w`` cannot wait in host memory (it is not a frozen CUDA tensor), else None."""
-    if w.device.type != "cuda":
-        return f"kept on the GPU: the {what} is on the {w.device.type}"
     if w.requires_grad:
         return f"kept on the GPU: the {owner} is trained"
+    if w.device.type != "cuda":
+        return f"kept on the GPU: the {what} is on the {w.device.type}"
     return None
 
 

@@ -73,13 +73,13 @@ def offload_output_head(model) -> str:
     if type(head) is not torch.nn.Linear:
         return f"kept on the GPU: {type(head).__name__} is not a plain linear layer (an adapter on the head?)"
     w = head.weight
-    refusal = not_frozen_on_gpu(w, "head", "head")
-    if refusal:
-        return refusal
     if head.bias is not None:
         return "kept on the GPU: the head has a bias"
     if base.__dict__.get("_tuitune_forward") is None:
         return "kept on the GPU: the loss is not tuitune's fused loss, which reads the head in the forward pass only"
+    refusal = not_frozen_on_gpu(w, "head", "head")
+    if refusal:
+        return refusal
     emb = base.get_input_embeddings()
     tied = emb is not None and getattr(emb, "weight", None) is not None and emb.weight.data_ptr() == w.data_ptr()
     if tied and (type(emb) is not torch.nn.Embedding or emb.max_norm is not None):
