@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 MODES = ("none", "ddp", "fsdp", "zero2", "zero3")
+SHARDED_WEIGHTS = ("fsdp", "zero3")  # the modes that split the weights themselves over the GPUs
 DEFAULT_PORT = 29500  # torchrun's default rendezvous port
 
 

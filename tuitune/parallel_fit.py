@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tuitune.catalog import ModelSpec
+from tuitune.distributed_fields import SHARDED_WEIGHTS
 from tuitune.fit import FitEstimate, estimate, fit_status
 
 COMM_BUFFERS_GB = 0.5   # NCCL and bucket allowance per GPU (to calibrate on two GPUs)
@@ -42,7 +43,7 @@ def per_gpu(one: FitEstimate, spec: ModelSpec, mode: str, gpus: int) -> GpuShare
         return GpuShare(mode, gpus, sum(parts.values()), parts)
     for name in ("gradients", "optimizer"):
         parts[name] = parts.get(name, 0.0) / gpus
-    if mode in ("fsdp", "zero3"):
+    if mode in SHARDED_WEIGHTS:
         layer = parts.get("weights", 0.0) / max(spec.layers, 1)
         parts["weights"] = parts.get("weights", 0.0) / gpus + min(GATHERED_LAYERS, spec.layers) * layer
         parts["lora"] = parts.get("lora", 0.0) / gpus

@@ -111,14 +111,10 @@ def _apply_tuitune(model, mode: str) -> dict:
         report["checkpointing"] = f"tuitune {mode}: {_describe(result)}"
         if result == "offloaded":
             from tuitune.trainer.embedding_offload import offload_input_embeddings
+            from tuitune.trainer.head_offload import offload_output_head
 
             report["input_embeddings"] = offload_input_embeddings(model)
-            try:
-                from tuitune.trainer.head_offload import offload_output_head
-            except ImportError:  # an older tree under A/B
-                pass
-            else:
-                report["output_head"] = offload_output_head(model)
+            report["output_head"] = offload_output_head(model)
     return report
 
 

@@ -33,8 +33,7 @@ def offload_input_embeddings(model) -> str:
     refusal = not_frozen_on_gpu(w, "table", "embeddings")
     if refusal:
         return refusal
-    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
-    if head is not None and getattr(head, "weight", None) is not None and head.weight.data_ptr() == w.data_ptr():
+    if shares_table(base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None, w):
         return "kept on the GPU: the LM head shares the table"
     if emb.max_norm is not None:
         return "kept on the GPU: max_norm renormalises rows in place"
@@ -43,6 +42,12 @@ def offload_input_embeddings(model) -> str:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return "offloaded"
+
+
+def shares_table(module, w: torch.Tensor) -> bool:
+    """Whether ``module`` (an embedding or LM head, or None) holds its weight in ``w``'s storage (tied)."""
+    weight = getattr(module, "weight", None) if module is not None else None
+    return weight is not None and weight.data_ptr() == w.data_ptr()
 
 
 def not_frozen_on_gpu(w: torch.Tensor, what: str, owner: str) -> str | None:

@@ -62,7 +62,8 @@ def offload_output_head(model) -> str:
     """Move the LM head of ``model`` (a PEFT model or a transformers causal LM) to the CPU when that is
     safe; returns ``"offloaded"``, ``"offloaded with the tied input embeddings"``, ``"already offloaded"``
     or ``"kept on the GPU: <why>"``."""
-    from tuitune.trainer.embedding_offload import install_cpu_table, not_frozen_on_gpu, pinned_copy, placeholder
+    from tuitune.trainer.embedding_offload import (install_cpu_table, not_frozen_on_gpu, pinned_copy, placeholder,
+                                                 shares_table)
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
@@ -81,7 +82,7 @@ def offload_output_head(model) -> str:
     if refusal:
         return refusal
     emb = base.get_input_embeddings()
-    tied = emb is not None and getattr(emb, "weight", None) is not None and emb.weight.data_ptr() == w.data_ptr()
+    tied = shares_table(emb, w)
     if tied and (type(emb) is not torch.nn.Embedding or emb.max_norm is not None):
         return "kept on the GPU: the input embeddings share the table and cannot gather it on the CPU"
     table = pinned_copy(w)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from tuitune.config import Config
+from tuitune.distributed_fields import SHARDED_WEIGHTS
 from tuitune.errors import TuituneError
 from tuitune.log_filter import keep_library_record
 from tuitune.model_source import local_folder, resolve_model_source
@@ -124,9 +125,6 @@ def _linear_names(model) -> set[str]:
             if isinstance(module, torch.nn.Linear)}
 
 
-SHARDED = ("fsdp", "zero3")  # modes that shard the weights: the head is theirs to place
-
-
 def apply_speedups(model, config: Config, plan: Plan, sink: EventSink) -> str:
     """Swap in tuitune's kernels and set up activation checkpointing; say what happened."""
     note = "off (training.use_kernels = false)"
@@ -162,7 +160,7 @@ def apply_speedups(model, config: Config, plan: Plan, sink: EventSink) -> str:
             from tuitune.trainer.head_offload import offload_output_head
 
             sink.log(f"Input embeddings: {offload_input_embeddings(model)}.")
-            if config.training.distributed in SHARDED:
+            if config.training.distributed in SHARDED_WEIGHTS:  # the head is theirs to place
                 sink.log(f"LM head: kept on the GPU ({config.training.distributed} shards it).")
             else:
                 sink.log(f"LM head: {offload_output_head(model)}.")
