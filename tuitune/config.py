@@ -101,6 +101,8 @@ class TrainingConfig:
                                      "offloaded (to CPU) that fits the GPU",
                                      choices=["auto", "none", "standard", "offloaded"])
     use_kernels: bool = _f(True, "Use tuitune's Triton kernels on supported architectures")
+    cuda_graphs: str = _f("auto", "Replay recomputed layers as CUDA graphs (fewer launches, a layer's memory "
+                                  "more); auto: small models that fit", choices=["auto", "on", "off"])
     device: str = _f("auto", "auto uses the first CUDA GPU, else the CPU", choices=["auto", "cuda", "cpu"])
     distributed: str = _f("none", "Several GPUs: ddp (a model copy each), fsdp (FSDP2 shards it), zero2/zero3 "
                           "(DeepSpeed)", choices=list(MODES))

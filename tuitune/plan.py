@@ -1,4 +1,5 @@
-"""What the hardware allows: device, method, dtype, optimizer and checkpointing, resolved from `auto`.
+"""What the hardware allows: device, method, dtype, optimizer, checkpointing and CUDA graphs, resolved
+from `auto`.
 
 Pure decisions over `DeviceFacts`, so the trainer (which probes the facts with torch, in
 trainer/device.py) and the form's fit check (which reads them from the hardware snapshot) resolve
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from tuitune.checkpointing_policy import choose_checkpointing
 from tuitune.config import Config
 from tuitune.errors import TuituneError
+from tuitune.graphs_policy import GraphsChoice, choose_cuda_graphs, graphs_first
 from tuitune.hardware import HardwareSnapshot
 
 # tuitune's optimizer names (config choices, fit.OPTIMIZERS) -> transformers' `optim` names
@@ -48,6 +50,8 @@ class Plan:
     checkpointing: str   # "none" | "standard" | "offloaded"
     notes: tuple[str, ...] = ()
     checkpointing_reason: str = ""  # why `auto` picked `checkpointing` (empty when it was asked for)
+    cuda_graphs: bool = False  # replay the recomputed layers as CUDA graphs (tuitune.graphs_policy)
+    cuda_graphs_reason: str = ""
 
     @property
     def hf_optimizer(self) -> str:
@@ -98,13 +102,21 @@ def resolve_plan(config: Config, facts: DeviceFacts) -> Plan:
     if device == "cpu" and checkpointing not in ("none", "auto"):
         # RAM is plentiful next to CPU time: recomputing activations would cost ~30% more per step.
         notes.append(f"Gradient checkpointing '{checkpointing}' is off on the CPU (it only saves memory).")
-    reason = ""
+    reason, first = "", False
     if device == "cpu":
         checkpointing = "none"
     elif checkpointing == "auto":
-        choice = choose_checkpointing(config, method, optimizer, facts.free_gb)
+        first = graphs_first(config, device) and facts.free_gb is not None
+        choice = choose_checkpointing(config, method, optimizer, facts.free_gb, graphs_first=first)
         checkpointing, reason = choice.mode, choice.reason
-    return Plan(device, device_name, method, dtype, optimizer, checkpointing, tuple(notes), reason)
+    if reason and first:
+        graphs = GraphsChoice(choice.cuda_graphs, ("on" if choice.cuda_graphs else "off") +
+                              " (chosen with the checkpointing mode)")
+    else:
+        graphs = choose_cuda_graphs(config, device=device, method=method, optimizer=optimizer,
+                                    checkpointing=checkpointing, free_gb=facts.free_gb)
+    return Plan(device, device_name, method, dtype, optimizer, checkpointing, tuple(notes), reason,
+                graphs.on, graphs.reason)
 
 
 def facts_from_snapshot(snapshot: HardwareSnapshot) -> DeviceFacts:

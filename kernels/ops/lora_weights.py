@@ -66,6 +66,18 @@ def cast_adapter(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t._tuitune_cast[1]
 
 
+def optimizer_steps() -> int:
+    """How many optimizer steps have run in this process (each one retires every kept cast)."""
+    return _optimizer_steps
+
+
+def refresh_kept_casts() -> None:
+    """Bring every kept cast up to date now, one batched copy per group. For callers that read the
+    casts by address without asking for them (CUDA graphs of a layer: tuitune.trainer.layer_graphs)."""
+    for (_device, _stored, dtype), group in list(_KEPT.items()):
+        _recast(group, dtype)
+
+
 def _holds_cast(kept, t: torch.Tensor, dtype: torch.dtype) -> bool:
     """Whether ``kept`` (a ``_tuitune_cast`` record or None) has a buffer for ``t`` in ``dtype``."""
     return kept is not None and kept[1].dtype == dtype and kept[1].shape == t.shape

@@ -53,3 +53,29 @@ def test_bench_auto_takes_a_lighter_mode_when_the_fastest_does_not_fit():
     assert tight["needs_gb"]["none"] > 12.0 >= tight["needs_gb"][tight["mode"]]
     unknown = auto_choice(shape, method="qlora", batch=2, seq=2048, rank=16, device="cpu")
     assert unknown["mode"] == "standard" and "does not report its free memory" in unknown["reason"]
+
+
+def test_graphed_runs_count_their_pool_in_the_peak(monkeypatch):
+    """The allocator does not count a CUDA graph's pool as allocated between replays; the bench does."""
+    from tuitune.bench import runner
+
+    def fake(job):
+        if job.path == "hf":
+            return {"path": "hf", "points": [{"tokens_per_s": 5000.0, "losses": [1.0], "peak_allocated_gb": 10.0,
+                                              "peak_reserved_gb": 11.0}]}
+        point = {"tokens_per_s": 12000.0 if job.cuda_graphs else 10000.0, "losses": [1.0],
+                 "peak_allocated_gb": 4.5, "timed_peak_allocated_gb": 4.0, "peak_reserved_gb": 5.0}
+        run = {"path": "tuitune", "points": [point]}
+        if job.cuda_graphs:
+            run.update(cuda_graphs="64 captured", graph_pool_gb=1.0)
+        return run
+
+    jobs = []
+    monkeypatch.setattr(runner, "run_path", lambda job: jobs.append(job) or fake(job))
+    result = runner.run_bench("llama-8b", batch=2, seq=2048, rank=16, steps=3, checkpointing="offloaded",
+                              cuda_graphs="both")
+    assert [(j.path, j.cuda_graphs) for j in jobs] == [("hf", False), ("tuitune", False), ("tuitune", True)]
+    assert runner.peak_gb(result["runs"]["tuitune graphs"]) == 5.0  # timed peak 4.0 + pool 1.0
+    assert runner.peak_gb(result["runs"]["tuitune"]) == 4.5
+    report = runner.format_report(result)
+    assert "ratio (graphs)" in report and "2.40x" in report and "0.50x" in report, report

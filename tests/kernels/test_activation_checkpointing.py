@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tests.kernels.kernel_env import ON_GPU
+from tests.kernels.kernel_env import DEVICE, ON_GPU
 from tests.kernels.tiny_models import batch, build_base, with_lora
 from tests.kernels.tolerances import check_model
 from tuitune.trainer.activation_checkpointing import enable_checkpointing
@@ -185,10 +185,16 @@ def test_an_offloaded_lm_head_leaves_the_gpu_for_the_backward_pass_and_still_ser
     torch.testing.assert_close(head(hidden), hidden @ table.t())
 
 
+def _patched_then_on_the_cpu(kernels: bool = True):
+    """A model patched where the kernels run (the GPU, or the CPU under the interpreter), then on the CPU:
+    on a GPU machine a CPU model cannot be patched, as its kernels would not be interpreted."""
+    return _model(kernels, DEVICE).to("cpu")
+
+
 def test_an_lm_head_on_the_cpu_stays_where_it_is():
     from tuitune.trainer.head_offload import offload_output_head
 
-    assert offload_output_head(_model(True, "cpu")) == "kept on the GPU: the head is on the cpu"
+    assert offload_output_head(_patched_then_on_the_cpu()) == "kept on the GPU: the head is on the cpu"
 
 
 def test_an_lm_head_the_backward_pass_needs_stays_on_the_gpu():
@@ -197,13 +203,13 @@ def test_an_lm_head_the_backward_pass_needs_stays_on_the_gpu():
     def head_of(model):
         return model.get_base_model().lm_head
 
-    trained = _model(True, "cpu")
+    trained = _patched_then_on_the_cpu()
     head_of(trained).weight.requires_grad_(True)
     assert offload_output_head(trained) == "kept on the GPU: the head is trained"
-    biased = _model(True, "cpu")
+    biased = _patched_then_on_the_cpu()
     head_of(biased).bias = torch.nn.Parameter(torch.zeros(head_of(biased).out_features), requires_grad=False)
     assert offload_output_head(biased) == "kept on the GPU: the head has a bias"
-    stock_loss = _model(False, "cpu")
+    stock_loss = _patched_then_on_the_cpu(kernels=False)
     assert offload_output_head(stock_loss).startswith("kept on the GPU: the loss is not tuitune's fused loss")
     for model in (trained, biased, stock_loss):
         assert head_of(model).weight.numel() > 0 and "_tuitune_head_stash" not in head_of(model).__dict__

@@ -33,6 +33,7 @@ class Job:
     profile_steps: int = 0  # when > 0, profile this many more steps of the first point (step_profile)
     memory_cap_gb: float = 0.0  # when > 0, cap this process's GPU memory (set_per_process_memory_fraction)
     memory_trace: bool = False  # trace one more step of the first point: what is alive at its peak (memory_peak)
+    cuda_graphs: bool = False  # tuitune's path: replay checkpointed layers as CUDA graphs (layer_graphs)
 
 
 def _device(job: Job):
@@ -84,11 +85,11 @@ def load_model(job: Job, device):
         report["checkpointing"] = "hf"
     model = get_peft_model(model, lora)
     if job.path == "tuitune":
-        report.update(_apply_tuitune(model, job.checkpointing))
+        report.update(_apply_tuitune(model, job.checkpointing, job.cuda_graphs))
     return model, report
 
 
-def _apply_tuitune(model, mode: str) -> dict:
+def _apply_tuitune(model, mode: str, cuda_graphs: bool = False) -> dict:
     """tuitune's patcher and checkpointing, when the installed tree has them; say what happened."""
     report = {}
     try:
@@ -107,8 +108,10 @@ def _apply_tuitune(model, mode: str) -> dict:
         model.base_model.model.enable_input_require_grads()
         report["checkpointing"] = f"hf (tuitune's unavailable: {exc})"
     else:
-        result = enable_checkpointing(model, mode)
+        result = enable_checkpointing(model, mode, cuda_graphs=cuda_graphs)
         report["checkpointing"] = f"tuitune {mode}: {_describe(result)}"
+        if cuda_graphs:
+            report["cuda_graphs"] = "requested"
         if result == "offloaded":
             from tuitune.trainer.embedding_offload import offload_input_embeddings
             from tuitune.trainer.head_offload import offload_output_head
@@ -197,6 +200,7 @@ def run_point(model, optimizer, device, vocab: int, batch: int, seq: int, steps:
         torch.cuda.reset_peak_memory_stats()
         static_gb = torch.cuda.memory_allocated() / GIB
     losses, timed_tokens, timed_seconds, step_times = [], 0, 0.0, []
+    warm_peak = 0.0
     model.train()
     for step in range(steps):
         ids = torch.randint(0, vocab, (batch, seq), generator=generator).to(device)
@@ -208,6 +212,11 @@ def run_point(model, optimizer, device, vocab: int, batch: int, seq: int, steps:
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - start
         losses.append(float(loss.detach()))
+        if on_gpu and step == warmup - 1:
+            # From here the timed window: one-time allocations of the warm-up (a CUDA graph's capture
+            # runs beside the eager allocations it replaces) are not part of the steady state.
+            warm_peak = torch.cuda.max_memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
         if step >= warmup:
             timed_tokens += batch * seq
             timed_seconds += elapsed
@@ -223,7 +232,8 @@ def run_point(model, optimizer, device, vocab: int, batch: int, seq: int, steps:
         free, total = torch.cuda.mem_get_info()
         point.update({
             "static_allocated_gb": static_gb,
-            "peak_allocated_gb": torch.cuda.max_memory_allocated() / GIB,
+            "peak_allocated_gb": max(warm_peak, torch.cuda.max_memory_allocated()) / GIB,
+            "timed_peak_allocated_gb": torch.cuda.max_memory_allocated() / GIB,
             "peak_reserved_gb": torch.cuda.max_memory_reserved() / GIB,
             "reserved_gb": torch.cuda.memory_reserved() / GIB,
             "device_used_gb": (total - free) / GIB,
@@ -282,7 +292,28 @@ def run(job: Job) -> dict:
             point["context_gb"] = point["device_used_gb"] - used_before - point["reserved_gb"]
             point["measured_peak_gb"] = point["peak_reserved_gb"] + point["context_gb"]
         result["points"].append(point)
+    if job.cuda_graphs:
+        from tuitune.trainer.activation_checkpointing import layer_graphs
+
+        graphs = layer_graphs(model)
+        result["cuda_graphs"] = graphs.describe() if graphs is not None else "not applied"
+        if device.type == "cuda":
+            result["graph_pool_gb"] = pool = _graph_pool_gb()
+            for point in result["points"]:
+                if "timed_peak_allocated_gb" in point:
+                    # Between replays the pool holds no tensor, so the allocator does not count it as
+                    # allocated; it is the graphs' own and nothing else can use it: count it in full.
+                    point["footprint_gb"] = point["timed_peak_allocated_gb"] + pool
     return result
+
+
+def _graph_pool_gb() -> float:
+    """Device memory held by CUDA graphs' private pools (reserved, not counted as allocated between
+    replays): what graphing the layers costs on top of the eager peak."""
+    import torch
+
+    segments = torch.cuda.memory_snapshot()
+    return sum(s["total_size"] for s in segments if tuple(s.get("segment_pool_id", (0, 0))) != (0, 0)) / GIB
 
 
 def main(argv: list[str]) -> int:

@@ -76,7 +76,7 @@ def run_path(job: Job, *, timeout: float = PROCESS_TIMEOUT_S) -> dict:
 def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, method: str = "qlora",
               baseline: str = "hf", warmup: int | None = None, device: str = "auto",
               checkpointing: str = "standard", profile: int = 0, repeat: int = 1,
-              memory_trace: bool = False, free_gb: float | None = None) -> dict:
+              memory_trace: bool = False, free_gb: float | None = None, cuda_graphs: str = "off") -> dict:
     """Measure each path in its own process; with ``repeat`` > 1 the paths run that many rounds,
     alternating, and each run's tokens/s is kept in ``tokens_per_s_runs`` (the first round's result,
     with its profile, is the path's entry).
@@ -84,7 +84,10 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
     ``checkpointing="auto"``: the stock path recomputes as users run it (transformers' own
     checkpointing), tuitune's runs once per mode of ``fit.AUTO_ORDER`` (kept under ``policies``), and
     its entry in ``runs`` is the mode that `training.gradient_checkpointing = "auto"` picks for this
-    shape and ``free_gb`` (the GPU's free memory; read from NVML when not given)."""
+    shape and ``free_gb`` (the GPU's free memory; read from NVML when not given).
+
+    ``cuda_graphs``: "on" replays tuitune's checkpointed layers as CUDA graphs; "both" runs tuitune's
+    path without and with them (the second under "tuitune graphs")."""
     shape = get_shape(shape_name)
     if steps < 1:
         raise TuituneError("--steps must be at least 1.")
@@ -97,15 +100,21 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
                        free_gb=free_gb) if checkpointing == "auto" else None
     # (run key, path, checkpointing mode) in the order they run
     plan = ([("hf", "hf", "standard" if auto else checkpointing)] if baseline == "hf" else [])
+    if cuda_graphs not in ("off", "on", "both"):
+        raise TuituneError(f"--cuda-graphs must be off, on or both; got {cuda_graphs!r}.")
     plan += ([(f"tuitune {mode}", "tuitune", mode) for mode in fit.AUTO_ORDER] if auto
              else [("tuitune", "tuitune", checkpointing)])
+    plan = [(key, path, mode, path == "tuitune" and cuda_graphs == "on") for key, path, mode in plan]
+    if cuda_graphs == "both":
+        plan += [(key + " graphs", path, mode, True) for key, path, mode, _ in plan
+                 if path == "tuitune" and mode != "none"]  # graphs replay recomputed layers only
     runs = {}
     for round_ in range(repeat):
-        for key, path, mode in plan:
+        for key, path, mode, graphs in plan:
             job = Job(checkpoint=str(checkpoint), vocab=shape.vocab, path=path, method=method, rank=rank,
                       points=[[batch, seq, steps, warmup]], checkpointing=mode, device=device,
                       shape=shape.name, profile_steps=profile if round_ == 0 else 0,
-                      memory_trace=memory_trace and round_ == 0)
+                      memory_trace=memory_trace and round_ == 0, cuda_graphs=graphs)
             result = run_path(job)
             first = runs.setdefault(key, result)
             if repeat > 1:
@@ -113,11 +122,13 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
                     None if "error" in result else _point(result).get("tokens_per_s"))
     out = {
         "shape": shape_name, "method": method, "rank": rank, "batch": batch, "seq": seq, "steps": steps,
-        "warmup": warmup, "checkpointing": checkpointing, "repeat": repeat,
+        "warmup": warmup, "checkpointing": checkpointing, "repeat": repeat, "cuda_graphs": cuda_graphs,
     }
     if auto:
         out["auto"] = auto
         out["policies"] = {mode: runs.pop(f"tuitune {mode}") for mode in fit.AUTO_ORDER}
+        out["policies"].update({f"{mode} graphs": runs.pop(f"tuitune {mode} graphs") for mode in fit.AUTO_ORDER
+                                if f"tuitune {mode} graphs" in runs})
         runs["tuitune"] = out["policies"][auto["mode"]]
     return {**out, "runs": runs, "ratios": ratios(runs)}
 
@@ -168,7 +179,7 @@ def ratios(runs: dict) -> dict:
         return a / b if a is not None and b else None
 
     return {"tokens_per_s": div(speed(runs["tuitune"]), speed(runs["hf"])),
-            "peak_allocated": div(ours.get("peak_allocated_gb"), base.get("peak_allocated_gb")),
+            "peak_allocated": div(peak_gb(runs["tuitune"]), peak_gb(runs["hf"])),
             "peak_reserved": div(ours.get("peak_reserved_gb"), base.get("peak_reserved_gb"))}
 
 
@@ -205,10 +216,21 @@ def _runs(run: dict) -> str:
     return f"; {len(measured)} runs: {listed} tokens/s (the median is in the table; the first run's steps above)"
 
 
-def _row(label: str, run: dict) -> str:
-    """A measured run's table row: tokens/s, peak allocated and reserved, final loss."""
+def peak_gb(run: dict) -> float | None:
+    """A run's peak allocated memory; with CUDA graphs, the timed steps' peak plus the graphs' pool,
+    which the allocator does not count as allocated between replays but nothing else can use."""
     p = _point(run)
-    return (f"{label:16}{_fmt(speed(run), 'tok'):>12}{_fmt(p.get('peak_allocated_gb'), ' GiB'):>14}"
+    if not run.get("cuda_graphs") or p.get("footprint_gb") is not None:
+        return p.get("footprint_gb", p.get("peak_allocated_gb"))
+    peak = p.get("timed_peak_allocated_gb", p.get("peak_allocated_gb"))
+    return None if peak is None else peak + (run.get("graph_pool_gb") or 0.0)
+
+
+def _row(label: str, run: dict) -> str:
+    """A measured run's table row: tokens/s, peak allocated (with graphs: plus their pool) and
+    reserved, final loss."""
+    p = _point(run)
+    return (f"{label:18}{_fmt(speed(run), 'tok'):>12}{_fmt(peak_gb(run), ' GiB'):>14}"
             f"{_fmt(p.get('peak_reserved_gb'), ' GiB'):>16}{_fmt(p.get('losses', [None])[-1], '', 3):>12}")
 
 
@@ -216,21 +238,29 @@ def _policy_lines(result: dict) -> list[str]:
     """tuitune's row of each checkpointing mode under ``--checkpointing auto``, and auto's pick."""
     base = result["runs"].get("hf")
     base_speed = speed(base) if base and "error" not in base else None
-    base_peak = _point(base).get("peak_allocated_gb") if base_speed else None
+    base_peak = peak_gb(base) if base_speed else None
     lines = []
     for mode, run in result["policies"].items():
         label = f"  {mode}" + (" (auto)" if mode == result["auto"]["mode"] else "")
         if "error" in run or "error" in _point(run):
-            lines.append(f"{label:16}failed: {(run.get('error') or _point(run)['error']).splitlines()[-1]}")
+            lines.append(f"{label:18}failed: {(run.get('error') or _point(run)['error']).splitlines()[-1]}")
             continue
-        p = _point(run)
         ratio = ""
         if base_speed:
+            peak = peak_gb(run)
             ratio = (f"   {_fmt(speed(run) / base_speed, 'x')} stock speed, "
-                     f"{_fmt(p.get('peak_allocated_gb') / base_peak if base_peak else None, 'x')} stock peak")
+                     f"{_fmt(peak / base_peak if base_peak and peak is not None else None, 'x')} stock peak")
         lines.append(_row(label, run) + ratio)
     lines.append(f"  auto picks {result['auto']['reason']}")
     return lines
+
+
+def _graphs(run: dict) -> str:
+    """The CUDA graphs' state and pool, when the run asked for them."""
+    if not run.get("cuda_graphs"):
+        return ""
+    pool = run.get("graph_pool_gb")
+    return f"; CUDA graphs: {run['cuda_graphs']}" + (f", pool {pool:.2f} GiB (counted in its peak)" if pool else "")
 
 
 def format_report(result: dict) -> str:
@@ -241,30 +271,36 @@ def format_report(result: dict) -> str:
         f"tuitune bench: {result['shape']}, {result['method']} r{result['rank']}, batch {result['batch']} x "
         f"{result['seq']}, {result['steps']} steps ({result['warmup']} warm-up, not timed), on {device}",
         "",
-        f"{'':16}{'tokens/s':>12}{'peak alloc':>14}{'peak reserved':>16}{'final loss':>12}",
+        f"{'':18}{'tokens/s':>12}{'peak alloc':>14}{'peak reserved':>16}{'final loss':>12}",
     ]
     for path, run in runs.items():
         label = PATH_LABELS.get(path, path)
         if "error" in run:
-            lines.append(f"{label:16}failed: {run['error'].splitlines()[-1] if run['error'] else '?'}")
+            lines.append(f"{label:18}failed: {run['error'].splitlines()[-1] if run['error'] else '?'}")
             continue
         p = _point(run)
         if "error" in p:
-            lines.append(f"{label:16}{p['error']}")
+            lines.append(f"{label:18}{p['error']}")
             continue
         lines.append(_row(label, run))
     r = result.get("ratios") or {}
     if result.get("policies"):
         lines += _policy_lines(result)
     if r:
-        lines.append(f"{'ratio':16}{_fmt(r.get('tokens_per_s'), 'x'):>12}{_fmt(r.get('peak_allocated'), 'x'):>14}"
+        lines.append(f"{'ratio':18}{_fmt(r.get('tokens_per_s'), 'x'):>12}{_fmt(r.get('peak_allocated'), 'x'):>14}"
                      f"{_fmt(r.get('peak_reserved'), 'x'):>16}")
+    if "tuitune graphs" in runs and "hf" in runs and "error" not in runs["tuitune graphs"]:
+        graphed = ratios({"hf": runs["hf"], "tuitune": runs["tuitune graphs"]})
+        if graphed:
+            lines.append(f"{'ratio (graphs)':18}{_fmt(graphed.get('tokens_per_s'), 'x'):>12}"
+                         f"{_fmt(graphed.get('peak_allocated'), 'x'):>14}{_fmt(graphed.get('peak_reserved'), 'x'):>16}")
     lines.append("")
     for path, run in runs.items():
         if "error" not in run:
             lines.append(f"{PATH_LABELS.get(path, path)}: kernels {run.get('kernels')}; checkpointing "
                          f"{run.get('checkpointing')}; optimizer {run.get('optimizer')}; "
-                         f"{run.get('trainable_params', 0):,} trainable parameters{_offloads(run)}{_spread(_point(run))}"
+                         f"{run.get('trainable_params', 0):,} trainable parameters{_offloads(run)}{_graphs(run)}"
+                         f"{_spread(_point(run))}"
                          f"{_runs(run)}")
         else:
             lines.append(f"{PATH_LABELS.get(path, path)} failed:\n{run['error']}")

@@ -109,7 +109,7 @@ def checkpoint_with_tokenizer(shape_name: str, corpus: Path) -> Path:
 def train_once(model_dir: Path, out: Path, *, kernels: bool, steps: int, method: str, batch: int,
                seq: int, timeout: float, checkpointing: str = "auto", data: Path | None = None,
                device: str = "auto", objective: str = "auto", packing: bool = False,
-               name: str | None = None, profile_steps: int = 0) -> dict:
+               name: str | None = None, profile_steps: int = 0, cuda_graphs: str = "auto") -> dict:
     overrides = {
         "training.objective": objective,
         "model.name": str(model_dir), "model.method": method, "model.max_seq_length": seq,
@@ -118,7 +118,7 @@ def train_once(model_dir: Path, out: Path, *, kernels: bool, steps: int, method:
         "output.name": name or f"{'kernels' if kernels else 'stock'}", "training.logging_steps": 1,
         "data.packing": packing,
         "training.gradient_checkpointing": checkpointing, "training.device": device,
-        "training.profile_steps": profile_steps,
+        "training.profile_steps": profile_steps, "training.cuda_graphs": cuda_graphs,
     }
     if data is not None:
         overrides["data.path"] = str(data)
@@ -144,14 +144,22 @@ def train_once(model_dir: Path, out: Path, *, kernels: bool, steps: int, method:
         "tokens_per_s": sum(timed) / len(timed) if timed else None,
         "peak_gpu_memory_gb": final["summary"].get("peak_gpu_memory_gb"),
         "runtime_s": final["summary"].get("runtime_s"), "device": started.get("device"),
+        "cuda_graphs": _graph_lines(events),
         "profile": profile,
     }
 
 
+def _graph_lines(events: list[dict]) -> list[str]:
+    """What the run said about its layers' CUDA graphs (chosen or not; captured, or why they stopped)."""
+    return [e.get("text", "") for e in events
+            if e["type"] in (ev.LOG, ev.WARNING) and "CUDA graphs" in e.get("text", "")]
+
+
 def product_path(shape_name: str, *, batch: int, seq: int, steps: int, method: str, checkpointing: str,
                  bench_tokens_per_s: float | None, out: Path, device: str = "auto",
-                 timeout: float = 900, profile_steps: int = 0) -> dict:
-    """`tuitune train` at the bench's shape with kernels on and off; tokens/s against the bench's."""
+                 timeout: float = 900, profile_steps: int = 0, cuda_graphs: str = "auto") -> dict:
+    """`tuitune train` at the bench's shape with kernels on and off; tokens/s against the bench's.
+    ``cuda_graphs`` is the trainer's `training.cuda_graphs`: the bench's own setting, like for like."""
     profiled = steps_profiled(profile_steps)
     corpus = synthetic_text(out / "text.jsonl", rows=batch * (steps + profiled + 2), words_per_row=seq)
     folder = checkpoint_with_tokenizer(shape_name, corpus)
@@ -160,10 +168,10 @@ def product_path(shape_name: str, *, batch: int, seq: int, steps: int, method: s
     # profiled steps do not count for tokens/s, so the runs are that much longer
     runs = {name: train_once(folder, out, kernels=name == "kernels", steps=steps + profiled, method=method,
                              batch=batch, seq=seq, timeout=timeout, checkpointing=checkpointing, data=corpus,
-                             device=device, objective="sft", profile_steps=profile_steps)
+                             device=device, objective="sft", profile_steps=profile_steps, cuda_graphs=cuda_graphs)
             for name in ("kernels", "stock")}
     ours, stock = runs["kernels"]["tokens_per_s"], runs["stock"]["tokens_per_s"]
-    return {"runs": runs, "checkpointing": checkpointing,
+    return {"runs": runs, "checkpointing": checkpointing, "cuda_graphs": cuda_graphs,
             "trainer_vs_bench": ours / bench_tokens_per_s if ours and bench_tokens_per_s else None,
             "kernels_vs_stock": ours / stock if ours and stock else None}
 
@@ -202,7 +210,7 @@ def packing_path(shape_name: str, *, batch: int, seq: int, steps: int, method: s
                              packing=name == "packed", name=name, objective="sft")
             for name in ("packed", "unpacked")}
     packed, unpacked = runs["packed"]["tokens_per_s"], runs["unpacked"]["tokens_per_s"]
-    return {"runs": runs, "checkpointing": checkpointing, "batch": batch, "seq": seq,
+    return {"runs": runs, "checkpointing": checkpointing, "cuda_graphs": cuda_graphs, "batch": batch, "seq": seq,
             "row_tokens": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1],
                            "mean": sum(lengths) / len(lengths), "rows": len(lengths)},
             "packed_vs_unpacked": packed / unpacked if packed and unpacked else None}
@@ -229,6 +237,8 @@ def format_product_path(report: dict) -> str:
         peak = run.get("peak_gpu_memory_gb")
         lines.append(f"  {name:8s}{run['tokens_per_s'] or 0:>12,.0f} tok/s"
                      + (f"{peak:>10.2f} GiB" if peak is not None else "") + f"   kernels {run['kernels']}")
+        for line in run.get("cuda_graphs") or []:
+            lines.append(f"{'':10}{line}")
     for key, label in (("trainer_vs_bench", "train (kernels) / bench (tuitune)"),
                        ("kernels_vs_stock", "train kernels on / off")):
         value = report.get(key)

@@ -40,14 +40,17 @@ def register(subparsers) -> None:
                    help="after timing, trace one more step of each path on the GPU and print what is alive at "
                         "its memory peak, by the line of code that allocated it")
     p.add_argument("--trainer", action="store_true",
-                   help="then run `tuitune train` at the same shape, batch and length with kernels on and off, "
-                        "and compare its tokens/s with the bench's")
+                   help="then run `tuitune train` at the same shape, batch and length with kernels on and off "
+                        "(CUDA graphs as --cuda-graphs sets them), and compare its tokens/s with the bench's")
     p.add_argument("--packing", action="store_true",
                    help="then run `tuitune train` (kernels on) on rows of 50 to --seq tokens, packed and "
                         "unpacked, and compare their real (non-padding) tokens/s")
     p.add_argument("--repeat", type=positive_int, default=1, metavar="N",
                    help="run each path N times, alternating, and report the median tokens/s (a launch-bound "
                         "step's speed follows the host's; default 1)")
+    p.add_argument("--cuda-graphs", choices=["off", "on", "both"], default="off",
+                   help="replay tuitune's checkpointed layers as CUDA graphs (fewer launches; the graphs' memory "
+                        "pool is reported apart); both: run tuitune's path without and with them (default off)")
     p.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
     p.set_defaults(func=run)
 
@@ -63,9 +66,10 @@ def run(args: argparse.Namespace) -> int:
     result = run_bench(args.shape, batch=args.batch, seq=args.seq, rank=args.rank, steps=args.steps,
                        method=args.method, baseline=args.baseline, warmup=args.warmup, device=args.device,
                        checkpointing=args.checkpointing, profile=args.profile, repeat=args.repeat,
-                       memory_trace=args.memory_trace)
+                       memory_trace=args.memory_trace, cuda_graphs=args.cuda_graphs)
     print(format_report(result))
-    ours = result["runs"].get("tuitune", {})
+    # with --cuda-graphs both, the trainer (graphs on) is compared with the graphed bench run
+    ours = result["runs"].get("tuitune graphs" if args.cuda_graphs == "both" else "tuitune", {})
     if args.trainer and "error" not in ours:
         import tempfile
 
@@ -75,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         result["trainer"] = product_path(
             args.shape, batch=args.batch, seq=args.seq, steps=args.steps, method=args.method,
             checkpointing=args.checkpointing, bench_tokens_per_s=speed(ours),
-            out=out, device=args.device, profile_steps=args.profile)
+            out=out, device=args.device, profile_steps=args.profile,
+            cuda_graphs="off" if args.cuda_graphs == "off" else "on")
         print()
         print(format_product_path(result["trainer"]))
     if args.packing and "error" not in ours:

@@ -25,6 +25,7 @@ import torch
 MODES = ("none", "standard", "offloaded")
 _INNER = "_tuitune_checkpoint_inner"
 _OFFLOADER = "_tuitune_offloader"
+_GRAPHS = "_tuitune_layer_graphs"
 
 
 def _turn_off_transformers_checkpointing(base) -> None:
@@ -36,8 +37,12 @@ def _turn_off_transformers_checkpointing(base) -> None:
         (getattr(base, "activation_checkpointing_disable", None) or base.gradient_checkpointing_disable)()
 
 
-def enable_checkpointing(model, mode: str) -> str:
-    """Set the activation checkpointing of ``model`` (a PEFT model or a transformers causal LM)."""
+def enable_checkpointing(model, mode: str, *, cuda_graphs: bool = False) -> str:
+    """Set the activation checkpointing of ``model`` (a PEFT model or a transformers causal LM).
+
+    ``cuda_graphs``: replay each checkpointed layer's forward and recompute + backward as CUDA
+    graphs (tuitune.trainer.layer_graphs); only on a CUDA device and with recomputation.
+    """
     if mode not in MODES:
         raise ValueError(f"gradient checkpointing mode must be one of {', '.join(MODES)}, got {mode!r}")
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -46,6 +51,11 @@ def enable_checkpointing(model, mode: str) -> str:
     device = next(base.parameters()).device
     applied = "standard" if mode == "offloaded" and device.type != "cuda" else mode
     offloader = _Offloader(device) if applied == "offloaded" else None
+    graphs = None
+    if cuda_graphs and applied != "none" and _graphs_possible(device):
+        from . import layer_graphs as lg
+
+        graphs = lg.ModelGraphs(device)
     for layer in layers:
         inner = layer.__dict__.pop(_INNER, None)  # undo an earlier wrapping
         if inner is _CLASS_FORWARD:
@@ -55,9 +65,20 @@ def enable_checkpointing(model, mode: str) -> str:
         if applied == "none":
             continue
         setattr(layer, _INNER, layer.__dict__.get("forward", _CLASS_FORWARD))
-        layer.forward = types.MethodType(_make_forward(offloader), layer)
+        layer.forward = types.MethodType(_make_forward(offloader, graphs), layer)
     base.__dict__[_OFFLOADER] = offloader
+    base.__dict__[_GRAPHS] = graphs
     return applied
+
+
+def _graphs_possible(device: torch.device) -> bool:
+    return device.type == "cuda"
+
+
+def layer_graphs(model):
+    """The model's ModelGraphs (tuitune.trainer.layer_graphs), or None when its layers are not graphed."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.__dict__.get(_GRAPHS)
 
 
 def pinned_buffers(model) -> int:
@@ -85,7 +106,7 @@ def decoder_layers(base) -> list[torch.nn.Module]:
     return list(layers)
 
 
-def _make_forward(offloader):
+def _make_forward(offloader, graphs=None):
     def forward(self, *args, **kwargs):
         inner = self.__dict__[_INNER]
         run_layer = inner if inner is not _CLASS_FORWARD else types.MethodType(type(self).forward, self)
@@ -105,7 +126,8 @@ def _make_forward(offloader):
         def run(h):
             return run_layer(h, *rest, **kwargs)
 
-        return _LayerCheckpoint.apply(run, offloader, _anchor(hidden.device), hidden)
+        graphed = None if graphs is None else (graphs, self, run_layer, rest, kwargs)
+        return _LayerCheckpoint.apply(run, offloader, graphed, _anchor(hidden.device), hidden)
 
     return forward
 
@@ -124,14 +146,19 @@ def _anchor(device: torch.device) -> torch.Tensor:
 
 class _LayerCheckpoint(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, run, offloader, anchor, hidden):
+    def forward(ctx, run, offloader, graphed, anchor, hidden):
         dev = hidden.device
-        ctx.run, ctx.offloader = run, offloader
+        ctx.run, ctx.offloader, ctx.graphed = run, offloader, graphed
         ctx.cpu_rng = torch.get_rng_state()
         ctx.cuda_rng = torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None
         ctx.autocast = (dev.type, torch.is_autocast_enabled(dev.type), torch.get_autocast_dtype(dev.type))
-        with torch.no_grad():
-            out = run(hidden)
+        out = None
+        if graphed is not None:
+            graphs, layer, run_layer, rest, kwargs = graphed
+            out = graphs.forward(layer, run_layer, hidden, rest, kwargs, ctx.autocast)
+        if out is None:
+            with torch.no_grad():
+                out = run(hidden)
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"activation checkpointing expects a decoder layer to return a tensor, got {type(out)}")
         if offloader is not None:
@@ -143,6 +170,13 @@ class _LayerCheckpoint(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         hidden = ctx.offloader.load(ctx.entry) if ctx.offloader is not None else ctx.saved_tensors[0]
+        if ctx.graphed is not None:
+            graphs, layer, run_layer, rest, kwargs = ctx.graphed
+            ctx.graphed = None
+            dx = graphs.backward(layer, run_layer, hidden, grad_out, rest, kwargs, ctx.autocast, _enter_recompute,
+                                 _leave_recompute)
+            if dx is not None:
+                return None, None, None, None, (dx if ctx.needs_input_grad[4] else None)
         h = hidden.detach().requires_grad_(True)
         device_type, enabled, dtype = ctx.autocast
         devices = [h.device] if h.device.type == "cuda" else []
@@ -150,14 +184,22 @@ class _LayerCheckpoint(torch.autograd.Function):
             torch.set_rng_state(ctx.cpu_rng)
             if ctx.cuda_rng is not None:
                 torch.cuda.set_rng_state(ctx.cuda_rng, h.device)
-            _STATE.depth = getattr(_STATE, "depth", 0) + 1
+            _enter_recompute()
             try:
                 with torch.enable_grad(), torch.autocast(device_type, dtype=dtype, enabled=enabled):
                     out = ctx.run(h)
             finally:
-                _STATE.depth -= 1
+                _leave_recompute()
         torch.autograd.backward(out, grad_out)
-        return None, None, None, (h.grad if ctx.needs_input_grad[3] else None)
+        return None, None, None, None, (h.grad if ctx.needs_input_grad[4] else None)
+
+
+def _enter_recompute() -> None:
+    _STATE.depth = getattr(_STATE, "depth", 0) + 1
+
+
+def _leave_recompute() -> None:
+    _STATE.depth -= 1
 
 
 def _buffer_bytes(nbytes: int) -> int:

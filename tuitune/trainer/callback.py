@@ -58,6 +58,22 @@ class EventsCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.restore_signals()
+        self._report_graphs(kwargs.get("model"))
+
+    def _report_graphs(self, model) -> None:
+        """What became of the layers' CUDA graphs: how many were captured, or why they stopped."""
+        if model is None:
+            return
+        from tuitune.trainer.activation_checkpointing import layer_graphs
+
+        graphs = layer_graphs(model)
+        if graphs is None:
+            return
+        if graphs.failed:
+            self.sink.warning(f"CUDA graphs of the layers stopped: {graphs.describe()}. Training went on "
+                              "without them; set training.cuda_graphs = off to skip the attempt.")
+        else:
+            self.sink.log(f"CUDA graphs of the layers: {graphs.describe()}.")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}

@@ -128,6 +128,7 @@ def _linear_names(model) -> set[str]:
 def apply_speedups(model, config: Config, plan: Plan, sink: EventSink) -> str:
     """Swap in tuitune's kernels and set up activation checkpointing; say what happened."""
     note = "off (training.use_kernels = false)"
+    kernels_on = False
     if config.training.use_kernels and plan.device != "cuda":
         note = "stock path (Triton kernels need a CUDA GPU)"
     elif config.training.use_kernels:
@@ -138,6 +139,7 @@ def apply_speedups(model, config: Config, plan: Plan, sink: EventSink) -> str:
             sink.warning(f"tuitune kernels are unavailable ({exc}); training on the stock path.")
         else:
             report = apply_kernels(model)
+            kernels_on = report.supported
             if report.supported:
                 note = f"on ({report.architecture}: " + ", ".join(f"{k} x{v}" for k, v in report.replaced.items()) + ")"
             else:
@@ -152,9 +154,13 @@ def apply_speedups(model, config: Config, plan: Plan, sink: EventSink) -> str:
             model.enable_input_require_grads()
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     else:
-        applied = enable_checkpointing(model, mode)
+        graphs = plan.cuda_graphs and kernels_on
+        applied = enable_checkpointing(model, mode, cuda_graphs=graphs)
         if applied != mode:
             sink.warning(f"Gradient checkpointing '{mode}' is not possible here; using '{applied}'.")
+        if plan.device == "cuda" and mode != "none":
+            why = plan.cuda_graphs_reason if graphs or not plan.cuda_graphs else "off: tuitune's kernels are not on"
+            sink.log(f"CUDA graphs of the layers: {why}.")
         if applied == "offloaded":
             from tuitune.trainer.embedding_offload import offload_input_embeddings
             from tuitune.trainer.head_offload import offload_output_head

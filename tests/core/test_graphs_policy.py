@@ -1,0 +1,63 @@
+"""When the trainer replays its layers as CUDA graphs: launch-bound steps that fit, never where it cannot."""
+
+from dataclasses import replace
+
+from tuitune import catalog, fit
+from tuitune.config import Config, apply_overrides
+from tuitune.graphs_policy import LAUNCH_BOUND_WORK, choose_cuda_graphs, layer_params
+from tuitune.plan import DeviceFacts, resolve_plan
+
+H100 = DeviceFacts(True, "NVIDIA H100", bf16=True, bnb_optimizers=True, cpu_count=16, free_gb=79.0)
+
+
+def config(name: str, **overrides) -> Config:
+    return apply_overrides(Config(), {"model.name": name, "training.batch_size": 2, "model.max_seq_length": 2048,
+                                      **overrides})
+
+
+def choose(cfg: Config, checkpointing: str = "offloaded", device: str = "cuda", free_gb: float | None = 79.0):
+    return choose_cuda_graphs(cfg, device=device, method="qlora", optimizer="adamw_8bit",
+                              checkpointing=checkpointing, free_gb=free_gb)
+
+
+def test_the_measured_shapes_fall_on_either_side_of_the_launch_bound_line():
+    work = {name: 2 * 2048 * layer_params(catalog.get_model(name)) for name in ("llama-3.2-1b", "llama-3.1-8b")}
+    assert work["llama-3.2-1b"] < LAUNCH_BOUND_WORK < work["llama-3.1-8b"], work
+
+
+def test_auto_graphs_a_launch_bound_step_that_fits_and_leaves_a_busy_one_eager():
+    assert choose(config("llama-3.2-1b")).on
+    busy = choose(config("llama-3.1-8b"))
+    assert not busy.on and "keeps the GPU busy" in busy.reason
+    tight = choose(config("llama-3.2-1b"), free_gb=2.0)
+    assert not tight.on and "GB free" in tight.reason
+
+
+def test_graphs_are_refused_where_a_replay_cannot_stand_in():
+    one_b = config("llama-3.2-1b")
+    assert "CUDA GPU" in choose(one_b, device="cpu").reason
+    assert "recomputes none" in choose(one_b, checkpointing="none").reason
+    assert "use_kernels" in choose(config("llama-3.2-1b", **{"training.use_kernels": False})).reason
+    assert "ddp" in choose(config("llama-3.2-1b", **{"training.distributed": "ddp", "training.gpus": "2"})).reason
+    assert not choose(config("llama-3.2-1b", **{"training.cuda_graphs": "off"})).on
+    assert choose(config("llama-3.1-8b", **{"training.cuda_graphs": "on"})).on  # asked for: the user's call
+
+
+def test_the_estimate_counts_the_graphs_pool_only_when_layers_are_recomputed():
+    spec = catalog.get_model("llama-3.2-1b")
+    eager = fit.estimate(spec, "qlora", checkpointing="offloaded")
+    graphed = fit.estimate(spec, "qlora", checkpointing="offloaded", cuda_graphs=True)
+    assert "graphs" not in eager.breakdown and graphed.breakdown["graphs"] > 0.5  # measured pool: 0.51 GiB
+    assert graphed.total_gb > eager.total_gb
+    assert fit.estimate(spec, "qlora", checkpointing="none", cuda_graphs=True).breakdown.get("graphs") is None
+
+
+def test_checkpointing_auto_tries_the_graphed_modes_first_on_a_launch_bound_step():
+    plan = resolve_plan(config("llama-3.2-1b"), H100)
+    assert (plan.checkpointing, plan.cuda_graphs) == ("standard", True), plan.checkpointing_reason
+    squeezed = resolve_plan(config("llama-3.2-1b"), replace(H100, free_gb=2.6))
+    assert not squeezed.cuda_graphs and squeezed.checkpointing in ("standard", "offloaded")
+    assert "with CUDA graphs needs" in squeezed.checkpointing_reason
+    big = resolve_plan(config("llama-3.1-8b"), H100)
+    assert (big.checkpointing, big.cuda_graphs) == ("none", False)
+    assert not resolve_plan(config("llama-3.2-1b", **{"training.cuda_graphs": "off"}), H100).cuda_graphs

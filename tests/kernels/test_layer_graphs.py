@@ -1,0 +1,184 @@
+"""CUDA graphs of checkpointed layers train exactly as the eager layers do, and refuse what they cannot replay."""
+
+import pytest
+import torch
+
+from tests.kernels.kernel_env import ON_GPU
+from tests.kernels.tiny_models import build_base, with_lora
+from tests.kernels.tolerances import check_model
+from tuitune.trainer.activation_checkpointing import enable_checkpointing, layer_graphs
+from tuitune.trainer.layer_graphs import call_signature, graphable_layer
+from tuitune.trainer.patching import apply_kernels
+
+STEPS = 6
+LAYERS = 3
+
+
+def _train(mode: str, graphs: bool, nf4_dir=None, set_to_none: bool = True):
+    """Per-step losses and the final adapters of a few AdamW steps; batches of one shape, so the
+    second step captures and the rest replay. The optimizer steps between replays, so a stale
+    adapter cast or a gradient added into a dropped buffer shows as diverging losses."""
+    base = build_base("llama", dtype=torch.bfloat16, nf4_dir=nf4_dir, num_hidden_layers=LAYERS, hidden_size=512,
+                      intermediate_size=1536, num_attention_heads=8, num_key_value_heads=4, vocab_size=2048,
+                      max_position_embeddings=1024)
+    model = with_lora(base, "llama").to("cuda").train()
+    assert apply_kernels(model).supported
+    assert enable_checkpointing(model, mode, cuda_graphs=graphs) == mode
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(STEPS):
+        ids = torch.randint(0, 2048, (2, 256), generator=generator).cuda()
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=set_to_none)
+        losses.append(float(loss))
+    adapters = {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return losses, adapters, layer_graphs(model)
+
+
+@pytest.mark.skipif(not ON_GPU, reason="CUDA graphs need a CUDA device")
+@pytest.mark.parametrize("mode", ["standard", "offloaded"])
+@pytest.mark.parametrize("set_to_none", [True, False], ids=["grads-dropped", "grads-zeroed"])
+def test_graphed_layers_train_like_eager_ones(mode, set_to_none):
+    eager, eager_adapters, none = _train(mode, graphs=False, set_to_none=set_to_none)
+    assert none is None
+    graphed, graphed_adapters, graphs = _train(mode, graphs=True, set_to_none=set_to_none)
+    assert graphs.failed is None, graphs.failed
+    assert graphs.captured == 2 * LAYERS, graphs.describe()  # one forward and one backward graph per layer
+    for a, b in zip(graphed, eager):
+        check_model("checkpointing.graphs.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)
+    for name, value in eager_adapters.items():
+        check_model("checkpointing.graphs.adapters", graphed_adapters[name], value, torch.bfloat16)
+
+
+@pytest.mark.skipif(not ON_GPU, reason="CUDA graphs need a CUDA device")
+def test_graphed_nf4_layers_train_like_eager_ones(tmp_path):
+    pytest.importorskip("bitsandbytes")
+    eager, _, _ = _train("offloaded", graphs=False, nf4_dir=tmp_path / "a")
+    graphed, _, graphs = _train("offloaded", graphs=True, nf4_dir=tmp_path / "b")
+    assert graphs.failed is None and graphs.captured == 2 * LAYERS, graphs.describe()
+    for a, b in zip(graphed, eager):
+        check_model("checkpointing.graphs.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)
+
+
+def test_graphs_are_not_asked_for_without_cuda():
+    model = with_lora(build_base("llama", num_hidden_layers=2), "llama").train()
+    assert enable_checkpointing(model, "standard", cuda_graphs=True) == "standard"
+    assert layer_graphs(model) is None
+
+
+def test_a_layer_with_dropout_is_not_graphed():
+    model = build_base("llama", num_hidden_layers=1, attention_dropout=0.1)
+    assert "attention dropout" in graphable_layer(model.model.layers[0])
+    assert graphable_layer(build_base("llama", num_hidden_layers=1).model.layers[0]) is None
+
+
+def test_packed_rows_and_unknown_arguments_are_not_graphed():
+    hidden = torch.zeros(1, 8, 16)
+    cos = torch.zeros(1, 8, 4)
+    plain = call_signature(hidden, (), {"position_embeddings": (cos, cos), "use_cache": False})
+    assert plain is not None
+    assert plain == call_signature(torch.ones(1, 8, 16), (), {"position_embeddings": (cos, cos), "use_cache": False})
+    assert plain != call_signature(torch.zeros(1, 9, 16), (), {"position_embeddings": (cos, cos), "use_cache": False})
+    assert call_signature(hidden, (), {"cu_seq_lens_q": torch.tensor([0, 8])}) is None
+    assert call_signature(hidden, (), {"cache": object()}) is None
+    assert call_signature(hidden, (), {"mask": torch.zeros(8, requires_grad=True)}) is None
+
+
+class _ReplayedBody:
+    """A stand-in for a captured CUDA graph on the CPU: replaying runs the captured body again. The
+    body reads and writes only the static buffers, as a real graph's kernels do, so this checks
+    everything around the capture: buffers, gradients bound to their kept tensors, adapter casts."""
+
+    def __init__(self, body):
+        self.body, self.replays = body, 0
+
+    def replay(self):
+        self.replays += 1
+        self.body()
+
+
+def _cpu_graphs(monkeypatch):
+    from tuitune.trainer import activation_checkpointing, layer_graphs as lg
+
+    class CPUGraphs(lg.ModelGraphs):
+        def _capture(self, body, warm, reload):
+            warm()
+            reload()
+            self.captured += 1
+            return _ReplayedBody(body)
+
+    monkeypatch.setattr(activation_checkpointing, "_graphs_possible", lambda device: True)
+    monkeypatch.setattr(lg, "ModelGraphs", CPUGraphs)
+
+
+@pytest.mark.parametrize("set_to_none", [True, False], ids=["grads-dropped", "grads-zeroed"])
+def test_replays_train_like_eager_layers_on_the_cpu(monkeypatch, set_to_none):
+    def train(graphs: bool):
+        model = with_lora(build_base("llama", num_hidden_layers=LAYERS), "llama").train()
+        enable_checkpointing(model, "standard", cuda_graphs=graphs)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+        generator = torch.Generator().manual_seed(0)
+        losses = []
+        for _ in range(5):
+            ids = torch.randint(0, 320, (2, 12), generator=generator)
+            loss = model(input_ids=ids, labels=ids).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=set_to_none)
+            losses.append(loss.detach())
+        return torch.stack(losses), layer_graphs(model)
+
+    eager, _ = train(False)
+    _cpu_graphs(monkeypatch)
+    replayed, graphs = train(True)
+    assert graphs.failed is None and graphs.captured == 2 * LAYERS, graphs.describe()
+    replays = [g.replays for entry in graphs.layers.values() for g in (*entry.forward.values(), *entry.backward.values())]
+    assert replays == [4] * (2 * LAYERS)  # steps 2 to 5: step 1 was the warm-up
+    torch.testing.assert_close(replayed, eager, rtol=1e-5, atol=1e-6)
+
+
+def test_a_layer_whose_backward_reaches_outside_it_runs_eagerly(monkeypatch):
+    _cpu_graphs(monkeypatch)
+    model = with_lora(build_base("llama", num_hidden_layers=1), "llama").train()
+    layer = model.get_base_model().model.layers[0]
+    outside = torch.nn.Parameter(torch.ones(()))
+    inner = layer.mlp.forward
+    layer.mlp.forward = lambda x: inner(x) * outside
+    enable_checkpointing(model, "standard", cuda_graphs=True)
+    ids = torch.randint(0, 320, (2, 12))
+    for _ in range(3):
+        model(input_ids=ids, labels=ids).loss.backward()
+    graphs = layer_graphs(model)
+    assert "outside the layer" in graphs.describe()
+    assert outside.grad is not None and float(outside.grad) != 0.0
+
+
+def test_the_run_log_says_what_became_of_the_graphs(monkeypatch):
+    from tuitune.trainer.callback import EventsCallback
+
+    class Sink:
+        def __init__(self):
+            self.logs, self.warnings = [], []
+
+        def log(self, text, level="info"):
+            self.logs.append(text)
+
+        def warning(self, text):
+            self.warnings.append(text)
+
+    _cpu_graphs(monkeypatch)
+    model = with_lora(build_base("llama", num_hidden_layers=1), "llama").train()
+    enable_checkpointing(model, "standard", cuda_graphs=True)
+    ids = torch.randint(0, 320, (2, 12))
+    for _ in range(2):
+        model(input_ids=ids, labels=ids).loss.backward()
+    callback = EventsCallback.__new__(EventsCallback)
+    callback.sink = Sink()
+    callback._report_graphs(model)
+    assert callback.sink.logs == ["CUDA graphs of the layers: 2 captured."]
+    layer_graphs(model).failed = "RuntimeError: operation not permitted when stream is capturing"
+    callback._report_graphs(model)
+    assert "stopped" in callback.sink.warnings[0] and "training.cuda_graphs = off" in callback.sink.warnings[0]
