@@ -43,10 +43,12 @@ def check_fit(config: Config, snapshot: HardwareSnapshot) -> FitCheck:
     estimate = fit.estimate(spec, plan.method, batch=config.training.batch_size, seq=config.model.max_seq_length,
                             rank=config.lora.r, checkpointing=plan.checkpointing,
                             fused_loss=config.training.use_kernels and fit.kernels_supported(spec),
-                            target_modules=config.lora.target_modules, optimizer=plan.optimizer)
+                            target_modules=config.lora.target_modules, optimizer=plan.optimizer,
+                            cuda_graphs=plan.cuda_graphs)
     status = fit.fit_status(estimate.total_gb, free)
     auto = " (auto)" if plan.checkpointing_reason else ""
-    text = (f"{plan.method}, {plan.checkpointing} checkpointing{auto}: needs {estimate.total_gb:.1f} GB of "
+    graphs = " with CUDA graphs" if plan.cuda_graphs else ""
+    text = (f"{plan.method}, {plan.checkpointing} checkpointing{graphs}{auto}: needs {estimate.total_gb:.1f} GB of "
             f"{free:.1f} GB free ({status})")
     if status == "does not fit":
         return FitCheck(text, f"the run does not fit the GPU: {plan.method} {spec.name} at batch "

@@ -79,3 +79,10 @@ def test_auto_checkpointing_is_resolved_against_gpu_0s_free_memory():
     assert roomy.refusal is None and roomy.summary.startswith("qlora, none checkpointing (auto)")
     tight = check_fit(eight_b, FakeGpuSource.h200(used_gb=132.0).snapshot())
     assert tight.refusal is None and tight.summary.startswith("qlora, offloaded checkpointing (auto)")
+
+
+def test_a_graphed_plan_is_estimated_with_the_graphs_pool():
+    check = check_fit(config(**{"model.name": "llama-3.2-1b"}), FakeGpuSource.h200().snapshot())
+    graphed = needs("llama-3.2-1b", "qlora", checkpointing="standard", cuda_graphs=True)
+    assert check.summary.startswith(f"qlora, standard checkpointing with CUDA graphs (auto): needs {graphed:.1f} GB")
+    assert graphed > needs("llama-3.2-1b", "qlora", checkpointing="standard")
