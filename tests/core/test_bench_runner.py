@@ -79,3 +79,20 @@ def test_graphed_runs_count_their_pool_in_the_peak(monkeypatch):
     assert runner.peak_gb(result["runs"]["tuitune"]) == 4.5
     report = runner.format_report(result)
     assert "ratio (graphs)" in report and "2.40x" in report and "0.50x" in report, report
+
+
+def test_packing_path_reports_packed_against_unpacked(tmp_path, monkeypatch):
+    from tuitune.bench import trainer_compare
+
+    class Words:
+        def __call__(self, text):
+            return {"input_ids": text.split()}
+
+    monkeypatch.setattr(trainer_compare, "checkpoint_with_tokenizer", lambda shape, corpus: tmp_path)
+    monkeypatch.setattr("transformers.AutoTokenizer.from_pretrained", lambda *args, **kwargs: Words())
+    monkeypatch.setattr(trainer_compare, "train_once",
+                        lambda *args, packing, **kwargs: {"tokens_per_s": 3000.0 if packing else 1000.0})
+    report = trainer_compare.packing_path("tiny", batch=2, seq=256, steps=3, method="qlora",
+                                          checkpointing="standard", out=tmp_path)
+    assert report["packed_vs_unpacked"] == 3.0 and set(report["runs"]) == {"packed", "unpacked"}
+    assert 50 <= report["row_tokens"]["min"] <= report["row_tokens"]["max"] <= 256

@@ -210,7 +210,7 @@ def packing_path(shape_name: str, *, batch: int, seq: int, steps: int, method: s
                              packing=name == "packed", name=name, objective="sft")
             for name in ("packed", "unpacked")}
     packed, unpacked = runs["packed"]["tokens_per_s"], runs["unpacked"]["tokens_per_s"]
-    return {"runs": runs, "checkpointing": checkpointing, "cuda_graphs": cuda_graphs, "batch": batch, "seq": seq,
+    return {"runs": runs, "checkpointing": checkpointing, "batch": batch, "seq": seq,
             "row_tokens": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1],
                            "mean": sum(lengths) / len(lengths), "rows": len(lengths)},
             "packed_vs_unpacked": packed / unpacked if packed and unpacked else None}
