@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tuitune import catalog, fit
+from tuitune.checkpointing_policy import estimate_mode
 from tuitune.config import Config
 
 # Tokens per step times one layer's parameters: llama-1b at 4,096 tokens is 2.5e11 (graphs 1.4x
@@ -80,9 +81,7 @@ def choose_cuda_graphs(config: Config, *, device: str, method: str, optimizer: s
     if work > LAUNCH_BOUND_WORK:
         return GraphsChoice(False, "off: each layer's work keeps the GPU busy between launches "
                                    f"({work:.1e} token-parameters per step, graphs pay below {LAUNCH_BOUND_WORK:.0e})")
-    need = fit.estimate(spec, method, batch=config.training.batch_size, seq=config.model.max_seq_length,
-                        rank=config.lora.r, checkpointing=checkpointing, fused_loss=True,
-                        target_modules=config.lora.target_modules, optimizer=optimizer, cuda_graphs=True).total_gb
+    need = estimate_mode(config, spec, method, optimizer, checkpointing, cuda_graphs=True).total_gb
     if free_gb is None:
         return GraphsChoice(False, "off: the GPU does not report its free memory")
     if fit.fit_status(need, free_gb) != "fits":

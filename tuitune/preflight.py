@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tuitune import catalog, fit
+from tuitune.checkpointing_policy import estimate_mode
 from tuitune.config import Config
 from tuitune.data.hub import looks_like_hub_name
 from tuitune.errors import TuituneError
@@ -40,11 +41,7 @@ def check_fit(config: Config, snapshot: HardwareSnapshot) -> FitCheck:
     spec = catalog.get_model(config.model.name)
     if spec is None:
         return FitCheck(f"fit unknown: {config.model.name} is not in the catalog ({free:.1f} GB free)", None)
-    estimate = fit.estimate(spec, plan.method, batch=config.training.batch_size, seq=config.model.max_seq_length,
-                            rank=config.lora.r, checkpointing=plan.checkpointing,
-                            fused_loss=config.training.use_kernels and fit.kernels_supported(spec),
-                            target_modules=config.lora.target_modules, optimizer=plan.optimizer,
-                            cuda_graphs=plan.cuda_graphs)
+    estimate = estimate_mode(config, spec, plan.method, plan.optimizer, plan.checkpointing, plan.cuda_graphs)
     status = fit.fit_status(estimate.total_gb, free)
     auto = " (auto)" if plan.checkpointing_reason else ""
     graphs = " with CUDA graphs" if plan.cuda_graphs else ""

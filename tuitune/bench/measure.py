@@ -110,8 +110,6 @@ def _apply_tuitune(model, mode: str, cuda_graphs: bool = False) -> dict:
     else:
         result = enable_checkpointing(model, mode, cuda_graphs=cuda_graphs)
         report["checkpointing"] = f"tuitune {mode}: {_describe(result)}"
-        if cuda_graphs:
-            report["cuda_graphs"] = "requested"
         if result == "offloaded":
             from tuitune.trainer.embedding_offload import offload_input_embeddings
             from tuitune.trainer.head_offload import offload_output_head
@@ -298,12 +296,7 @@ def run(job: Job) -> dict:
         graphs = layer_graphs(model)
         result["cuda_graphs"] = graphs.describe() if graphs is not None else "not applied"
         if device.type == "cuda":
-            result["graph_pool_gb"] = pool = _graph_pool_gb()
-            for point in result["points"]:
-                if "timed_peak_allocated_gb" in point:
-                    # Between replays the pool holds no tensor, so the allocator does not count it as
-                    # allocated; it is the graphs' own and nothing else can use it: count it in full.
-                    point["footprint_gb"] = point["timed_peak_allocated_gb"] + pool
+            result["graph_pool_gb"] = _graph_pool_gb()  # runner.peak_gb adds it to the timed peak
     return result
 
 

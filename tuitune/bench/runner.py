@@ -220,8 +220,8 @@ def peak_gb(run: dict) -> float | None:
     """A run's peak allocated memory; with CUDA graphs, the timed steps' peak plus the graphs' pool,
     which the allocator does not count as allocated between replays but nothing else can use."""
     p = _point(run)
-    if not run.get("cuda_graphs") or p.get("footprint_gb") is not None:
-        return p.get("footprint_gb", p.get("peak_allocated_gb"))
+    if not run.get("cuda_graphs"):
+        return p.get("peak_allocated_gb")
     peak = p.get("timed_peak_allocated_gb", p.get("peak_allocated_gb"))
     return None if peak is None else peak + (run.get("graph_pool_gb") or 0.0)
 

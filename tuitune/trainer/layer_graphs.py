@@ -54,9 +54,13 @@ def graphable_layer(layer: torch.nn.Module) -> str | None:
 
 def call_signature(hidden: torch.Tensor, rest: tuple, kwargs: dict) -> tuple | None:
     """What a replay must match, or None when this call cannot be graphed."""
+    return _signature(hidden, kwargs, *tree_flatten((rest, kwargs)))
+
+
+def _signature(hidden: torch.Tensor, kwargs: dict, leaves: list, spec) -> tuple | None:
+    """`call_signature` of arguments already flattened into ``leaves`` and ``spec``."""
     if any(kwargs.get(k) is not None for k in _PACKED_KEYS):
         return None
-    leaves, spec = tree_flatten((rest, kwargs))
     parts = []
     for leaf in leaves:
         if isinstance(leaf, torch.Tensor):
@@ -144,17 +148,18 @@ class ModelGraphs:
 
     def forward(self, layer, run_layer, hidden, rest, kwargs, autocast):
         """The layer's output without a graph of its own, replayed when captured; None: run it eagerly."""
-        entry, key = self._entry(layer, hidden, rest, kwargs)
-        if entry is None:
+        call = self._entry(layer, hidden, rest, kwargs)
+        if call is None:
             return None
+        entry, key, leaves, spec = call
         graph = entry.forward.get(key)
         if graph is None and entry.seen.get(key, 0) < 2:
             return None  # the first sighting is the warm-up
-        statics = self._statics(key, hidden, rest, kwargs)
-        self._load(statics, hidden, None, rest, kwargs)
+        statics = self._statics(key, hidden, leaves, spec)
+        self._load(statics, hidden, None, leaves)
         if graph is None:
             body = lambda: self._forward_body(run_layer, statics, autocast)  # noqa: E731
-            graph = self._capture(body, warm=body, reload=lambda: self._load(statics, hidden, None, rest, kwargs))
+            graph = self._capture(body, warm=body, reload=lambda: self._load(statics, hidden, None, leaves))
             if graph is None:
                 return None
             entry.forward[key] = graph
@@ -165,11 +170,12 @@ class ModelGraphs:
     def backward(self, layer, run_layer, hidden, grad_out, rest, kwargs, autocast, enter, leave):
         """Recompute + backward of the layer from its input ``hidden``: the input's gradient (adapter
         gradients go into their ``.grad``), or None when it has no graph (run it eagerly)."""
-        entry, key = self._entry(layer, hidden, rest, kwargs, count=False)
-        if entry is None or key not in entry.forward:
+        call = self._entry(layer, hidden, rest, kwargs, count=False)
+        if call is None or call[1] not in call[0].forward:
             return None  # graphed only where the forward was: the same warm-up and signature
-        statics = self._statics(key, hidden, rest, kwargs)
-        self._load(statics, hidden, grad_out, rest, kwargs)
+        entry, key, leaves, spec = call
+        statics = self._statics(key, hidden, leaves, spec)
+        self._load(statics, hidden, grad_out, leaves)
         graph = entry.backward.get(key)
         if graph is None:
             reason = self._reaches_outside(entry, run_layer, statics, autocast, enter, leave)
@@ -182,7 +188,7 @@ class ModelGraphs:
                 self._backward_body(entry, run_layer, statics, autocast, enter, leave, accumulate)
 
             graph = self._capture(body, warm=lambda: body(accumulate=False),
-                                  reload=lambda: self._load(statics, hidden, grad_out, rest, kwargs))
+                                  reload=lambda: self._load(statics, hidden, grad_out, leaves))
             if graph is None:
                 return None
             entry.backward[key] = graph
@@ -201,37 +207,38 @@ class ModelGraphs:
     # ---------------------------------------------------------------- internals
 
     def _entry(self, layer, hidden, rest, kwargs, count=True):
+        """``(layer's graphs, signature, flattened arguments, their spec)``, or None: run it eagerly."""
         if self.failed or hidden.device != self.device:
-            return None, None
+            return None
         entry = self.layers.get(id(layer))
         if entry is None:
             entry = self.layers[id(layer)] = _LayerGraphs(layer)
         if entry.refused:
-            return None, None
-        key = call_signature(hidden, rest, kwargs)
+            return None
+        leaves, spec = tree_flatten((rest, kwargs))
+        key = _signature(hidden, kwargs, leaves, spec)
         if key is None:
-            return None, None
+            return None
         if key not in self.statics and len(self.statics) >= MAX_SIGNATURES:
-            return None, None
+            return None
         if count:
             entry.seen[key] = entry.seen.get(key, 0) + 1
-        return entry, key
+        return entry, key, leaves, spec
 
-    def _statics(self, key, hidden, rest, kwargs) -> _Statics:
+    def _statics(self, key, hidden, leaves, spec) -> _Statics:
         s = self.statics.get(key)
         if s is None:
-            leaves, spec = tree_flatten((rest, kwargs))
             static_leaves = [torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device)
                              if isinstance(t, torch.Tensor) else t for t in leaves]
             s = self.statics[key] = _Statics(torch.empty_like(hidden), torch.empty_like(hidden), static_leaves,
                                              spec, [None] * len(leaves))
         return s
 
-    def _load(self, statics: _Statics, hidden, grad_out, rest, kwargs) -> None:
+    def _load(self, statics: _Statics, hidden, grad_out, leaves) -> None:
         statics.x.copy_(hidden)
         if grad_out is not None:
             statics.io.copy_(grad_out)
-        statics.load_leaves(tree_flatten((rest, kwargs))[0])
+        statics.load_leaves(leaves)
 
     def _fresh_casts(self) -> None:
         """Bring the kept bf16 adapter casts up to date once per optimizer step (graphs read them)."""
