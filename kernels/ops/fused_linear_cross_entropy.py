@@ -1,9 +1,9 @@
 """Linear projection to the vocabulary fused with cross-entropy, never holding the full logits.
 
 The rows (tokens) are processed in chunks: for each chunk the logits ``hidden_chunk @ weight.T``
-are formed, the cross-entropy kernels of ``cross_entropy.py`` reduce them to per-row loss,
-log-sum-exp, entropy and arg-max flag, and the chunk is dropped. Peak extra memory is one chunk of
-logits, whatever the sequence length.
+are formed in one buffer that every chunk reuses, and the cross-entropy kernels of
+``cross_entropy.py`` reduce them to per-row loss, log-sum-exp, entropy and arg-max flag. Peak extra
+memory is one chunk of logits, whatever the sequence length.
 
 When ``hidden`` needs a gradient, the forward pass also turns each chunk's logits into
 ``d loss_row / d logits`` in place (for a unit gradient per row) and keeps ``d hidden`` for a unit
@@ -25,6 +25,12 @@ def _chunk_rows(n_rows: int, vocab: int) -> int:
     return max(1, min(n_rows, target // max(vocab, 1)))
 
 
+def _logits_buffer(rows: int, weight: torch.Tensor) -> torch.Tensor:
+    """One chunk's logits, reused by every chunk: a fresh product per chunk would hold two chunks at once
+    (the next product is allocated before the previous one's last reference goes)."""
+    return torch.empty(rows, weight.shape[0], dtype=weight.dtype, device=weight.device)
+
+
 class FusedLinearCrossEntropyFunction(torch.autograd.Function):
     """``(hidden (N, H), weight (V, H), labels (N,))`` -> per-row ``(loss, entropy, is_top1)``.
 
@@ -44,9 +50,10 @@ class FusedLinearCrossEntropyFunction(torch.autograd.Function):
         top1 = torch.empty(n_rows, dtype=torch.bool, device=dev)
         dh_unit = torch.empty_like(hidden) if want_h else None
         unit = torch.ones(min(chunk, n_rows), dtype=torch.float32, device=dev) if want_h else None
+        buffer = _logits_buffer(min(chunk, n_rows), w)
         for i in range(0, n_rows, chunk):
             j = min(i + chunk, n_rows)
-            logits = hidden[i:j] @ w.t()
+            logits = torch.matmul(hidden[i:j], w.t(), out=buffer[:j - i])
             loss[i:j], lse[i:j], entropy[i:j], top1[i:j] = ce_rows_forward(logits, labels[i:j], ignore_index, softcap)
             if want_h:
                 dlogits = ce_rows_backward(logits, labels[i:j], lse[i:j], unit[:j - i], ignore_index, softcap,
@@ -68,9 +75,10 @@ class FusedLinearCrossEntropyFunction(torch.autograd.Function):
             w = weight if weight.dtype == hidden.dtype else weight.to(hidden.dtype)
             n_rows, chunk = hidden.shape[0], ctx.chunk
             dw = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+            buffer = _logits_buffer(min(chunk, n_rows), w)
             for i in range(0, n_rows, chunk):
                 j = min(i + chunk, n_rows)
-                logits = hidden[i:j] @ w.t()
+                logits = torch.matmul(hidden[i:j], w.t(), out=buffer[:j - i])
                 dlogits = ce_rows_backward(logits, labels[i:j], lse[i:j], grad_loss[i:j], ctx.ignore_index,
                                            ctx.softcap, out=logits)
                 dw += (dlogits.t() @ hidden[i:j]).float()
