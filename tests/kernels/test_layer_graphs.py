@@ -140,6 +140,24 @@ def test_replays_train_like_eager_layers_on_the_cpu(monkeypatch, set_to_none):
     torch.testing.assert_close(replayed, eager, rtol=1e-5, atol=1e-6)
 
 
+def test_a_forward_under_autocast_has_its_backward_graphed_too(monkeypatch):
+    """A trainer's autocast (bf16 = true) covers the forward only: the backward, run outside it, must
+    still find the forward's graphs (it once looked them up under its own, disabled, autocast)."""
+    _cpu_graphs(monkeypatch)
+    model = with_lora(build_base("llama", num_hidden_layers=LAYERS), "llama").train()
+    enable_checkpointing(model, "standard", cuda_graphs=True)
+    ids = torch.randint(0, 320, (2, 12))
+    for _ in range(3):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+    graphs = layer_graphs(model)
+    assert graphs.captured == 2 * LAYERS, graphs.describe()
+    assert f"{LAYERS} recompute + backward" in graphs.describe()
+    replays = [g.replays for entry in graphs.layers.values() for g in entry.backward.values()]
+    assert replays == [2] * LAYERS  # captured and replayed at step 2, replayed at step 3
+
+
 def test_a_layer_whose_backward_reaches_outside_it_runs_eagerly(monkeypatch):
     _cpu_graphs(monkeypatch)
     model = with_lora(build_base("llama", num_hidden_layers=1), "llama").train()
@@ -178,7 +196,7 @@ def test_the_run_log_says_what_became_of_the_graphs(monkeypatch):
     callback = EventsCallback.__new__(EventsCallback)
     callback.sink = Sink()
     callback._report_graphs(model)
-    assert callback.sink.logs == ["CUDA graphs of the layers: 2 captured."]
+    assert callback.sink.logs == ["CUDA graphs of the layers: 2 captured (1 forward, 1 recompute + backward)."]
     layer_graphs(model).failed = "RuntimeError: operation not permitted when stream is capturing"
     callback._report_graphs(model)
     assert "stopped" in callback.sink.warnings[0] and "training.cuda_graphs = off" in callback.sink.warnings[0]

@@ -34,6 +34,8 @@ def test_the_trainer_profiles_the_steps_after_the_warmup(tiny_model_dir, tmp_pat
     # the trainer's Python (transformers, TRL, PEFT, tuitune's callbacks) and the calls into torch
     assert {"transformers", "torch ops", "tuitune"} <= set(host["by_area_ms"])
     assert host["top_functions"] and all(f["calls"] > 0 for f in host["top_functions"])
+    phases = [f["function"] for f in host["top_cumulative"]]
+    assert any("training_step" in name for name in phases) and any("compute_loss" in name for name in phases)
     logged = [e["text"] for e in run.events() if e["type"] == ev.LOG and "profile of steps 4-7" in e["text"]]
     assert len(logged) == 1 and "adapter GEMMs" in logged[0] and "host, under cProfile" in logged[0]
 
@@ -54,6 +56,21 @@ def test_kernels_are_sorted_by_what_they_compute():
     assert classify("aten::copy_", "elementwise_kernel", [], 64, 0) == "copies"
     assert classify("", "_rms_norm_fwd", [], 64, 0) == "norm/rope/activation"
     assert classify("Optimizer.step#AdamW.step", "Optimizer.step#AdamW.step", [], 64, 0) == "optimizer"
+
+
+def test_idle_counts_the_time_no_kernel_ran_and_compute_idle_leaves_out_host_device_copies():
+    from tuitune.trainer.step_profile import idle_from_intervals
+
+    # wall 100 ms: kernels 0-30 and 20-50 overlap (50 ms busy), a copy 60-80 runs alone, another
+    # copy 40-55 overlaps a kernel by 10 ms
+    intervals = [(0.0, 30.0, False), (20.0, 50.0, False), (60.0, 80.0, True), (40.0, 55.0, True)]
+    idle = idle_from_intervals(intervals, 100.0)
+    assert idle["idle_ms"] == pytest.approx(100 - 75)  # busy: 0-55 and 60-80
+    assert idle["compute_idle_ms"] == pytest.approx(50.0)  # kernels: 0-50
+    assert idle["compute_idle_fraction"] == pytest.approx(0.5)
+    text = format_profile({"device": "cuda", "steps": 1, "wall_ms": 100.0, "kernel_ms": 95.0, "kernels": 4,
+                           **idle, "by_kind_ms": {"base GEMMs": 60.0}})
+    assert "idle 25.0 ms (25.0%), compute idle 50.0 ms (50.0%" in text.splitlines()[0]
 
 
 def test_the_breakdown_prints_each_kind_with_its_share():
@@ -86,6 +103,10 @@ def test_host_time_is_sorted_into_areas():
     report = breakdown(stats, steps=2, wall_ms=30.0)
     assert report["by_area_ms"] == {"torch ops": pytest.approx(2.0), "peft": pytest.approx(1.0)}
     assert report["top_functions"][0] == {"function": "<method 'mm' of 'torch._C.TensorBase' objects>",
-                                          "area": "torch ops", "calls": 20, "own_ms": pytest.approx(2.0)}
+                                          "area": "torch ops", "calls": 20, "own_ms": pytest.approx(2.0),
+                                          "cumulative_ms": pytest.approx(2.0)}
+    # the phases: Python functions only, by the time in them and below them
+    assert [(f["function"], f["cumulative_ms"]) for f in report["top_cumulative"]] == [
+        ("/".join(("peft", "tuners", "lora", "layer.py:10(forward)")), pytest.approx(5.0))]
     assert report["top_functions"][1]["function"] == "/".join(("peft", "tuners", "lora", "layer.py:10(forward)"))
     assert report["wall_ms_per_step"] == 15.0

@@ -17,6 +17,7 @@ import re
 import time
 
 TOP_FUNCTIONS = 25
+TOP_CUMULATIVE = 40
 _PACKAGE = re.compile(r"(?:site-packages|dist-packages)/([^/]+)/")
 _OWN_PARTS = ("/tuitune/", "/kernels/ops/")  # a checkout's folders (installed, tuitune is a package)
 
@@ -66,16 +67,22 @@ def breakdown(stats: dict, steps: int, wall_ms: float) -> dict:
     {(file, line, function): (primitive calls, calls, own seconds, cumulative seconds, callers)}."""
     areas: dict[str, float] = {}
     functions = []
-    for (filename, line, function), (_, calls, own_s, _, _) in stats.items():
+    for (filename, line, function), (_, calls, own_s, cumulative_s, _) in stats.items():
         ms = own_s * 1000 / steps
         area = area_of(filename, function)
         areas[area] = areas.get(area, 0.0) + ms
         functions.append({"function": _label(filename, line, function), "area": area,
-                          "calls": calls / steps, "own_ms": ms})
-    functions.sort(key=lambda f: -f["own_ms"])
+                          "calls": calls / steps, "own_ms": ms, "cumulative_ms": cumulative_s * 1000 / steps,
+                          "python": filename != "~"})
+    by_own = sorted(functions, key=lambda f: -f["own_ms"])
+    # Python functions by the time spent in them and below: the step's phases (the loss, the backward,
+    # the optimizer, the callbacks, the data), where own time alone scatters a phase over many callees.
+    by_cumulative = sorted((f for f in functions if f["python"]), key=lambda f: -f["cumulative_ms"])
+    for f in functions:
+        del f["python"]
     return {"steps": steps, "wall_ms_per_step": wall_ms / steps,
             "by_area_ms": dict(sorted(areas.items(), key=lambda kv: -kv[1])),
-            "top_functions": functions[:TOP_FUNCTIONS]}
+            "top_functions": by_own[:TOP_FUNCTIONS], "top_cumulative": by_cumulative[:TOP_CUMULATIVE]}
 
 
 def format_host_profile(h: dict, top: int = 12) -> str:
@@ -87,4 +94,8 @@ def format_host_profile(h: dict, top: int = 12) -> str:
     lines.append("  top functions (own ms per step, calls per step):")
     for f in h["top_functions"][:top]:
         lines.append(f"    {f['own_ms']:8.2f} ms {f['calls']:8.0f}x  {f['function'][:100]}")
+    if h.get("top_cumulative"):
+        lines.append("  Python functions by time in them and their callees (ms per step, calls per step):")
+        for f in h["top_cumulative"][:2 * top]:
+            lines.append(f"    {f['cumulative_ms']:8.2f} ms {f['calls']:8.0f}x  {f['function'][:100]}")
     return "\n".join(lines)

@@ -52,12 +52,13 @@ def graphable_layer(layer: torch.nn.Module) -> str | None:
     return None
 
 
-def call_signature(hidden: torch.Tensor, rest: tuple, kwargs: dict) -> tuple | None:
-    """What a replay must match, or None when this call cannot be graphed."""
-    return _signature(hidden, kwargs, *tree_flatten((rest, kwargs)))
+def call_signature(hidden: torch.Tensor, rest: tuple, kwargs: dict, autocast: tuple | None = None) -> tuple | None:
+    """What a replay must match, or None when this call cannot be graphed. ``autocast`` is the
+    forward's ``(device type, enabled, dtype)``, the ambient one when None."""
+    return _signature(hidden, kwargs, *tree_flatten((rest, kwargs)), autocast)
 
 
-def _signature(hidden: torch.Tensor, kwargs: dict, leaves: list, spec) -> tuple | None:
+def _signature(hidden: torch.Tensor, kwargs: dict, leaves: list, spec, autocast: tuple | None) -> tuple | None:
     """`call_signature` of arguments already flattened into ``leaves`` and ``spec``."""
     if any(kwargs.get(k) is not None for k in _PACKED_KEYS):
         return None
@@ -71,9 +72,10 @@ def _signature(hidden: torch.Tensor, kwargs: dict, leaves: list, spec) -> tuple 
             parts.append(("v", type(leaf).__name__, leaf))
         else:
             return None
-    dev = hidden.device.type
-    autocast = (torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev))
-    return (tuple(hidden.shape), hidden.dtype, hidden.device, str(spec), tuple(parts), autocast)
+    if autocast is None:
+        dev = hidden.device.type
+        autocast = (dev, torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev))
+    return (tuple(hidden.shape), hidden.dtype, hidden.device, str(spec), tuple(parts), tuple(autocast))
 
 
 @dataclass
@@ -148,7 +150,7 @@ class ModelGraphs:
 
     def forward(self, layer, run_layer, hidden, rest, kwargs, autocast):
         """The layer's output without a graph of its own, replayed when captured; None: run it eagerly."""
-        call = self._entry(layer, hidden, rest, kwargs)
+        call = self._entry(layer, hidden, rest, kwargs, autocast)
         if call is None:
             return None
         entry, key, leaves, spec = call
@@ -170,7 +172,8 @@ class ModelGraphs:
     def backward(self, layer, run_layer, hidden, grad_out, rest, kwargs, autocast, enter, leave):
         """Recompute + backward of the layer from its input ``hidden``: the input's gradient (adapter
         gradients go into their ``.grad``), or None when it has no graph (run it eagerly)."""
-        call = self._entry(layer, hidden, rest, kwargs, count=False)
+        # the forward's autocast state, not the backward's: a trainer's autocast covers only the forward
+        call = self._entry(layer, hidden, rest, kwargs, autocast, count=False)
         if call is None or call[1] not in call[0].forward:
             return None  # graphed only where the forward was: the same warm-up and signature
         entry, key, leaves, spec = call
@@ -201,12 +204,14 @@ class ModelGraphs:
         if self.failed:
             return f"off after a capture failed ({self.failed})"
         refused = {e.refused for e in self.layers.values() if e.refused}
-        text = f"{self.captured} captured"
+        forward = sum(len(e.forward) for e in self.layers.values())
+        backward = sum(len(e.backward) for e in self.layers.values())
+        text = f"{self.captured} captured ({forward} forward, {backward} recompute + backward)"
         return text + (f"; not graphed: {', '.join(sorted(refused))}" if refused else "")
 
     # ---------------------------------------------------------------- internals
 
-    def _entry(self, layer, hidden, rest, kwargs, count=True):
+    def _entry(self, layer, hidden, rest, kwargs, autocast, count=True):
         """``(layer's graphs, signature, flattened arguments, their spec)``, or None: run it eagerly."""
         if self.failed or hidden.device != self.device:
             return None
@@ -216,7 +221,7 @@ class ModelGraphs:
         if entry.refused:
             return None
         leaves, spec = tree_flatten((rest, kwargs))
-        key = _signature(hidden, kwargs, leaves, spec)
+        key = _signature(hidden, kwargs, leaves, spec, autocast)
         if key is None:
             return None
         if key not in self.statics and len(self.statics) >= MAX_SIGNATURES:

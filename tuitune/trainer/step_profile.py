@@ -3,9 +3,11 @@
 `StepProfiler` (started and stopped around whole steps) and `profile_steps(step_fn, steps)` sort every
 CUDA kernel into one of: base GEMMs (the frozen weights' products), adapter GEMMs (a rank-r dimension),
 loss (products with the vocabulary and the cross-entropy kernels), attention, dequantization, copies,
-norm/rope/activation kernels, optimizer, and other. Idle is the wall time of the profiled steps minus
-the kernels' summed time. On a CPU the operators' own times are sorted the same way, and idle is the
-time spent outside them (Python, data loading, logging). Used by `tuitune bench --profile` and by the
+norm/rope/activation kernels, optimizer, and other. Idle is the wall time of the profiled steps during
+which no kernel ran; on a GPU the report also gives the compute idle: the time no kernel but
+host-device copies ran (those run on the copy engines, beside the kernels, so a step that waits for
+one shows up there and not in idle). On a CPU the operators' own times are sorted the same way, and
+idle is the time spent outside them (Python, data loading, logging). Used by `tuitune bench --profile` and by the
 trainer's `training.profile_steps` (both add a host profile of as many more steps: host_profile); imports
 torch when a profile starts.
 """
@@ -79,7 +81,12 @@ class StepProfiler:
         prof, self._prof = self._prof, None
         prof.__exit__(None, None, None)
         timed = _kernel_times(prof) if self._cuda else _operator_times(prof)
-        return _breakdown(timed, steps, wall_ms, self.rank_max, self.vocab, "cuda" if self._cuda else "cpu")
+        report = _breakdown(timed, steps, wall_ms, self.rank_max, self.vocab, "cuda" if self._cuda else "cpu")
+        if self._cuda:
+            intervals = _kernel_intervals(prof)
+            if intervals:
+                report.update(idle_from_intervals(intervals, wall_ms))
+        return report
 
     def synchronize(self) -> None:
         if self._cuda:
@@ -93,6 +100,41 @@ def _kernel_times(prof):
     for evt in prof.events():
         for k in getattr(evt, "kernels", []) or []:
             yield evt.name, k.name, evt.input_shapes, k.duration
+
+
+_HOST_DEVICE_COPY = re.compile(r"^Memcpy (HtoD|DtoH)")
+
+
+def _kernel_intervals(prof) -> list[tuple[float, float, bool]]:
+    """(start ms, end ms, is a host-device copy) of every GPU activity; [] where the profiler's raw
+    events are not available (then idle stays wall minus summed kernel time)."""
+    try:
+        from torch.autograd import DeviceType
+
+        events = prof.profiler.kineto_results.events()
+        return [(e.start_ns() / 1e6, (e.start_ns() + e.duration_ns()) / 1e6, bool(_HOST_DEVICE_COPY.match(e.name())))
+                for e in events if e.device_type() == DeviceType.CUDA and e.duration_ns() > 0]
+    except (AttributeError, RuntimeError, TypeError):
+        return []
+
+
+def _union_ms(spans: list[tuple[float, float]]) -> float:
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(spans):
+        if b <= end:
+            continue
+        total += b - max(a, end)
+        end = b
+    return total
+
+
+def idle_from_intervals(intervals: list[tuple[float, float, bool]], wall_ms: float) -> dict:
+    """Idle and compute idle from the GPU's activity intervals (see the module doc)."""
+    busy = _union_ms([(a, b) for a, b, _ in intervals])
+    compute = _union_ms([(a, b) for a, b, copy in intervals if not copy])
+    idle, compute_idle = max(0.0, wall_ms - busy), max(0.0, wall_ms - compute)
+    return {"idle_ms": idle, "idle_fraction": idle / wall_ms if wall_ms else None,
+            "compute_idle_ms": compute_idle, "compute_idle_fraction": compute_idle / wall_ms if wall_ms else None}
 
 
 def _operator_times(prof):
@@ -149,6 +191,9 @@ def format_profile(p: dict) -> str:
     lines = [f"{p['steps']} steps: wall {p['wall_ms']:.1f} ms, {work} {p['kernel_ms']:.1f} ms "
              f"({p['kernels']} {'launches' if work == 'kernels' else 'calls'}), idle {p['idle_ms']:.1f} ms "
              f"({100 * (p['idle_fraction'] or 0):.1f}%)"]
+    if p.get("compute_idle_ms") is not None:
+        lines[0] += (f", compute idle {p['compute_idle_ms']:.1f} ms ({100 * (p['compute_idle_fraction'] or 0):.1f}%: "
+                     "no kernel but host-device copies running)")
     for kind, ms in p["by_kind_ms"].items():
         lines.append(f"  {kind:24}{ms:10.1f} ms  {100 * ms / p['wall_ms']:5.1f}%")
     if p.get("host"):
