@@ -14,7 +14,8 @@ STEPS = 6
 LAYERS = 3
 
 
-def _train(mode: str, graphs: bool, nf4_dir=None, set_to_none: bool = True):
+def _train(mode: str, graphs: bool, nf4_dir=None, set_to_none: bool = True, lengths=(256,) * STEPS,
+           graph_tokens: int | None = None):
     """Per-step losses and the final adapters of a few AdamW steps; batches of one shape, so the
     second step captures and the rest replay. The optimizer steps between replays, so a stale
     adapter cast or a gradient added into a dropped buffer shows as diverging losses."""
@@ -23,12 +24,12 @@ def _train(mode: str, graphs: bool, nf4_dir=None, set_to_none: bool = True):
                       max_position_embeddings=1024)
     model = with_lora(base, "llama").to("cuda").train()
     assert apply_kernels(model).supported
-    assert enable_checkpointing(model, mode, cuda_graphs=graphs) == mode
+    assert enable_checkpointing(model, mode, cuda_graphs=graphs, graph_tokens=graph_tokens) == mode
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     losses = []
-    for _ in range(STEPS):
-        ids = torch.randint(0, 2048, (2, 256), generator=generator).cuda()
+    for length in lengths:
+        ids = torch.randint(0, 2048, (2, length), generator=generator).cuda()
         loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
         opt.step()
@@ -47,6 +48,21 @@ def test_graphed_layers_train_like_eager_ones(mode, set_to_none):
     graphed, graphed_adapters, graphs = _train(mode, graphs=True, set_to_none=set_to_none)
     assert graphs.failed is None, graphs.failed
     assert graphs.captured == 2 * LAYERS, graphs.describe()  # one forward and one backward graph per layer
+    for a, b in zip(graphed, eager):
+        check_model("checkpointing.graphs.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)
+    for name, value in eager_adapters.items():
+        check_model("checkpointing.graphs.adapters", graphed_adapters[name], value, torch.bfloat16)
+
+
+@pytest.mark.skipif(not ON_GPU, reason="CUDA graphs need a CUDA device")
+def test_graphed_batches_of_two_lengths_train_like_eager_ones():
+    """Padded batches of bucket lengths: each length has its graphs, views of one shared pair of buffers."""
+    lengths = (128, 256, 128, 256, 128, 256, 128, 192)
+    eager, eager_adapters, _ = _train("offloaded", graphs=False, lengths=lengths)
+    graphed, graphed_adapters, graphs = _train("offloaded", graphs=True, lengths=lengths, graph_tokens=2 * 256)
+    assert graphs.failed is None, graphs.failed
+    assert graphs.captured == 2 * 2 * LAYERS, graphs.describe()  # 128 and 256; 192 is seen once (warm-up)
+    assert len(graphs._flat) == 1
     for a, b in zip(graphed, eager):
         check_model("checkpointing.graphs.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)
     for name, value in eager_adapters.items():
@@ -200,3 +216,53 @@ def test_the_run_log_says_what_became_of_the_graphs(monkeypatch):
     layer_graphs(model).failed = "RuntimeError: operation not permitted when stream is capturing"
     callback._report_graphs(model)
     assert "stopped" in callback.sink.warnings[0] and "training.cuda_graphs = off" in callback.sink.warnings[0]
+
+
+def test_batches_of_a_few_lengths_each_replay_their_own_graphs_from_shared_buffers(monkeypatch):
+    """Padded to a few bucket lengths, each length gets its graphs; all share one pair of buffers."""
+    def train(graphs: bool):
+        model = with_lora(build_base("llama", num_hidden_layers=LAYERS), "llama").train()
+        enable_checkpointing(model, "standard", cuda_graphs=graphs, graph_tokens=2 * 16)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+        generator = torch.Generator().manual_seed(0)
+        losses = []
+        for length in (8, 16, 8, 16, 8, 16, 12):
+            ids = torch.randint(0, 320, (2, length), generator=generator)
+            loss = model(input_ids=ids, labels=ids).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(loss.detach())
+        return torch.stack(losses), layer_graphs(model)
+
+    eager, _ = train(False)
+    _cpu_graphs(monkeypatch)
+    replayed, graphs = train(True)
+    assert graphs.failed is None and graphs.captured == 2 * 2 * LAYERS, graphs.describe()  # lengths 8 and 16
+    assert len(graphs._flat) == 1  # sized for 2 x 16 tokens up front: every signature's views fit
+    torch.testing.assert_close(replayed, eager, rtol=1e-5, atol=1e-6)
+
+
+def test_a_larger_batch_than_announced_gets_buffers_of_its_own(monkeypatch):
+    from tuitune.trainer import layer_graphs as lg
+
+    graphs = lg.ModelGraphs(torch.device("cpu"), capacity_tokens=4)
+    small, large = torch.zeros(1, 4, 8), torch.zeros(2, 8, 8)
+    a = graphs._shared_views(small)
+    b = graphs._shared_views(torch.zeros(1, 2, 8))
+    assert a[0].data_ptr() == b[0].data_ptr() and a[1].data_ptr() == b[1].data_ptr()
+    c = graphs._shared_views(large)
+    assert c[0].shape == large.shape and c[0].data_ptr() != a[0].data_ptr() and len(graphs._flat) == 2
+
+
+def test_the_sft_trainer_pads_to_bucket_lengths_only_when_it_graphs():
+    from tuitune.config import Config, apply_overrides
+    from tuitune.plan import Plan
+    from tuitune.trainer.sft import graph_buckets
+
+    graphed = Plan("cuda", "GPU", "qlora", "bfloat16", "adamw_8bit", "standard", cuda_graphs=True)
+    eager = Plan("cuda", "GPU", "qlora", "bfloat16", "adamw_8bit", "standard")
+    assert graph_buckets(Config(), graphed) == {"pad_to_multiple_of": 256}
+    assert graph_buckets(apply_overrides(Config(), {"model.max_seq_length": 128}), graphed) == {"pad_to_multiple_of": 128}
+    assert graph_buckets(Config(), eager) == {}
+    assert graph_buckets(apply_overrides(Config(), {"data.packing": True}), graphed) == {}

@@ -37,11 +37,12 @@ def _turn_off_transformers_checkpointing(base) -> None:
         (getattr(base, "activation_checkpointing_disable", None) or base.gradient_checkpointing_disable)()
 
 
-def enable_checkpointing(model, mode: str, *, cuda_graphs: bool = False) -> str:
+def enable_checkpointing(model, mode: str, *, cuda_graphs: bool = False, graph_tokens: int | None = None) -> str:
     """Set the activation checkpointing of ``model`` (a PEFT model or a transformers causal LM).
 
     ``cuda_graphs``: replay each checkpointed layer's forward and recompute + backward as CUDA
     graphs (tuitune.trainer.layer_graphs); only on a CUDA device and with recomputation.
+    ``graph_tokens``: the most tokens one batch holds, when known (sizes the graphs' shared buffers).
     """
     if mode not in MODES:
         raise ValueError(f"gradient checkpointing mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -55,7 +56,7 @@ def enable_checkpointing(model, mode: str, *, cuda_graphs: bool = False) -> str:
     if cuda_graphs and applied != "none" and _graphs_possible(device):
         from . import layer_graphs as lg
 
-        graphs = lg.ModelGraphs(device)
+        graphs = lg.ModelGraphs(device, capacity_tokens=graph_tokens)
     for layer in layers:
         inner = layer.__dict__.pop(_INNER, None)  # undo an earlier wrapping
         if inner is _CLASS_FORWARD:

@@ -37,7 +37,11 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-MAX_SIGNATURES = 2  # distinct input signatures graphed per model (padded batches of new lengths run eagerly)
+# Distinct input signatures graphed per model. With batches padded to a multiple of BUCKET_TOKENS
+# (the SFT trainer does that when it graphs) a 2,048-token model sees at most 8 lengths, plus the
+# shorter last batch of an epoch.
+MAX_SIGNATURES = 10
+BUCKET_TOKENS = 256
 _PACKED_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k", "cu_seqlens_q", "cu_seqlens_k")
 _PLAIN = (bool, int, float, str, type(None), torch.dtype, torch.device)
 
@@ -135,10 +139,14 @@ class _LayerGraphs:
 class ModelGraphs:
     """The CUDA graphs of one model's checkpointed layers (see the module doc)."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, capacity_tokens: int | None = None):
+        """``capacity_tokens``: the most tokens a batch can hold (batch size x max length), when known,
+        so that every signature's buffers fit in the first pair allocated."""
         self.device = device
+        self.capacity_tokens = capacity_tokens
         self.pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None
         self.statics: dict[tuple, _Statics] = {}
+        self._flat: list[torch.Tensor] = []  # flat (x, io) buffers the signatures' views share
         self.layers: dict[int, _LayerGraphs] = {}
         self.failed: str | None = None
         self.captured = 0
@@ -235,9 +243,23 @@ class ModelGraphs:
         if s is None:
             static_leaves = [torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device)
                              if isinstance(t, torch.Tensor) else t for t in leaves]
-            s = self.statics[key] = _Statics(torch.empty_like(hidden), torch.empty_like(hidden), static_leaves,
-                                             spec, [None] * len(leaves))
+            x, io = self._shared_views(hidden)
+            s = self.statics[key] = _Statics(x, io, static_leaves, spec, [None] * len(leaves))
         return s
+
+    def _shared_views(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input and output buffers for a signature: views of flat buffers every signature shares (only
+        one layer's graph runs at a time). A graph keeps the addresses it was captured with, so a larger
+        signature gets a larger pair of its own instead of growing the old one."""
+        n = hidden.numel()
+        for pair in self._flat:
+            if pair.shape[1] >= n and pair.dtype == hidden.dtype:
+                break
+        else:
+            capacity = (self.capacity_tokens or 0) * hidden.shape[-1]
+            pair = torch.empty((2, max(n, capacity)), dtype=hidden.dtype, device=hidden.device)
+            self._flat.append(pair)
+        return pair[0, :n].view(hidden.shape), pair[1, :n].view(hidden.shape)
 
     def _load(self, statics: _Statics, hidden, grad_out, leaves) -> None:
         statics.x.copy_(hidden)

@@ -155,7 +155,8 @@ def apply_speedups(model, config: Config, plan: Plan, sink: EventSink) -> str:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     else:
         graphs = plan.cuda_graphs and kernels_on
-        applied = enable_checkpointing(model, mode, cuda_graphs=graphs)
+        applied = enable_checkpointing(model, mode, cuda_graphs=graphs,
+                                       graph_tokens=config.training.batch_size * config.model.max_seq_length)
         if applied != mode:
             sink.warning(f"Gradient checkpointing '{mode}' is not possible here; using '{applied}'.")
         if plan.device == "cuda" and mode != "none":
@@ -223,12 +224,22 @@ def build_trainer(config: Config, plan: Plan, model, tokenizer, train_set, eval_
         **common_arguments(config, plan, run, sink, model, eval_on=eval_set is not None),
         include_num_input_tokens_seen="non_padding",
         max_length=config.model.max_seq_length, packing=config.data.packing,
-        remove_unused_columns=True, **SFT_SETTINGS,
+        remove_unused_columns=True, **SFT_SETTINGS, **graph_buckets(config, plan),
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=tokenizer)
     attach_events(trainer, config, run, sink, inbox)
     return trainer
+
+
+def graph_buckets(config: Config, plan: Plan) -> dict:
+    """Padded batches of few lengths when the layers are graphed: a graph replays only a batch shape it
+    has seen, and batches padded to their longest row rarely repeat one (packed rows are not graphed)."""
+    if not plan.cuda_graphs or config.data.packing:
+        return {}
+    from tuitune.trainer.layer_graphs import BUCKET_TOKENS
+
+    return {"pad_to_multiple_of": min(BUCKET_TOKENS, config.model.max_seq_length)}
 
 
 class _EventLogHandler(logging.Handler):
