@@ -185,6 +185,38 @@ def test_an_offloaded_lm_head_leaves_the_gpu_for_the_backward_pass_and_still_ser
     torch.testing.assert_close(head(hidden), hidden @ table.t())
 
 
+def test_the_head_copy_starts_after_the_input_rows_as_the_first_layer_begins():
+    """Host-to-device copies share a copy engine: started before the embedding lookup, the head's copy
+    would hold the input rows' copy (and the mask's host read that waits for it) back, GPU idle."""
+    from tuitune.trainer.head_offload import _MARK, start_with_first_layer
+
+    model = _model(True, DEVICE)
+    base = model.get_base_model()
+    order = []
+
+    class Stash:
+        starts_with_first_layer = False
+
+        def start(self):
+            order.append("head copy")
+
+        def take(self):
+            order.append("loss")
+            return base.lm_head.weight
+
+    stash = Stash()
+    base.lm_head.__dict__[_MARK] = stash
+    start_with_first_layer(base, stash)
+    assert stash.starts_with_first_layer
+    base.model.embed_tokens.register_forward_hook(lambda *_: order.append("input rows"))
+    for i, layer in enumerate(base.model.layers):
+        layer.register_forward_pre_hook(lambda *_, i=i: order.append(f"layer {i}"))
+    enable_checkpointing(model, "standard")
+    ids = torch.randint(0, 320, (2, 12), device=DEVICE)
+    model(input_ids=ids, labels=ids).loss.backward()  # the recompute does not copy the head again
+    assert order == ["input rows", "head copy", "layer 0", "layer 1", "layer 2", "loss"]
+
+
 def _patched_then_on_the_cpu(kernels: bool = True):
     """A model patched where the kernels run (the GPU, or the CPU under the interpreter), then on the CPU:
     on a GPU machine a CPU model cannot be patched, as its kernels would not be interpreted."""

@@ -385,7 +385,7 @@ def _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm
     # of the step then happens while the GPU has nothing queued, not between forward and backward.
     rows = mask.reshape(-1).nonzero().squeeze(1)
     stash = head_stash(self.lm_head)
-    if stash is not None:
+    if stash is not None and not stash.starts_with_first_layer:
         stash.start()  # the offloaded head's copy back overlaps the decoder
     outputs = self.model(**kwargs)
     hidden = outputs.last_hidden_state
