@@ -5,7 +5,7 @@ import warnings
 import pytest
 import torch
 
-from tuitune.trainer.optimizer import adamw_8bit
+from tuitune.trainer.optimizer import adamw_8bit, blockwise_kernels
 
 
 def _params(seed):
@@ -89,3 +89,64 @@ def test_embeddings_keep_32_bit_states_as_with_bitsandbytes_own_class(tmp_path):
     embeddings, head = model.get_input_embeddings().weight, model.lm_head.weight
     assert optimizer.state[embeddings]["state1"].dtype == torch.float32
     assert optimizer.state[head]["state1"].dtype == torch.uint8  # the rest stays 8-bit
+
+
+def test_only_cuda_tensors_with_8_bit_states_and_no_override_are_updated_directly():
+    params = _params(2)
+    opt = adamw_8bit(params, lr=1e-2)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    assert all(v is None for v in opt._tuitune_direct.values())  # CPU tensors: bitsandbytes' own step
+    state = opt.state[params[2]]
+    assert state["state1"].dtype == torch.uint8 and blockwise_kernels(opt, state, params[2], 0, 2) is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the direct kernel call is for CUDA tensors")
+@pytest.mark.parametrize("grad_dtype", [torch.float32, torch.bfloat16])
+def test_direct_updates_on_the_gpu_are_bitsandbytes_updates_exactly(grad_dtype):
+    """Same kernel, same arguments: parameters and 8-bit states equal bit for bit over steps whose
+    learning rate changes, beside a small tensor (32-bit states) and one with an override, which
+    bitsandbytes' own update step serves."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import bitsandbytes as bnb
+
+    def make():
+        torch.manual_seed(3)
+        shapes = ((16, 4096), (4096, 16), (8, 32), (64, 1024))
+        return [torch.nn.Parameter(torch.randn(*s, device="cuda", dtype=grad_dtype)) for s in shapes]
+
+    # bitsandbytes keeps overrides in one process-wide manager, by parameter position: set aside what
+    # earlier tests left there (the trainer's 32-bit embeddings at position (0, 0))
+    manager = bnb.optim.GlobalOptimManager.get_instance()
+    left = dict(manager.index2config)
+    manager.index2config.clear()
+    ours, theirs = make(), make()
+    optimizers = []
+    for params, cls in ((ours, None), (theirs, bnb.optim.AdamW8bit)):
+        opt = adamw_8bit(params, lr=1e-3, weight_decay=0.01) if cls is None else cls(params, lr=1e-3, weight_decay=0.01)
+        manager.pid2config[id(params[3])] = {"betas": (0.8, 0.99)}
+        optimizers.append(opt)
+    for step in range(4):
+        torch.manual_seed(10 + step)
+        grads = [torch.randn_like(p) for p in ours]
+        for opt, params in zip(optimizers, (ours, theirs)):
+            for group in opt.param_groups:
+                group["lr"] = 1e-3 * (step + 1)
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    direct = optimizers[0]._tuitune_direct
+    assert [direct[id(p)] is not None for p in ours] == [True, True, False, False]
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a, b)
+    for a, b in zip(ours[:2], theirs[:2]):
+        sa, sb = optimizers[0].state[a], optimizers[1].state[b]
+        for key in ("state1", "state2", "absmax1", "absmax2"):
+            assert torch.equal(sa[key], sb[key]), key
+        assert sa["step"] == sb["step"] == 4
+    for params in (ours, theirs):
+        manager.pid2config.pop(id(params[3]), None)
+    manager.index2config.update(left)

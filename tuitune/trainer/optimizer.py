@@ -7,9 +7,20 @@ waits only stall the host: a LoRA on a 32-layer model has 448 adapter tensors, h
 step, each leaving the GPU idle while the host launches the next update. `without_host_waits(cls)`
 runs the same update kernels in the same order, and synchronises only when a state is paged; the
 trainer gives it to transformers' Trainer (`use_in_trainer`), the bench calls `adamw_8bit`.
+
+Even without waits, bitsandbytes' Python costs about 40 microseconds of host time per tensor
+(configuration merge, device checks, the torch.library dispatch, pointer wrapping) for a kernel that
+runs for about 6: the GPU idled some 10 ms per llama-8b step while the host queued the 448 updates
+(the host profiles of 2026-12-05). A CUDA tensor with 8-bit blockwise states and no per-parameter
+override is therefore updated by calling bitsandbytes' own kernel entry point for its algorithm and
+gradient dtype directly, with the arguments its update step would pass; the kernel, and so every
+result, is the same. Anything else (32-bit states of small tensors, overrides, other devices) goes
+through bitsandbytes' update step.
 """
 
 from __future__ import annotations
+
+import ctypes as ct
 
 import torch
 
@@ -35,13 +46,19 @@ def without_host_waits(optimizer_cls: type) -> type:
                 self.check_overrides()
                 self.to_gpu()
                 self.initialized = True
+            direct = self.__dict__.setdefault("_tuitune_direct", {})
             for gindex, group in enumerate(self.param_groups):
                 for pindex, p in enumerate(group["params"]):
                     if p.grad is None:
                         continue
-                    if len(self.state[p]) == 0:
+                    state = self.state[p]
+                    if len(state) == 0:
                         self.init_state(group, p, gindex, pindex)
-                    self.update_step(group, p, gindex, pindex)
+                    if id(p) not in direct:
+                        direct[id(p)] = blockwise_kernels(self, state, p, gindex, pindex)
+                    kernels = direct[id(p)]
+                    if not (kernels and update_directly(self, kernels, group, p, state)):
+                        self.update_step(group, p, gindex, pindex)
             return loss
 
     Streamed.__name__ = Streamed.__qualname__ = f"{optimizer_cls.__name__}Streamed"
@@ -50,6 +67,49 @@ def without_host_waits(optimizer_cls: type) -> type:
     Streamed.__module__ = optimizer_cls.__module__
     _STREAMED[optimizer_cls] = Streamed
     return Streamed
+
+
+_GRAD_DTYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}  # bitsandbytes' order of entry points
+
+
+def blockwise_kernels(optimizer, state: dict, p: torch.Tensor, gindex: int, pindex: int):
+    """bitsandbytes' entry points (fp32, fp16, bf16 gradients) of ``optimizer``'s 8-bit blockwise
+    update, when ``p`` may be updated through them directly (see the module doc); else None."""
+    if not (p.is_cuda and p.is_contiguous() and state.get("state1") is not None
+            and state["state1"].dtype == torch.uint8 and "qmap1" in state):
+        return None
+    if (gindex, pindex) in optimizer.mng.index2config or id(p) in optimizer.mng.pid2config:
+        return None
+    try:
+        from bitsandbytes.backends.cuda.ops import str2optimizer8bit_blockwise
+    except Exception:  # noqa: BLE001 - another bitsandbytes layout: its own update step
+        return None
+    return str2optimizer8bit_blockwise.get(optimizer.optimizer_name)
+
+
+def _pointer(t: torch.Tensor | None):
+    return None if t is None else ct.c_void_p(t.data_ptr())
+
+
+def update_directly(optimizer, kernels, group: dict, p: torch.Tensor, state: dict) -> bool:
+    """One update of ``p`` through bitsandbytes' kernel entry point, with the arguments of its
+    ``Optimizer2State.update_step`` (blockwise branch); False (nothing done) where that step must run."""
+    index = _GRAD_DTYPES.get(p.grad.dtype)
+    if index is None or not p.is_contiguous() or p.device.index != torch.cuda.current_device():
+        return False
+    grad = p.grad if p.grad.is_contiguous() else p.grad.contiguous()
+    p.grad = grad
+    state["step"] += 1
+    betas = group["betas"]
+    kernels[index](
+        _pointer(p), _pointer(grad), _pointer(state["state1"]), _pointer(state.get("state2")),
+        ct.c_float(betas[0]), ct.c_float(betas[1]), ct.c_float(betas[2] if len(betas) >= 3 else 0.0),
+        ct.c_float(group.get("alpha", 0.0)), ct.c_float(group["eps"]), ct.c_int32(state["step"]),
+        ct.c_float(group["lr"]), _pointer(state["qmap1"]), _pointer(state.get("qmap2")),
+        _pointer(state["absmax1"]), _pointer(state.get("absmax2")), ct.c_float(group["weight_decay"]),
+        ct.c_float(1.0), ct.c_bool(optimizer.args.skip_zeros), ct.c_int32(grad.numel()),
+    )
+    return True
 
 
 def adamw_8bit(params, **kwargs):
