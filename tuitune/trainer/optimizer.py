@@ -80,6 +80,8 @@ def blockwise_kernels(optimizer, state: dict, p: torch.Tensor, gindex: int, pind
         return None
     if (gindex, pindex) in optimizer.mng.index2config or id(p) in optimizer.mng.pid2config:
         return None
+    if optimizer.optimizer_name != "adam" or "state2" not in state:
+        return None  # the arguments below are Optimizer2State's for Adam(W); other algorithms keep bitsandbytes' step
     try:
         from bitsandbytes.backends.cuda.ops import str2optimizer8bit_blockwise
     except Exception:  # noqa: BLE001 - another bitsandbytes layout: its own update step
