@@ -70,3 +70,28 @@ def test_resume_from_checkpoint_reproduces_the_losses(tiny_model_dir, tmp_path):
     assert sorted(resumed) == [4, 5, 6] and summary["steps"] == 6
     for step in (4, 5, 6):
         assert resumed[step] == pytest.approx(straight[step], abs=1e-5), step
+
+
+def test_a_run_that_graphs_its_layers_pads_batches_to_bucket_lengths(tiny_model_dir, tmp_path, monkeypatch):
+    """Graphs replay only batch shapes they have seen: when the plan graphs the layers, the SFT collator
+    pads every batch to a multiple of the bucket length (here the whole max length, 96 < 256)."""
+    import dataclasses
+
+    from tuitune.trainer import sft
+
+    resolve = sft.resolve_plan
+    monkeypatch.setattr(sft, "resolve_plan", lambda *a, **k: dataclasses.replace(resolve(*a, **k), cuda_graphs=True))
+    lengths = []
+    from transformers import PreTrainedModel
+
+    forward = PreTrainedModel.__call__
+
+    def record(self, *args, **kwargs):
+        ids = kwargs.get("input_ids")
+        if ids is not None:
+            lengths.append(ids.shape[1])
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedModel, "__call__", record)
+    _, _, losses = run_training(tiny_model_dir, tmp_path, "buckets", **{"training.max_steps": 3})
+    assert losses and lengths and set(lengths) == {96}, lengths
