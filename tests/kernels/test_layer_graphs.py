@@ -15,7 +15,7 @@ LAYERS = 3
 
 
 def _train(mode: str, graphs: bool, nf4_dir=None, set_to_none: bool = True, lengths=(256,) * STEPS,
-           graph_tokens: int | None = None):
+           graph_tokens: int | None = None, keep: list | None = None):
     """Per-step losses and the final adapters of a few AdamW steps; batches of one shape, so the
     second step captures and the rest replay. The optimizer steps between replays, so a stale
     adapter cast or a gradient added into a dropped buffer shows as diverging losses."""
@@ -25,6 +25,8 @@ def _train(mode: str, graphs: bool, nf4_dir=None, set_to_none: bool = True, leng
     model = with_lora(base, "llama").to("cuda").train()
     assert apply_kernels(model).supported
     assert enable_checkpointing(model, mode, cuda_graphs=graphs, graph_tokens=graph_tokens) == mode
+    if keep is not None:
+        keep.append(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     losses = []
@@ -266,3 +268,21 @@ def test_the_sft_trainer_pads_to_bucket_lengths_only_when_it_graphs():
     assert graph_buckets(apply_overrides(Config(), {"model.max_seq_length": 128}), graphed) == {"pad_to_multiple_of": 128}
     assert graph_buckets(Config(), eager) == {}
     assert graph_buckets(apply_overrides(Config(), {"data.packing": True}), graphed) == {}
+
+
+def test_a_model_without_a_cuda_device_has_no_graph_pool():
+    from tuitune.trainer import layer_graphs as lg
+
+    assert lg.ModelGraphs(torch.device("cpu")).pool_gb() == 0.0
+
+
+@pytest.mark.skipif(not ON_GPU, reason="CUDA graphs need a CUDA device")
+def test_the_graph_pool_is_measured_and_counted_in_the_runs_peak():
+    from tuitune.trainer.run_loop import _peak_gpu_memory_gb
+
+    kept: list = []
+    _train("offloaded", graphs=True, keep=kept)
+    graphs = layer_graphs(kept[0])
+    pool = graphs.pool_gb()
+    assert pool > 0
+    assert _peak_gpu_memory_gb(kept[0]) == pytest.approx(torch.cuda.max_memory_allocated() / 1024**3 + pool)

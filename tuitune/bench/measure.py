@@ -295,18 +295,9 @@ def run(job: Job) -> dict:
 
         graphs = layer_graphs(model)
         result["cuda_graphs"] = graphs.describe() if graphs is not None else "not applied"
-        if device.type == "cuda":
-            result["graph_pool_gb"] = _graph_pool_gb()  # runner.peak_gb adds it to the timed peak
+        if device.type == "cuda" and graphs is not None:
+            result["graph_pool_gb"] = graphs.pool_gb()  # runner.peak_gb adds it to the timed peak
     return result
-
-
-def _graph_pool_gb() -> float:
-    """Device memory held by CUDA graphs' private pools (reserved, not counted as allocated between
-    replays): what graphing the layers costs on top of the eager peak."""
-    import torch
-
-    segments = torch.cuda.memory_snapshot()
-    return sum(s["total_size"] for s in segments if tuple(s.get("segment_pool_id", (0, 0))) != (0, 0)) / GIB
 
 
 def main(argv: list[str]) -> int:

@@ -208,6 +208,14 @@ class ModelGraphs:
         graph.replay()
         return statics.io.clone()
 
+    def pool_gb(self) -> float:
+        """Device memory this model's graphs hold in their pool: reserved, never counted as allocated
+        between replays (``max_memory_allocated`` leaves it out), and of no use to anything else."""
+        if self.pool is None:
+            return 0.0
+        segments = torch.cuda.memory_snapshot()
+        return sum(s["total_size"] for s in segments if tuple(s.get("segment_pool_id", (0, 0))) == tuple(self.pool)) / 1024**3
+
     def describe(self) -> str:
         if self.failed:
             return f"off after a capture failed ({self.failed})"
