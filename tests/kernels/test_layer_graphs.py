@@ -132,26 +132,28 @@ def _cpu_graphs(monkeypatch):
     monkeypatch.setattr(lg, "ModelGraphs", CPUGraphs)
 
 
+def _cpu_train(graphs: bool, lengths, set_to_none: bool = True, graph_tokens: int | None = None):
+    """Per-step losses of AdamW steps on batches of two rows of ``lengths`` tokens, and the graphs."""
+    model = with_lora(build_base("llama", num_hidden_layers=LAYERS), "llama").train()
+    enable_checkpointing(model, "standard", cuda_graphs=graphs, graph_tokens=graph_tokens)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for length in lengths:
+        ids = torch.randint(0, 320, (2, length), generator=generator)
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=set_to_none)
+        losses.append(loss.detach())
+    return torch.stack(losses), layer_graphs(model)
+
+
 @pytest.mark.parametrize("set_to_none", [True, False], ids=["grads-dropped", "grads-zeroed"])
 def test_replays_train_like_eager_layers_on_the_cpu(monkeypatch, set_to_none):
-    def train(graphs: bool):
-        model = with_lora(build_base("llama", num_hidden_layers=LAYERS), "llama").train()
-        enable_checkpointing(model, "standard", cuda_graphs=graphs)
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-        generator = torch.Generator().manual_seed(0)
-        losses = []
-        for _ in range(5):
-            ids = torch.randint(0, 320, (2, 12), generator=generator)
-            loss = model(input_ids=ids, labels=ids).loss
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=set_to_none)
-            losses.append(loss.detach())
-        return torch.stack(losses), layer_graphs(model)
-
-    eager, _ = train(False)
+    eager, _ = _cpu_train(False, (12,) * 5, set_to_none)
     _cpu_graphs(monkeypatch)
-    replayed, graphs = train(True)
+    replayed, graphs = _cpu_train(True, (12,) * 5, set_to_none)
     assert graphs.failed is None and graphs.captured == 2 * LAYERS, graphs.describe()
     replays = [g.replays for entry in graphs.layers.values() for g in (*entry.forward.values(), *entry.backward.values())]
     assert replays == [4] * (2 * LAYERS)  # steps 2 to 5: step 1 was the warm-up
@@ -222,24 +224,10 @@ def test_the_run_log_says_what_became_of_the_graphs(monkeypatch):
 
 def test_batches_of_a_few_lengths_each_replay_their_own_graphs_from_shared_buffers(monkeypatch):
     """Padded to a few bucket lengths, each length gets its graphs; all share one pair of buffers."""
-    def train(graphs: bool):
-        model = with_lora(build_base("llama", num_hidden_layers=LAYERS), "llama").train()
-        enable_checkpointing(model, "standard", cuda_graphs=graphs, graph_tokens=2 * 16)
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-        generator = torch.Generator().manual_seed(0)
-        losses = []
-        for length in (8, 16, 8, 16, 8, 16, 12):
-            ids = torch.randint(0, 320, (2, length), generator=generator)
-            loss = model(input_ids=ids, labels=ids).loss
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            losses.append(loss.detach())
-        return torch.stack(losses), layer_graphs(model)
-
-    eager, _ = train(False)
+    lengths = (8, 16, 8, 16, 8, 16, 12)
+    eager, _ = _cpu_train(False, lengths, graph_tokens=2 * 16)
     _cpu_graphs(monkeypatch)
-    replayed, graphs = train(True)
+    replayed, graphs = _cpu_train(True, lengths, graph_tokens=2 * 16)
     assert graphs.failed is None and graphs.captured == 2 * 2 * LAYERS, graphs.describe()  # lengths 8 and 16
     assert len(graphs._flat) == 1  # sized for 2 x 16 tokens up front: every signature's views fit
     torch.testing.assert_close(replayed, eager, rtol=1e-5, atol=1e-6)
