@@ -44,6 +44,10 @@ def _why_not(config: Config, spec, device: str, checkpointing: str) -> str | Non
         return "they replay tuitune's kernels, and training.use_kernels is off"
     if config.training.distributed != "none":
         return f"{config.training.distributed} synchronises gradients as they are made, which a replay bypasses"
+    if config.data.packing:
+        return "packed rows change their boundaries every batch, and a graph replays only a shape it has seen"
+    if config.training.objective == "orpo":
+        return "ORPO's batches take the length of their longest pair, so their shapes rarely repeat"
     if spec is not None and not fit.kernels_supported(spec):
         return f"tuitune has no kernels for {spec.architecture}"
     return None

@@ -40,6 +40,10 @@ def test_graphs_are_refused_where_a_replay_cannot_stand_in():
     assert "use_kernels" in choose(config("llama-3.2-1b", **{"training.use_kernels": False})).reason
     assert "ddp" in choose(config("llama-3.2-1b", **{"training.distributed": "ddp", "training.gpus": "2"})).reason
     assert not choose(config("llama-3.2-1b", **{"training.cuda_graphs": "off"})).on
+    # shapes that do not repeat: packed rows (SFT with packing, and continued pretraining) and ORPO's pairs
+    assert "packed rows" in choose(config("llama-3.2-1b", **{"data.packing": True})).reason
+    assert "ORPO" in choose(config("llama-3.2-1b", **{"training.objective": "orpo"})).reason
+    assert choose(config("llama-3.2-1b", **{"training.objective": "dpo"})).on  # DPO pads to bucket lengths
     assert choose(config("llama-3.1-8b", **{"training.cuda_graphs": "on"})).on  # asked for: the user's call
 
 
@@ -61,3 +65,6 @@ def test_checkpointing_auto_tries_the_graphed_modes_first_on_a_launch_bound_step
     big = resolve_plan(config("llama-3.1-8b"), H100)
     assert (big.checkpointing, big.cuda_graphs) == ("none", False)
     assert not resolve_plan(config("llama-3.2-1b", **{"training.cuda_graphs": "off"}), H100).cuda_graphs
+    # packed rows are never graphed, so auto does not trade recomputation for graphs there
+    packed = resolve_plan(config("llama-3.2-1b", **{"data.packing": True}), H100)
+    assert (packed.checkpointing, packed.cuda_graphs) == ("none", False), packed.checkpointing_reason

@@ -248,7 +248,7 @@ def test_a_larger_batch_than_announced_gets_buffers_of_its_own(monkeypatch):
 def test_the_sft_trainer_pads_to_bucket_lengths_only_when_it_graphs():
     from tuitune.config import Config, apply_overrides
     from tuitune.plan import Plan
-    from tuitune.trainer.sft import graph_buckets
+    from tuitune.trainer.arguments import graph_buckets
 
     graphed = Plan("cuda", "GPU", "qlora", "bfloat16", "adamw_8bit", "standard", cuda_graphs=True)
     eager = Plan("cuda", "GPU", "qlora", "bfloat16", "adamw_8bit", "standard")

@@ -140,3 +140,27 @@ def test_embeddings_get_their_own_learning_rate(tiny_model_dir):
     embedding = model.get_input_embeddings().weight.numel()
     assert by_lr[2e-5] == embedding  # tied: one trainable copy, at the lower rate
     assert by_lr[2e-4] > 0
+
+
+def test_dpo_pads_its_batches_to_bucket_lengths_when_the_layers_are_graphed(tiny_model_dir, tmp_path, monkeypatch):
+    """As SFT: a graph replays only a batch shape it has seen (the plan is forced to graph; a CPU has none)."""
+    import dataclasses
+
+    from transformers import PreTrainedModel
+
+    from tuitune.trainer import sft
+
+    resolve = sft.resolve_plan
+    monkeypatch.setattr(sft, "resolve_plan", lambda *a, **k: dataclasses.replace(resolve(*a, **k), cuda_graphs=True))
+    lengths = []
+    forward = PreTrainedModel.__call__
+
+    def record(self, *args, **kwargs):
+        if kwargs.get("input_ids") is not None:
+            lengths.append(kwargs["input_ids"].shape[1])
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedModel, "__call__", record)
+    run_method(tiny_model_dir, tmp_path, "dpo-buckets", write_pairs(tmp_path / "pairs.jsonl"),
+               **{"training.max_steps": 2})
+    assert lengths and all(n % 96 == 0 for n in lengths), lengths

@@ -12,6 +12,17 @@ from tuitune.trainer.event_sink import EventSink
 from tuitune.trainer.reporting import report_targets
 
 
+def graph_buckets(config: Config, plan: Plan) -> dict[str, Any]:
+    """Padded batches of few lengths when the layers are graphed (SFT's and DPO's collators take
+    ``pad_to_multiple_of``): a graph replays only a batch shape it has seen, and batches padded to their
+    longest row rarely repeat one. Packed rows are not graphed (tuitune.graphs_policy)."""
+    if not plan.cuda_graphs or config.data.packing:
+        return {}
+    from tuitune.trainer.layer_graphs import BUCKET_TOKENS
+
+    return {"pad_to_multiple_of": min(BUCKET_TOKENS, config.model.max_seq_length)}
+
+
 def common_arguments(config: Config, plan: Plan, run: RunDir, sink: EventSink, model, *,
                      eval_on: bool) -> dict[str, Any]:
     """The shared arguments, plus the engine's (DDP, FSDP2, DeepSpeed) on a rank of a distributed run."""

@@ -16,7 +16,7 @@ from tuitune.objective import DPO, ORPO
 from tuitune.plan import Plan
 from tuitune.runs import RunDir
 from tuitune.steps import eval_rows
-from tuitune.trainer.arguments import attach_events, common_arguments
+from tuitune.trainer.arguments import attach_events, common_arguments, graph_buckets
 from tuitune.trainer.event_sink import ControlInbox, EventSink
 from tuitune.trainer.run_loop import Prepared, train_and_save
 from tuitune.trainer.sft import add_adapters, apply_speedups, begin, load_model
@@ -110,7 +110,8 @@ def build_preference_trainer(objective: str, config: Config, plan: Plan, model, 
         from trl import DPOConfig, DPOTrainer
 
         args = DPOConfig(**common, beta=t.dpo_beta, loss_type=[t.dpo_loss], max_length=config.model.max_seq_length,
-                         precompute_ref_log_probs=False, include_num_input_tokens_seen="non_padding")
+                         precompute_ref_log_probs=False, include_num_input_tokens_seen="non_padding",
+                         **graph_buckets(config, plan))
         trainer = DPOTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                              processing_class=tokenizer)
         _reference_is_the_base(trainer)

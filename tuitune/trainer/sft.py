@@ -218,7 +218,7 @@ def build_trainer(config: Config, plan: Plan, model, tokenizer, train_set, eval_
 
     from tuitune.data import SFT_SETTINGS
 
-    from tuitune.trainer.arguments import attach_events, common_arguments
+    from tuitune.trainer.arguments import attach_events, common_arguments, graph_buckets
 
     args = SFTConfig(
         **common_arguments(config, plan, run, sink, model, eval_on=eval_set is not None),
@@ -230,16 +230,6 @@ def build_trainer(config: Config, plan: Plan, model, tokenizer, train_set, eval_
                          processing_class=tokenizer)
     attach_events(trainer, config, run, sink, inbox)
     return trainer
-
-
-def graph_buckets(config: Config, plan: Plan) -> dict:
-    """Padded batches of few lengths when the layers are graphed: a graph replays only a batch shape it
-    has seen, and batches padded to their longest row rarely repeat one (packed rows are not graphed)."""
-    if not plan.cuda_graphs or config.data.packing:
-        return {}
-    from tuitune.trainer.layer_graphs import BUCKET_TOKENS
-
-    return {"pad_to_multiple_of": min(BUCKET_TOKENS, config.model.max_seq_length)}
 
 
 class _EventLogHandler(logging.Handler):
