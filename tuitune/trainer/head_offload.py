@@ -1,15 +1,14 @@
 """Keep a frozen LM head in pinned CPU memory and bring it to the GPU for the loss only.
-
-With tuitune's fused loss the LM head is read only by the forward pass: the fused loss computes
-the hidden states' gradient there, so the backward pass (where a step's memory peaks) never reads
-the head. A llama-8b head is 128,256 x 4,096 bf16 values, 1 GiB. `offload_output_head(model)` moves
-it to pinned host memory; each forward pass starts copying it back on a side stream as the first
+ With tuitune's fused loss the LM head is read only by the forward pass: the fused loss computes the
+hidden states' gradient there, so the backward pass (where a step's memory peaks) never reads the
+head. A llama-8b head is 128,256 x 4,096 bf16 values, 1 GiB. `offload_output_head(model)` moves it
+to pinned host memory; each forward pass starts copying it back on a side stream as the first
 decoder layer begins (the copy overlaps the decoder's work), the loss waits for it, and the GPU copy
 is dropped once the loss has used it. Not earlier: host-to-device copies share one copy engine, so
 the input embeddings' rows (their own copy) and the attention mask's host read (transformers
 synchronises there) would wait behind the whole head, with the GPU idle (llama-8b: 17 ms a step,
-llama-1b: 8.5 ms, from the host profiles of 2026-12-05). A table shared with the input embeddings (tied) moves for both: the
-input embeddings then gather their rows on the CPU (embedding_offload).
+llama-1b: 8.5 ms, from the host profiles of 2026-12-05). A table shared with the input embeddings
+(tied) moves for both: the input embeddings then gather their rows on the CPU (embedding_offload).
 
 Only a frozen, bias-free ``nn.Linear`` head of a model whose loss tuitune's patcher fused is moved;
 anything else that calls the head (generation) still works: the head's ``forward`` fetches the
