@@ -1,5 +1,6 @@
 """Keep a frozen LM head in pinned CPU memory and bring it to the GPU for the loss only.
- With tuitune's fused loss the LM head is read only by the forward pass: the fused loss computes the
+
+With tuitune's fused loss the LM head is read only by the forward pass: the fused loss computes the
 hidden states' gradient there, so the backward pass (where a step's memory peaks) never reads the
 head. A llama-8b head is 128,256 x 4,096 bf16 values, 1 GiB. `offload_output_head(model)` moves it
 to pinned host memory; each forward pass starts copying it back on a side stream as the first
