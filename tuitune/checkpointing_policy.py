@@ -61,18 +61,9 @@ def _label(mode: str, graphs: bool) -> str:
 
 
 def _choose_graphed(need_gb: Callable[[str, bool], float], free_gb: float) -> CheckpointingChoice:
-    needs = {(mode, graphs): need_gb(mode, graphs) for mode, graphs in GRAPHED_ORDER}
-    faster = []
-    for (mode, graphs), need in needs.items():
-        if fit.fit_status(need, free_gb) == "fits":
-            why = ("the fastest mode of a launch-bound step" if not faster else
-                   "the fastest that fits (" + ", ".join(f"{_label(*c)} needs {needs[c]:.1f} GB" for c in faster) + ")")
-            return CheckpointingChoice(mode, f"{_label(mode, graphs)}, {why}; about {need:.1f} GB of {free_gb:.1f} GB "
-                                       "free", {_label(*c): n for c, n in needs.items()}, graphs)
-        faster.append((mode, graphs))
-    mode, graphs = GRAPHED_ORDER[-1]
-    return CheckpointingChoice(mode, f"{mode}: no mode fits {free_gb:.1f} GB free (the lightest, {mode}, needs "
-                               f"about {needs[(mode, graphs)]:.1f} GB)", {_label(*c): n for c, n in needs.items()})
+    options = {_label(mode, graphs): (mode, graphs) for mode, graphs in GRAPHED_ORDER}
+    needs = {label: need_gb(*option) for label, option in options.items()}
+    return _first_fitting(needs, free_gb, options, fastest="the fastest mode of a launch-bound step")
 
 
 def choose_for_spec(need_gb: Callable[[str], float], free_gb: float | None) -> CheckpointingChoice:
@@ -81,11 +72,21 @@ def choose_for_spec(need_gb: Callable[[str], float], free_gb: float | None) -> C
         return CheckpointingChoice(UNKNOWN_FALLBACK, "the GPU does not report its free memory, so auto "
                                    f"keeps {UNKNOWN_FALLBACK} recomputation")
     needs = {mode: need_gb(mode) for mode in fit.AUTO_ORDER}
-    mode = fit.fastest_fitting_mode(needs, free_gb)
-    if fit.fit_status(needs[mode], free_gb) != "fits":
+    return _first_fitting(needs, free_gb, {mode: (mode, False) for mode in needs}, fastest="the fastest mode")
+
+
+def _first_fitting(needs: dict[str, float], free_gb: float, options: dict[str, tuple[str, bool]], *,
+                   fastest: str) -> CheckpointingChoice:
+    """The first option of `needs` (label -> estimate, fastest first) that fits `free_gb`, else the last;
+    `options` gives each label's (mode, CUDA graphs)."""
+    label = fit.fastest_fitting_mode(needs, free_gb)
+    mode, graphs = options[label]
+    if fit.fit_status(needs[label], free_gb) != "fits":
         return CheckpointingChoice(mode, f"{mode}: no mode fits {free_gb:.1f} GB free (the lightest, {mode}, "
-                                   f"needs about {needs[mode]:.1f} GB)", needs)
-    faster = fit.AUTO_ORDER[:fit.AUTO_ORDER.index(mode)]
-    why = ("the fastest mode" if not faster else "the fastest mode that fits (" + ", ".join(
-        f"{m} needs {needs[m]:.1f} GB" for m in faster) + ")")
-    return CheckpointingChoice(mode, f"{mode}, {why}; about {needs[mode]:.1f} GB of {free_gb:.1f} GB free", needs)
+                                   f"needs about {needs[label]:.1f} GB)", needs)
+    labels = list(needs)
+    faster = labels[:labels.index(label)]
+    why = (fastest if not faster else "the fastest mode that fits (" + ", ".join(
+        f"{other} needs {needs[other]:.1f} GB" for other in faster) + ")")
+    return CheckpointingChoice(mode, f"{label}, {why}; about {needs[label]:.1f} GB of {free_gb:.1f} GB free",
+                               needs, graphs)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tests.kernels.kernel_env import DEVICE, ON_GPU
-from tests.kernels.tiny_models import batch, build_base, with_lora
+from tests.kernels.tiny_models import adamw_losses, batch, build_base, with_lora
 from tests.kernels.tolerances import check_model
 from tuitune.trainer.activation_checkpointing import enable_checkpointing
 from tuitune.trainer.patching import apply_kernels
@@ -107,19 +107,8 @@ def _train_losses(mode: str, offload_embeddings: bool, buffers: list | None = No
 
         assert offload_output_head(model) == ("offloaded with the tied input embeddings" if tied else "offloaded")
         assert model.get_base_model().lm_head.weight.numel() == 0
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    generator = torch.Generator().manual_seed(0)
-    losses = []
-    for length in LENGTHS:
-        ids = torch.randint(0, 2048, (4, length), generator=generator).cuda()
-        loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(float(loss))
-        if buffers is not None:
-            buffers.append(pinned_buffers(model))
-    return losses
+    after = None if buffers is None else (lambda: buffers.append(pinned_buffers(model)))
+    return [float(loss) for loss in adamw_losses(model, LENGTHS, rows=4, vocab=2048, lr=1e-3, after_step=after)]
 
 
 @pytest.mark.skipif(not ON_GPU, reason="offloading needs a CUDA device")

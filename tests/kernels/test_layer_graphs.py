@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tests.kernels.kernel_env import ON_GPU
-from tests.kernels.tiny_models import build_base, with_lora
+from tests.kernels.tiny_models import adamw_losses, build_base, with_lora
 from tests.kernels.tolerances import check_model
 from tuitune.trainer.activation_checkpointing import enable_checkpointing, layer_graphs
 from tuitune.trainer.layer_graphs import call_signature, graphable_layer
@@ -27,16 +27,8 @@ def _train(mode: str, graphs: bool, nf4_dir=None, set_to_none: bool = True, leng
     assert enable_checkpointing(model, mode, cuda_graphs=graphs, graph_tokens=graph_tokens) == mode
     if keep is not None:
         keep.append(model)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    generator = torch.Generator().manual_seed(0)
-    losses = []
-    for length in lengths:
-        ids = torch.randint(0, 2048, (2, length), generator=generator).cuda()
-        loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=set_to_none)
-        losses.append(float(loss))
+    losses = [float(loss) for loss in adamw_losses(model, lengths, rows=2, vocab=2048, lr=1e-3,
+                                                    set_to_none=set_to_none)]
     adapters = {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
     return losses, adapters, layer_graphs(model)
 
@@ -136,16 +128,7 @@ def _cpu_train(graphs: bool, lengths, set_to_none: bool = True, graph_tokens: in
     """Per-step losses of AdamW steps on batches of two rows of ``lengths`` tokens, and the graphs."""
     model = with_lora(build_base("llama", num_hidden_layers=LAYERS), "llama").train()
     enable_checkpointing(model, "standard", cuda_graphs=graphs, graph_tokens=graph_tokens)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    generator = torch.Generator().manual_seed(0)
-    losses = []
-    for length in lengths:
-        ids = torch.randint(0, 320, (2, length), generator=generator)
-        loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=set_to_none)
-        losses.append(loss.detach())
+    losses = adamw_losses(model, lengths, rows=2, vocab=320, lr=1e-2, set_to_none=set_to_none)
     return torch.stack(losses), layer_graphs(model)
 
 

@@ -60,6 +60,26 @@ def with_lora(model, arch: str, rank: int = 8, seed: int = 0, random_b: bool = T
     return peft_model
 
 
+def adamw_losses(model, lengths, *, rows: int, vocab: int, lr: float, set_to_none: bool = True,
+                 after_step=None) -> list[torch.Tensor]:
+    """The (detached) loss of each of a few AdamW steps of ``model`` on random batches of ``rows`` rows
+    of each of ``lengths`` tokens (labels = inputs, a fixed seed); ``after_step()`` runs after each."""
+    device = next(model.parameters()).device
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for length in lengths:
+        ids = torch.randint(0, vocab, (rows, length), generator=generator).to(device)
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=set_to_none)
+        losses.append(loss.detach())
+        if after_step is not None:
+            after_step()
+    return losses
+
+
 def batch(vocab: int = 320, rows: int = 2, seq: int = 12, seed: int = 3, device="cpu"):
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, vocab, (rows, seq), generator=g)
