@@ -11,8 +11,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     bnb = pytest.importorskip("bitsandbytes")
 
-# (out_features, in_features): not powers of two, a single row, a long row
-SHAPES = [(96, 64), (1, 4096), (160, 1000), (64, 2048)] + ([(8192, 2048), (2048, 8192)] if ON_GPU else [])
+# (out_features, in_features): not powers of two, a single row, a long row, and one whose bytes are
+# not whole 32-bit words (the byte kernel's path)
+SHAPES = [(96, 64), (1, 4096), (160, 1000), (64, 2048), (5, 36)] + ([(8192, 2048), (2048, 8192)] if ON_GPU else [])
 
 
 def _quantized(shape, dtype, nested, device, quant_type="nf4"):
