@@ -23,7 +23,7 @@ import torch
 
 from .geglu import geglu_backward, geglu_forward
 from .swiglu import swiglu_backward, swiglu_forward
-from .lora_weights import LoRAWeights, adapters, as_2d, project, project_backward
+from .lora_weights import LoRAWeights, adapters, as_2d, project, project_group, project_group_backward
 
 ACTIVATIONS = ("swiglu", "geglu", "geglu_tanh")
 MODES = ("saved", "deferred")
@@ -58,15 +58,13 @@ def mlp_forward(x2, gate: LoRAWeights, up: LoRAWeights, down: LoRAWeights, activ
     """The MLP's output without autograd, ``chunk`` rows at a time."""
     n = x2.shape[0]
     if n <= chunk:
-        g, _ = project(x2, gate)
-        u, _ = project(x2, up)
+        (g, u), _ = project_group(x2, (gate, up))
         return project(_act_forward(activation, g, u), down)[0]
     y = x2.new_empty((n, down.out_features))
     wg, wu, wd = gate.dense(x2.dtype), up.dense(x2.dtype), down.dense(x2.dtype)
     for i in range(0, n, chunk):
         xc = x2[i:i + chunk]
-        g, _ = project(xc, gate, wg)
-        u, _ = project(xc, up, wu)
+        (g, u), _ = project_group(xc, (gate, up), (wg, wu))
         y[i:i + chunk] = project(_act_forward(activation, g, u), down, wd)[0]
     return y
 
@@ -105,8 +103,7 @@ class LoRAMLPFunction(torch.autograd.Function):
         if mode == "deferred":
             ctx.save_for_backward(x2)
             return x2.new_empty((*x.shape[:-1], down.out_features))
-        g, xa_g = project(x2, gate)
-        u, xa_u = project(x2, up)
+        (g, u), (xa_g, xa_u) = project_group(x2, (gate, up))
         h = _act_forward(activation, g, u)
         y, ha_d = project(h, down)
         ctx.save_for_backward(x2, g, u, xa_g, xa_u, ha_d)
@@ -126,8 +123,7 @@ class LoRAMLPFunction(torch.autograd.Function):
             ws = tuple(p.dense(x2.dtype) for p in (gate, up, down))
             for i in range(0, n, chunk):
                 xc = x2[i:i + chunk]
-                g, xa_g = project(xc, gate, ws[0])
-                u, xa_u = project(xc, up, ws[1])
+                (g, u), (xa_g, xa_u) = project_group(xc, (gate, up), ws[:2])
                 _backward_rows(ctx.activation, dy2[i:i + chunk], xc, g, u, xa_g, xa_u, None, gate, up, down,
                                grads, dx[i:i + chunk] if need_dx else None, ws)
         else:
@@ -145,11 +141,16 @@ def _backward_rows(activation, dy, x, g, u, xa_g, xa_u, ha_d, gate, up, down, gr
     gradients to ``grads``. ``g`` and ``u`` are consumed (overwritten). ``ws``: the dense gate, up and
     down weights when the caller holds them, else None (each is dequantized when needed)."""
     wg, wu, wd = ws if ws is not None else (None, None, None)
-    dh = dy @ (wd if wd is not None else down.dense(dy.dtype))
+    wd = wd if wd is not None else down.dense(dy.dtype)
     if down.lora_a is not None:
+        # the adapter's share first, written (beta=0); the compute-bound base GEMM then adds into it
         a_d, b_d = down.adapter(dy.dtype)
         dyb = dy @ b_d
-        dh.addmm_(dyb, a_d, alpha=down.scaling)
+        dh = dy.new_empty((dy.shape[0], down.in_features)).addmm_(dyb, a_d, beta=0.0, alpha=down.scaling)
+        dh.addmm_(dy, wd)
+    else:
+        dh = dy @ wd
+    del wd
     dg, du, h = _act_backward_in_place(activation, dh, g, u)
     if down.lora_a is not None:
         if ha_d is None:
@@ -157,9 +158,8 @@ def _backward_rows(activation, dy, x, g, u, xa_g, xa_u, ha_d, gate, up, down, gr
         grads.add("db", _scaled(dy.t() @ ha_d, down.scaling, down.lora_b.dtype))
         grads.add("da", _scaled(dyb.t() @ h, down.scaling, down.lora_a.dtype))
     del h, dh
-    need_dx = dx_out is not None
-    _, da_g, db_g = project_backward(dg, x, xa_g, gate, need_dx=need_dx, w=wg, dx_out=dx_out, accumulate=False)
-    _, da_u, db_u = project_backward(du, x, xa_u, up, need_dx=need_dx, w=wu, dx_out=dx_out)
+    _, ((da_g, db_g), (da_u, db_u)) = project_group_backward(
+        (dg, du), x, (xa_g, xa_u), (gate, up), need_dx=dx_out is not None, ws=(wg, wu), dx_out=dx_out)
     for key, value in (("ga", da_g), ("gb", db_g), ("ua", da_u), ("ub", db_u)):
         grads.add(key, value)
 

@@ -1,15 +1,16 @@
 """The q, k and v LoRA projections of one attention block from one shared input, in one Function.
 
-The backward pass sums the three input gradients into one buffer (each GEMM accumulates into it)
-and computes each adapter's gradient from the saved rank-r products; base weights (dense or NF4)
-are dequantized on the fly, one at a time.
+The three adapters' rank-r products come from one GEMM of the shared input; the backward pass sums
+the three input gradients into one buffer (the adapters' shares in one GEMM, then each base GEMM
+accumulates into it) and computes every adapter's gradient from the saved rank-r products; base
+weights (dense or NF4) are dequantized on the fly, one at a time.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .lora_weights import LoRAWeights, adapters, as_2d, project, project_backward
+from .lora_weights import LoRAWeights, adapters, as_2d, project_group, project_group_backward
 
 
 class LoRAQKVFunction(torch.autograd.Function):
@@ -17,38 +18,24 @@ class LoRAQKVFunction(torch.autograd.Function):
     def forward(ctx, x, q: LoRAWeights, k: LoRAWeights, v: LoRAWeights, keep_dense: bool, *ab):
         x2 = as_2d(x)
         lead = x.shape[:-1]
-        outs, saved, dense = [], [], []
-        for p in (q, k, v):
-            w = p.dense(x2.dtype)
-            y, xa = project(x2, p, w)
-            outs.append(y.view(*lead, y.shape[-1]))
-            saved.append(xa)
-            dense.append(w if keep_dense else None)
+        ps = (q, k, v)
+        dense = [p.dense(x2.dtype) for p in ps] if keep_dense else [None] * 3
+        ys, saved = project_group(x2, ps, dense)
         ctx.dense = dense
-        ctx.projections = (q, k, v)
+        ctx.projections = ps
         ctx.x_shape = x.shape
         ctx.save_for_backward(x2, *saved)
-        return tuple(outs)
+        return tuple(y.view(*lead, y.shape[-1]) for y in ys)
 
     @staticmethod
     def backward(ctx, dq, dk, dv):
-        x2, *saved = ctx.saved_tensors
+        x2, *xas = ctx.saved_tensors
         need_dx = ctx.needs_input_grad[0]
-        dx = torch.empty_like(x2) if need_dx else None
-        written = False
-        grads: list[torch.Tensor | None] = []
-        for p, dy, xa, w in zip(ctx.projections, (dq, dk, dv), saved, ctx.dense):
-            if dy is None:
-                grads += [None, None]
-                continue
-            _, d_a, d_b = project_backward(as_2d(dy), x2, xa, p, need_dx=need_dx, w=w, dx_out=dx,
-                                           accumulate=written)
-            written = written or need_dx
-            grads += [d_a, d_b]
+        dys = [as_2d(dy) if dy is not None else None for dy in (dq, dk, dv)]
+        dx, pairs = project_group_backward(dys, x2, xas, ctx.projections, need_dx=need_dx, ws=ctx.dense)
         ctx.dense = None
-        if need_dx and not written:
-            dx.zero_()
-        return ((dx.view(ctx.x_shape) if need_dx else None), None, None, None, None, *grads)
+        grads = [g for pair in pairs for g in pair]
+        return ((dx.view(ctx.x_shape) if dx is not None else None), None, None, None, None, *grads)
 
 
 def lora_qkv(x: torch.Tensor, q: LoRAWeights, k: LoRAWeights, v: LoRAWeights, *, keep_dense: bool = False):

@@ -10,9 +10,13 @@ master copy, which the optimizer updates); the activations are never cast, only 
 rank-r matrices, and that cast is kept until the adapter changes (``cast_adapter``), so a training
 step casts each adapter once instead of at every forward, recompute and backward use; after an
 optimizer step, the first use of any adapter re-casts every kept adapter in one batched copy (one
-launch per step instead of one per adapter tensor: 448 on a 32-layer model). The
-adapter's contribution is accumulated into the base output by the GEMM itself (``addmm_`` with
-``beta=1``) rather than by a separate elementwise pass.
+launch per step instead of one per adapter tensor: 448 on a 32-layer model).
+
+The adapter's rank-r GEMM writes the output first and the base GEMM adds into it (``addmm_`` with
+``beta=1``): the compute-bound base GEMM reads the output in its epilogue for free, where adding
+the adapter last would be a memory-bound pass reading and writing the whole output. Projections
+that share an input (q, k and v; gate and up) get their rank-r products from one GEMM, and in the
+backward pass their dA from one GEMM and their input-gradient shares from one GEMM.
 """
 
 from __future__ import annotations
@@ -127,48 +131,121 @@ class LoRAWeights:
         return cast_adapter(self.lora_a, dtype), cast_adapter(self.lora_b, dtype)
 
 
+def _uniform_scaling(ps) -> float | None:
+    """The projections' common LoRA scaling, or None when they differ."""
+    scalings = {p.scaling for p in ps}
+    return scalings.pop() if len(scalings) == 1 else None
+
+
+def _stacked(mats: list[torch.Tensor]) -> torch.Tensor:
+    return mats[0] if len(mats) == 1 else torch.cat(mats)
+
+
+def project_group(x2: torch.Tensor, ps, ws=None):
+    """Forward of projections that share the input ``x2`` (q, k, v; gate and up; or one alone).
+
+    Returns ``(ys, xas)``: each projection's output and its ``x @ A.T`` (None without adapter).
+    The rank-r products of all adapters come from one GEMM (``x2`` is read once; each ``xa`` is a
+    column slice of its result). Each output is first written by its adapter's rank-r GEMM, then the
+    base GEMM adds into it (``beta=1``): the base GEMM is compute-bound and reads the output in its
+    epilogue at no visible cost, where adding the adapter afterwards would be a separate,
+    memory-bound pass reading and writing the whole output. ``ws``: dense weights the caller holds
+    (or None entries: dequantized here, one at a time, and dropped after use).
+    """
+    ws = ws if ws is not None else (None,) * len(ps)
+    with_adapter = [p for p in ps if p.lora_a is not None]
+    xas: list[torch.Tensor | None] = [None] * len(ps)
+    if with_adapter:
+        xa_all = x2 @ _stacked([p.adapter(x2.dtype)[0] for p in with_adapter]).t()
+        offset = 0
+        for i, p in enumerate(ps):
+            if p.lora_a is not None:
+                r = p.lora_a.shape[0]
+                xas[i] = xa_all[:, offset:offset + r]
+                offset += r
+    ys = []
+    for p, w, xa in zip(ps, ws, xas):
+        w = p.dense(x2.dtype) if w is None else w
+        bias = p.bias.to(x2.dtype) if p.bias is not None else None
+        if xa is None:
+            ys.append(torch.addmm(bias, x2, w.t()) if bias is not None else x2 @ w.t())
+            continue
+        b = p.adapter(x2.dtype)[1]
+        if bias is not None:
+            y = torch.addmm(bias, xa, b.t(), alpha=p.scaling)
+        else:
+            y = x2.new_empty((x2.shape[0], p.out_features)).addmm_(xa, b.t(), beta=0.0, alpha=p.scaling)
+        ys.append(y.addmm_(x2, w.t()))
+    return ys, xas
+
+
 def project(x2: torch.Tensor, p: LoRAWeights, w: torch.Tensor | None = None):
     """Forward of one projection on 2-D ``x2``; returns ``(y, x @ A.T or None)``.
 
     ``w``: the projection's dense weight in ``x2``'s dtype, when the caller already has it.
     """
-    w = p.dense(x2.dtype) if w is None else w
-    if p.bias is not None:
-        y = torch.addmm(p.bias.to(x2.dtype), x2, w.t())
-    else:
-        y = x2 @ w.t()
-    if p.lora_a is None:
-        return y, None
-    a, b = p.adapter(x2.dtype)
-    xa = x2 @ a.t()
-    y.addmm_(xa, b.t(), alpha=p.scaling)
-    return y, xa
+    ys, xas = project_group(x2, (p,), (w,))
+    return ys[0], xas[0]
+
+
+def project_group_backward(dys, x2: torch.Tensor | None, xas, ps, need_dx: bool = True, ws=None,
+                           dx_out: torch.Tensor | None = None):
+    """Gradients of projections that shared the input ``x2``: ``(dx or None, [(dA, dB) or (None, None)])``.
+
+    ``dys``: each output's gradient (None: that output got none). The input gradient is written
+    into ``dx_out`` when given (its old values are not read), else into a new buffer: first every
+    adapter's rank-r share in one GEMM (``beta=0``, so nothing is read), then each base GEMM adds
+    into it. ``x2`` is needed only for dA, which come from one GEMM for the whole group. dA and dB
+    come back in each adapter's own dtype.
+    """
+    ws = ws if ws is not None else (None,) * len(ps)
+    live = [i for i, dy in enumerate(dys) if dy is not None]
+    grads: list[tuple] = [(None, None)] * len(ps)
+    adapted = [i for i in live if ps[i].lora_a is not None]
+    dtype = dys[live[0]].dtype if live else None
+    dyb_all = None
+    if adapted:
+        n = dys[adapted[0]].shape[0]
+        dyb_all = dys[adapted[0]].new_empty((n, sum(ps[i].lora_a.shape[0] for i in adapted)))
+        offset = 0
+        for i in adapted:
+            r = ps[i].lora_a.shape[0]
+            torch.mm(dys[i], ps[i].adapter(dtype)[1], out=dyb_all[:, offset:offset + r])
+            grads[i] = (None, _grad(dys[i].t() @ xas[i], ps[i].scaling, ps[i].lora_b.dtype))
+            offset += r
+    dx = None
+    if need_dx and live:
+        n = dys[live[0]].shape[0]
+        dx = dx_out if dx_out is not None else dys[live[0]].new_empty((n, ps[live[0]].in_features))
+        first = True
+        if adapted:
+            scaling = _uniform_scaling([ps[i] for i in adapted])
+            if scaling is not None:
+                a_all = _stacked([ps[i].adapter(dtype)[0] for i in adapted])
+            else:
+                a_all, scaling = torch.cat([ps[i].adapter(dtype)[0] * ps[i].scaling for i in adapted]), 1.0
+            dx.addmm_(dyb_all, a_all, beta=0.0, alpha=scaling)
+            first = False
+        for i in live:
+            w = ws[i] if ws[i] is not None else ps[i].dense(dtype)
+            dx.addmm_(dys[i], w, beta=0.0 if first else 1.0)
+            first = False
+    elif need_dx and dx_out is not None:
+        dx = dx_out.zero_()
+    if adapted:
+        d_a_all = dyb_all.t() @ x2
+        offset = 0
+        for i in adapted:
+            r = ps[i].lora_a.shape[0]
+            grads[i] = (_grad(d_a_all[offset:offset + r], ps[i].scaling, ps[i].lora_a.dtype), grads[i][1])
+            offset += r
+    return dx, grads
 
 
 def project_backward(dy: torch.Tensor, x2: torch.Tensor | None, xa: torch.Tensor | None, p: LoRAWeights,
-                     need_dx: bool = True, w: torch.Tensor | None = None, dx_out: torch.Tensor | None = None,
-                     accumulate: bool = True):
-    """Gradients of one projection: ``(dx or None, dA or None, dB or None)``.
-
-    ``x2`` is the projection's input (needed only for dA); ``xa`` the saved ``x @ A.T``. With
-    ``dx_out`` the input gradient goes into that buffer (added to it when ``accumulate``, written
-    over it otherwise) and is returned. dA and dB come back in the adapter's own dtype.
-    """
-    dx = None
-    if need_dx:
-        w = p.dense(dy.dtype) if w is None else w
-        if dx_out is None:
-            dx = dy @ w
-        else:
-            dx = dx_out.addmm_(dy, w, beta=1.0 if accumulate else 0.0)
-    if p.lora_a is None:
-        return dx, None, None
-    a, b = p.adapter(dy.dtype)
-    dyb = dy @ b  # (N, r)
-    d_b = _grad(dy.t() @ xa, p.scaling, p.lora_b.dtype)
-    d_a = _grad(dyb.t() @ x2, p.scaling, p.lora_a.dtype)
-    if need_dx:
-        dx.addmm_(dyb, a, alpha=p.scaling)
+                     need_dx: bool = True, w: torch.Tensor | None = None, dx_out: torch.Tensor | None = None):
+    """Gradients of one projection: ``(dx or None, dA or None, dB or None)``; see ``project_group_backward``."""
+    dx, ((d_a, d_b),) = project_group_backward((dy,), x2, (xa,), (p,), need_dx=need_dx, ws=(w,), dx_out=dx_out)
     return dx, d_a, d_b
 
 

@@ -82,6 +82,32 @@ def test_lora_qkv_with_bias(device, dtype, base, adapter, shape):
     check(f"lora_qkv.{base}.dx", x.grad, x64.grad, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lora_qkv_mixed_group(device, dtype):
+    """A group whose adapters differ (ranks 8 and 4, scalings 2 and 0.5), one projection without an
+    adapter, and one output that gets no gradient (its adapter's gradients must be zero)."""
+    hidden, kv = 96, 40
+    (q, q64), (k, k64) = _proj(hidden, hidden, dtype, device, "dense", 8, dtype), _proj(kv, hidden, dtype, device,
+                                                                                      "dense", 4, dtype)
+    k = LoRAWeights(k.weight, None, k.lora_a, k.lora_b, 0.5)
+    v_w = (torch.randn(kv, hidden, device=device) / hidden**0.5).to(dtype)
+    v = LoRAWeights(v_w)
+    x = torch.randn(7, hidden, device=device, dtype=dtype, requires_grad=True)
+    oq, ok, ov = lora_qkv(x, q, k, v)
+    dq, dv = torch.randn_like(oq), torch.randn_like(ov)
+    torch.autograd.backward([oq, ov], [dq, dv])
+    x64 = ref.up(x)
+    (q_ref, (qa64, qb64)), (k_ref, _) = _ref_proj(x64, q, q64), _ref_proj(x64, k, k64)
+    v_ref = x64 @ v_w.double().t()
+    torch.autograd.backward([q_ref, v_ref], [dq.double(), dv.double()])
+    for name, out, want in (("q", oq, q_ref), ("k", ok, k_ref), ("v", ov, v_ref)):
+        check(f"lora_qkv.dense.{name}", out, want, dtype)
+    check("lora_qkv.dense.dA", q.lora_a.grad, qa64.grad, dtype)
+    check("lora_qkv.dense.dB", q.lora_b.grad, qb64.grad, dtype)
+    assert all(g is None or not g.any() for g in (k.lora_a.grad, k.lora_b.grad))
+    check("lora_qkv.dense.dx", x.grad, x64.grad, dtype)
+
+
 # (mode, rows per chunk): "saved" keeps gate/up; "deferred" recomputes them in the backward,
 # chunk by chunk (a chunk of 5 rows splits every shape with more than 5 tokens unevenly).
 MLP_MODES = [("saved", None), ("deferred", None), ("deferred", 5)]
