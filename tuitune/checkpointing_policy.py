@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tuitune import catalog, fit
+from tuitune import catalog, dequantize_policy, fit
 from tuitune.config import Config
 
 UNKNOWN_FALLBACK = "standard"  # neither the slowest nor the hungriest, when nothing can be estimated
@@ -25,6 +25,7 @@ class CheckpointingChoice:
     reason: str
     needs_gb: dict[str, float] = field(default_factory=dict)  # every mode's estimate, when known
     cuda_graphs: bool = False  # the mode's layers replay as CUDA graphs (GRAPHED_ORDER's choices)
+    dequantized: bool = False  # the 4-bit base weights are kept dequantized (tuitune.dequantize_policy)
 
 
 # Where launches bound the step (tuitune.graphs_policy), the order of speed measured on llama-1b
@@ -34,26 +35,35 @@ GRAPHED_ORDER = (("standard", True), ("offloaded", True), ("none", False), ("sta
 
 
 def estimate_mode(config: Config, spec: catalog.ModelSpec, method: str, optimizer: str,
-                  mode: str, cuda_graphs: bool = False) -> fit.FitEstimate:
+                  mode: str, cuda_graphs: bool = False, dequantized: bool = False) -> fit.FitEstimate:
     """The estimator's figure for this config with checkpointing `mode`."""
     return fit.estimate(spec, method, batch=config.training.batch_size, seq=config.model.max_seq_length,
                         rank=config.lora.r, checkpointing=mode,
                         fused_loss=config.training.use_kernels and fit.kernels_supported(spec),
-                        target_modules=config.lora.target_modules, optimizer=optimizer, cuda_graphs=cuda_graphs)
+                        target_modules=config.lora.target_modules, optimizer=optimizer, cuda_graphs=cuda_graphs,
+                        dequantized=dequantized)
 
 
 def choose_checkpointing(config: Config, method: str, optimizer: str,
-                         free_gb: float | None, *, graphs_first: bool = False) -> CheckpointingChoice:
+                         free_gb: float | None, *, graphs_first: bool = False,
+                         dequantized: str = "off") -> CheckpointingChoice:
     """The fastest checkpointing mode whose estimate fits `free_gb` (GPU memory free for training);
-    with `graphs_first` (a launch-bound step, tuitune.graphs_policy), the fastest of GRAPHED_ORDER."""
+    with `graphs_first` (a launch-bound step, tuitune.graphs_policy), the fastest of GRAPHED_ORDER.
+    `dequantized` (tuitune.dequantize_policy): "offer" tries no recomputation with the base weights
+    kept dequantized first; "on" estimates every mode with them kept; "off" without."""
     spec = catalog.get_model(config.model.name)
     if spec is None or not spec.shape_known:
         return CheckpointingChoice(UNKNOWN_FALLBACK, f"{config.model.name}'s shapes are unknown to the "
                                    f"estimator, so auto keeps {UNKNOWN_FALLBACK} recomputation")
+    kept = dequantized == "on"
     if graphs_first and free_gb is not None:
         return _choose_graphed(lambda mode, graphs: estimate_mode(config, spec, method, optimizer, mode,
-                                                                  graphs).total_gb, free_gb)
-    return choose_for_spec(lambda mode: estimate_mode(config, spec, method, optimizer, mode).total_gb, free_gb)
+                                                                  graphs, kept).total_gb, free_gb)
+    offered = (estimate_mode(config, spec, method, optimizer, "none", dequantized=True).total_gb
+               if dequantized == "offer" else None)
+    return choose_for_spec(lambda mode: estimate_mode(config, spec, method, optimizer, mode,
+                                                      dequantized=kept).total_gb, free_gb,
+                           dequantized_need_gb=offered)
 
 
 def _label(mode: str, graphs: bool) -> str:
@@ -61,26 +71,34 @@ def _label(mode: str, graphs: bool) -> str:
 
 
 def _choose_graphed(need_gb: Callable[[str, bool], float], free_gb: float) -> CheckpointingChoice:
-    options = {_label(mode, graphs): (mode, graphs) for mode, graphs in GRAPHED_ORDER}
-    needs = {label: need_gb(*option) for label, option in options.items()}
+    options = {_label(mode, graphs): (mode, graphs, False) for mode, graphs in GRAPHED_ORDER}
+    needs = {label: need_gb(mode, graphs) for label, (mode, graphs, _) in options.items()}
     return _first_fitting(needs, free_gb, options, fastest="the fastest mode of a launch-bound step")
 
 
-def choose_for_spec(need_gb: Callable[[str], float], free_gb: float | None) -> CheckpointingChoice:
-    """The fastest mode of `fit.AUTO_ORDER` whose estimate `need_gb(mode)` fits `free_gb`."""
+def choose_for_spec(need_gb: Callable[[str], float], free_gb: float | None, *,
+                    dequantized_need_gb: float | None = None) -> CheckpointingChoice:
+    """The fastest mode of `fit.AUTO_ORDER` whose estimate `need_gb(mode)` fits `free_gb`; with
+    `dequantized_need_gb`, no recomputation with the base weights kept dequantized comes first."""
     if free_gb is None:
         return CheckpointingChoice(UNKNOWN_FALLBACK, "the GPU does not report its free memory, so auto "
                                    f"keeps {UNKNOWN_FALLBACK} recomputation")
-    needs = {mode: need_gb(mode) for mode in fit.AUTO_ORDER}
-    return _first_fitting(needs, free_gb, {mode: (mode, False) for mode in needs}, fastest="the fastest mode")
+    needs, options = {}, {}
+    if dequantized_need_gb is not None:
+        needs[dequantize_policy.LABEL] = dequantized_need_gb
+        options[dequantize_policy.LABEL] = ("none", False, True)
+    for mode in fit.AUTO_ORDER:
+        needs[mode] = need_gb(mode)
+        options[mode] = (mode, False, False)
+    return _first_fitting(needs, free_gb, options, fastest="the fastest mode")
 
 
-def _first_fitting(needs: dict[str, float], free_gb: float, options: dict[str, tuple[str, bool]], *,
+def _first_fitting(needs: dict[str, float], free_gb: float, options: dict[str, tuple[str, bool, bool]], *,
                    fastest: str) -> CheckpointingChoice:
     """The first option of `needs` (label -> estimate, fastest first) that fits `free_gb`, else the last;
-    `options` gives each label's (mode, CUDA graphs)."""
+    `options` gives each label's (mode, CUDA graphs, base weights kept dequantized)."""
     label = fit.fastest_fitting_mode(needs, free_gb)
-    mode, graphs = options[label]
+    mode, graphs, dequantized = options[label]
     if fit.fit_status(needs[label], free_gb) != "fits":
         return CheckpointingChoice(mode, f"{mode}: no mode fits {free_gb:.1f} GB free (the lightest, {mode}, "
                                    f"needs about {needs[label]:.1f} GB)", needs)
@@ -89,4 +107,4 @@ def _first_fitting(needs: dict[str, float], free_gb: float, options: dict[str, t
     why = (fastest if not faster else "the fastest mode that fits (" + ", ".join(
         f"{other} needs {needs[other]:.1f} GB" for other in faster) + ")")
     return CheckpointingChoice(mode, f"{label}, {why}; about {needs[label]:.1f} GB of {free_gb:.1f} GB free",
-                               needs, graphs)
+                               needs, graphs, dequantized)

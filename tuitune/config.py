@@ -101,6 +101,8 @@ class TrainingConfig:
                                      "offloaded (to CPU) that fits the GPU",
                                      choices=["auto", "none", "standard", "offloaded"])
     use_kernels: bool = _f(True, "Use tuitune's Triton kernels on supported architectures")
+    dequantize_once: str = _f("auto", "QLoRA: keep base weights dequantized (2 bytes each more, faster); "
+                                      "auto: without recomputation, if it fits", choices=["auto", "on", "off"])
     cuda_graphs: str = _f("auto", "Replay recomputed layers as CUDA graphs (fewer launches, a layer's memory "
                                   "more); auto: small models that fit", choices=["auto", "on", "off"])
     device: str = _f("auto", "auto uses the first CUDA GPU, else the CPU", choices=["auto", "cuda", "cpu"])

@@ -107,7 +107,8 @@ def _optimizer_bytes(optimizer: str, param_bytes: int) -> float:
 def estimate(spec: ModelSpec, method: str, *, batch: int = 2, seq: int = 2048, rank: int = 16,
              checkpointing: str = "standard", fused_loss: bool = True,
              target_modules: Sequence[str] | int = SEVEN_PROJECTIONS,
-             optimizer: str = "adamw_8bit", cuda_graphs: bool = False) -> FitEstimate:
+             optimizer: str = "adamw_8bit", cuda_graphs: bool = False,
+             dequantized: bool = False) -> FitEstimate:
     """Peak GPU memory (GiB) to train `spec` with `method` at `batch` × `seq` tokens.
 
     `fused_loss=True` is tuitune's kernels path (fused linear + cross-entropy, so no full logits,
@@ -118,6 +119,8 @@ def estimate(spec: ModelSpec, method: str, *, batch: int = 2, seq: int = 2048, r
     path a frozen, untied input-embedding table goes there too). ``cuda_graphs`` (kernels path,
     with recomputation): the layers' CUDA graphs keep one layer's working set in a pool of their own
     and two layer-sized buffers (tuitune.trainer.layer_graphs), on top of everything else.
+    ``dequantized`` (QLoRA on the kernels path, `training.dequantize_once`): the 4-bit linear weights
+    are also kept dequantized in bf16 for the run.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -138,6 +141,8 @@ def estimate(spec: ModelSpec, method: str, *, batch: int = 2, seq: int = 2048, r
     # Weights, and the trainable parameters with their gradients and optimizer state.
     if method == "qlora":
         weights = linear * NF4_BYTES + embed * 2
+        if dequantized and fused_loss:
+            weights += linear * 2.0
     else:
         weights = total_params * 2.0
     if checkpointing == "offloaded" and fused_loss and not spec.tied_embeddings and method != "full":

@@ -12,7 +12,8 @@ import importlib.util
 import os
 from dataclasses import dataclass
 
-from tuitune.checkpointing_policy import choose_checkpointing
+from tuitune import catalog, dequantize_policy
+from tuitune.checkpointing_policy import choose_checkpointing, estimate_mode
 from tuitune.config import Config
 from tuitune.errors import TuituneError
 from tuitune.graphs_policy import GraphsChoice, choose_cuda_graphs, graphs_first
@@ -52,6 +53,8 @@ class Plan:
     checkpointing_reason: str = ""  # why `auto` picked `checkpointing` (empty when it was asked for)
     cuda_graphs: bool = False  # replay the recomputed layers as CUDA graphs (tuitune.graphs_policy)
     cuda_graphs_reason: str = ""
+    dequantize_once: bool = False  # keep the 4-bit base weights dequantized (tuitune.dequantize_policy)
+    dequantize_reason: str = ""
 
     @property
     def hf_optimizer(self) -> str:
@@ -102,21 +105,38 @@ def resolve_plan(config: Config, facts: DeviceFacts) -> Plan:
     if device == "cpu" and checkpointing not in ("none", "auto"):
         # RAM is plentiful next to CPU time: recomputing activations would cost ~30% more per step.
         notes.append(f"Gradient checkpointing '{checkpointing}' is off on the CPU (it only saves memory).")
-    reason, first = "", False
+    reason, first, picked_dequantized = "", False, None
     if device == "cpu":
         checkpointing = "none"
     elif checkpointing == "auto":
         first = graphs_first(config, device) and facts.free_gb is not None
-        choice = choose_checkpointing(config, method, optimizer, facts.free_gb, graphs_first=first)
+        offer = dequantize_policy.offered_to_auto(config, device=device, method=method)
+        kept = config.training.dequantize_once == "on" and not dequantize_policy.why_not(
+            config, device=device, method=method)
+        choice = choose_checkpointing(config, method, optimizer, facts.free_gb, graphs_first=first,
+                                      dequantized="offer" if offer else "on" if kept else "off")
         checkpointing, reason = choice.mode, choice.reason
+        picked_dequantized = choice.dequantized if offer else None
     if reason and first:
         graphs = GraphsChoice(choice.cuda_graphs, ("on" if choice.cuda_graphs else "off") +
                               " (chosen with the checkpointing mode)")
     else:
         graphs = choose_cuda_graphs(config, device=device, method=method, optimizer=optimizer,
                                     checkpointing=checkpointing, free_gb=facts.free_gb)
+    dequantized = dequantize_policy.choose_dequantize(
+        config, device=device, method=method, checkpointing=checkpointing, free_gb=facts.free_gb,
+        need_gb=_need_dequantized(config, method, optimizer, checkpointing, graphs.on),
+        picked_by_auto=picked_dequantized)
     return Plan(device, device_name, method, dtype, optimizer, checkpointing, tuple(notes), reason,
-                graphs.on, graphs.reason)
+                graphs.on, graphs.reason, dequantized.on, dequantized.reason)
+
+
+def _need_dequantized(config: Config, method: str, optimizer: str, checkpointing: str, graphs: bool) -> float | None:
+    """The run's memory estimate with the base weights kept dequantized, when the model's shapes are known."""
+    spec = catalog.get_model(config.model.name)
+    if spec is None or not spec.shape_known:
+        return None
+    return estimate_mode(config, spec, method, optimizer, checkpointing, graphs, dequantized=True).total_gb
 
 
 def facts_from_snapshot(snapshot: HardwareSnapshot) -> DeviceFacts:

@@ -41,10 +41,12 @@ def check_fit(config: Config, snapshot: HardwareSnapshot) -> FitCheck:
     spec = catalog.get_model(config.model.name)
     if spec is None:
         return FitCheck(f"fit unknown: {config.model.name} is not in the catalog ({free:.1f} GB free)", None)
-    estimate = estimate_mode(config, spec, plan.method, plan.optimizer, plan.checkpointing, plan.cuda_graphs)
+    estimate = estimate_mode(config, spec, plan.method, plan.optimizer, plan.checkpointing, plan.cuda_graphs,
+                             plan.dequantize_once)
     status = fit.fit_status(estimate.total_gb, free)
     auto = " (auto)" if plan.checkpointing_reason else ""
     graphs = " with CUDA graphs" if plan.cuda_graphs else ""
+    graphs += ", base weights dequantized once" if plan.dequantize_once else ""
     text = (f"{plan.method}, {plan.checkpointing} checkpointing{graphs}{auto}: needs {estimate.total_gb:.1f} GB of "
             f"{free:.1f} GB free ({status})")
     if status == "does not fit":

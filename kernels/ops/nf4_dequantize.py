@@ -187,8 +187,30 @@ def nf4_dequantize(weight, dtype: torch.dtype | None = None) -> torch.Tensor:
     return out
 
 
+_KEPT_DENSE = "_tuitune_dense"
+
+
+def keep_dequantized(weight, dtype: torch.dtype) -> int:
+    """Dequantize a 4-bit weight once and keep the dense copy on it, for every later ``base_weight``
+    of that dtype (no per-use dequantization, at 2 bytes per element in 16-bit). Returns the bytes
+    kept (0 for a weight that is not 4-bit). ``drop_dequantized`` undoes it."""
+    if getattr(weight, "quant_state", None) is None:
+        return 0
+    dense = nf4_dequantize(weight, dtype)
+    setattr(weight, _KEPT_DENSE, dense)
+    return dense.numel() * dense.element_size()
+
+
+def drop_dequantized(weight) -> None:
+    weight.__dict__.pop(_KEPT_DENSE, None)
+
+
 def base_weight(weight, dtype: torch.dtype) -> torch.Tensor:
-    """A linear layer's weight as a dense matrix of ``dtype``: dequantized when it is 4-bit."""
+    """A linear layer's weight as a dense matrix of ``dtype``: dequantized when it is 4-bit (or its
+    kept dense copy, see ``keep_dequantized``)."""
     if getattr(weight, "quant_state", None) is not None:
+        kept = getattr(weight, _KEPT_DENSE, None)
+        if kept is not None and kept.dtype == dtype:
+            return kept
         return nf4_dequantize(weight, dtype)
     return weight if weight.dtype == dtype else weight.to(dtype)

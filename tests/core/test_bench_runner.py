@@ -18,9 +18,10 @@ def _fake_result(job) -> dict:
     speeds = {("hf", "standard"): 5000.0, ("tuitune", "none"): 15000.0, ("tuitune", "standard"): 10000.0,
               ("tuitune", "offloaded"): 11000.0}
     peaks = {"none": 20.0, "standard": 6.0, "offloaded": 5.5}
+    speed = 16000.0 if job.dequantized else speeds[(job.path, job.checkpointing)]
+    peak = 12.0 if job.path == "hf" else 34.0 if job.dequantized else peaks[job.checkpointing]
     return {"path": job.path, "kernels": "applied", "checkpointing": job.checkpointing, "trainable_params": 1,
-            "points": [{"tokens_per_s": speeds[(job.path, job.checkpointing)], "losses": [1.0],
-                        "peak_allocated_gb": 12.0 if job.path == "hf" else peaks[job.checkpointing],
+            "points": [{"tokens_per_s": speed, "losses": [1.0], "peak_allocated_gb": peak,
                         "peak_reserved_gb": 13.0}]}
 
 
@@ -31,15 +32,32 @@ def test_bench_auto_runs_stock_as_users_do_and_tuitune_under_every_mode(monkeypa
     monkeypatch.setattr(runner, "run_path", lambda job: jobs.append(job) or _fake_result(job))
     result = runner.run_bench("llama-8b", batch=2, seq=2048, rank=16, steps=3, checkpointing="auto",
                               free_gb=139.0)
-    assert [(j.path, j.checkpointing) for j in jobs] == [
-        ("hf", "standard"), ("tuitune", "none"), ("tuitune", "standard"), ("tuitune", "offloaded")]
-    assert result["auto"]["mode"] == "none" and set(result["policies"]) == {"none", "standard", "offloaded"}
-    assert result["runs"]["tuitune"] is result["policies"]["none"]
-    assert result["ratios"]["tokens_per_s"] == 3.0
+    assert [(j.path, j.checkpointing, j.dequantized) for j in jobs] == [
+        ("hf", "standard", False), ("tuitune", "none", True), ("tuitune", "none", False),
+        ("tuitune", "standard", False), ("tuitune", "offloaded", False)]
+    assert result["auto"]["mode"] == "none" and result["auto"]["policy"] == "dequantized"
+    assert list(result["policies"]) == ["dequantized", "none", "standard", "offloaded"]
+    assert result["runs"]["tuitune"] is result["policies"]["dequantized"]
+    assert result["ratios"]["tokens_per_s"] == 3.2
     report = runner.format_report(result)
-    assert "  none (auto)" in report and "3.00x stock speed, 1.67x stock peak" in report
+    assert "  dequantized (auto)" in report and "3.20x stock speed, 2.83x stock peak" in report
+    assert "  none " in report and "3.00x stock speed, 1.67x stock peak" in report
     assert "  offloaded " in report and "2.20x stock speed, 0.46x stock peak" in report
-    assert "auto picks none, the fastest mode; about " in report
+    assert "auto picks none, base weights dequantized once, the fastest mode; about " in report
+
+
+def test_bench_auto_without_room_for_dequantized_weights_picks_plain_none(monkeypatch):
+    from tuitune.bench import runner
+    from tuitune.bench.shapes import get_shape
+
+    spec = get_shape("llama-8b").model_spec()
+    from tuitune import fit
+
+    free = fit.estimate(spec, "qlora", checkpointing="none").total_gb / 0.85  # none fits, +15 GB does not
+    monkeypatch.setattr(runner, "run_path", _fake_result)
+    result = runner.run_bench("llama-8b", batch=2, seq=2048, rank=16, steps=3, checkpointing="auto", free_gb=free)
+    assert result["auto"]["policy"] == "none" and result["runs"]["tuitune"] is result["policies"]["none"]
+    assert "the fastest mode that fits (none, base weights dequantized once needs " in result["auto"]["reason"]
 
 
 def test_bench_auto_takes_a_lighter_mode_when_the_fastest_does_not_fit():

@@ -84,3 +84,43 @@ def test_facts_from_the_snapshot_read_gpu_0():
     assert not facts_from_snapshot(FakeGpuSource([turing]).snapshot()).bf16
     unknown = FakeGpuSource.unsupported().snapshot()  # no compute capability reported
     assert facts_from_snapshot(unknown).has_cuda and not facts_from_snapshot(unknown).bf16
+
+
+def test_dequantize_once_is_auto_s_first_choice_when_it_fits_and_a_memory_saving_mode_never_takes_it():
+    eight_b = config(**{"model.name": "llama-3.1-8b", "training.batch_size": 2, "model.max_seq_length": 2048})
+
+    def plan(free_gb: float, **overrides) -> Plan:
+        return resolve_plan(apply_overrides(eight_b, overrides), replace(H200, free_gb=free_gb))
+
+    roomy = plan(139.0)
+    assert (roomy.checkpointing, roomy.dequantize_once) == ("none", True)
+    assert roomy.checkpointing_reason.startswith("none, base weights dequantized once, the fastest mode")
+    # about 34.5 GB kept dequantized, 21.5 GB without: the plain none fits 30 GB, not the kept weights
+    middling = plan(30.0)
+    assert (middling.checkpointing, middling.dequantize_once) == ("none", False)
+    assert "base weights dequantized once needs 34." in middling.checkpointing_reason
+    assert not plan(16.0).dequantize_once
+    # asked-for modes: none keeps them when they fit; recomputation is there to save memory
+    assert plan(139.0, **{"training.gradient_checkpointing": "none"}).dequantize_once
+    assert "about 34." in plan(139.0, **{"training.gradient_checkpointing": "none"}).dequantize_reason
+    assert not plan(30.0, **{"training.gradient_checkpointing": "none"}).dequantize_once
+    standard = plan(139.0, **{"training.gradient_checkpointing": "standard"})
+    assert not standard.dequantize_once and "standard recomputation is there to save memory" in standard.dequantize_reason
+    # on: whatever the mode, and auto then estimates every mode with the kept weights
+    forced = plan(30.0, **{"training.dequantize_once": "on"})
+    assert forced.dequantize_once and forced.checkpointing == "standard"
+    off = plan(139.0, **{"training.dequantize_once": "off"})
+    assert (off.checkpointing, off.dequantize_once) == ("none", False)
+    assert off.dequantize_reason == "off (training.dequantize_once = off)"
+
+
+@pytest.mark.parametrize("overrides,why", [
+    ({"model.method": "lora"}, "only QLoRA keeps 4-bit base weights"),
+    ({"training.use_kernels": False}, "training.use_kernels is off"),
+    ({"training.distributed": "ddp", "training.gpus": "2"}, "ddp places the 4-bit weights itself"),
+])
+def test_dequantize_once_needs_qlora_the_kernels_and_one_process(overrides, why):
+    plan = resolve_plan(config(**{"model.name": "llama-3.1-8b", "training.dequantize_once": "on", **overrides}),
+                        replace(H200, free_gb=139.0))
+    assert not plan.dequantize_once and why in plan.dequantize_reason
+    assert not resolve_plan(config(**{"training.dequantize_once": "on"}), CPU).dequantize_once

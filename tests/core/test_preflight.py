@@ -23,7 +23,12 @@ def test_auto_is_estimated_as_the_trainer_resolves_it():
     snapshot = FakeGpuSource.h200().snapshot()
     check = check_fit(config(), snapshot)
     assert check.refusal is None
-    assert check.summary == (f"qlora, none checkpointing (auto): needs "
+    # on an H200 auto keeps no activations to recompute and the base weights dequantized once
+    assert check.summary == (f"qlora, none checkpointing, base weights dequantized once (auto): needs "
+                             f"{needs('llama-3.1-8b', 'qlora', checkpointing='none', dequantized=True):.1f} GB "
+                             "of 139.8 GB free (fits)")
+    plain = check_fit(config(**{"training.dequantize_once": "off"}), snapshot)
+    assert plain.summary == (f"qlora, none checkpointing (auto): needs "
                              f"{needs('llama-3.1-8b', 'qlora', checkpointing='none'):.1f} GB of 139.8 GB free (fits)")
     lora = check_fit(config(**{"model.method": "lora", "training.optimizer": "adamw_torch",
                                "training.gradient_checkpointing": "standard"}), snapshot)
@@ -76,7 +81,10 @@ def test_data_path_problems(tmp_path):
 def test_auto_checkpointing_is_resolved_against_gpu_0s_free_memory():
     eight_b = config(**{"model.name": "llama-3.1-8b", "training.batch_size": 2, "model.max_seq_length": 2048})
     roomy = check_fit(eight_b, FakeGpuSource.h200().snapshot())
-    assert roomy.refusal is None and roomy.summary.startswith("qlora, none checkpointing (auto)")
+    assert roomy.refusal is None and roomy.summary.startswith(
+        "qlora, none checkpointing, base weights dequantized once (auto)")
+    middling = check_fit(eight_b, FakeGpuSource.h200(used_gb=110.0).snapshot())  # 29.8 GB free
+    assert middling.refusal is None and middling.summary.startswith("qlora, none checkpointing (auto)")
     tight = check_fit(eight_b, FakeGpuSource.h200(used_gb=132.0).snapshot())
     assert tight.refusal is None and tight.summary.startswith("qlora, offloaded checkpointing (auto)")
 

@@ -62,3 +62,41 @@ def test_nf4_reads_the_cpu_packed_layout(dtype):
 def test_nf4_rejects_a_plain_tensor(device):
     with pytest.raises(TypeError, match="Params4bit"):
         nf4_dequantize(torch.nn.Parameter(torch.zeros(4, 4, device=device)))
+
+
+def test_a_kept_dequantized_copy_is_what_the_projections_read(device):
+    """training.dequantize_once: the kept copy is the same matrix, read instead of dequantizing."""
+    from tuitune.kernels import LoRAWeights, lora_o
+    from tuitune.kernels.ops.nf4_dequantize import base_weight, drop_dequantized, keep_dequantized
+
+    _, p = _quantized((64, 128), torch.bfloat16, True, device)
+    fresh = base_weight(p, torch.bfloat16)
+    x = torch.randn(5, 128, device=device, dtype=torch.bfloat16)
+    before = lora_o(x, LoRAWeights(p))
+    assert keep_dequantized(p, torch.bfloat16) == 64 * 128 * 2
+    kept = base_weight(p, torch.bfloat16)
+    assert kept is base_weight(p, torch.bfloat16) and torch.equal(kept, fresh)
+    assert base_weight(p, torch.float32) is not kept and base_weight(p, torch.float32).dtype == torch.float32
+    assert torch.equal(lora_o(x, LoRAWeights(p)), before)
+    drop_dequantized(p)
+    assert base_weight(p, torch.bfloat16) is not kept
+
+
+def test_keeping_a_models_base_weights_dequantized_counts_each_weight_once(device):
+    from tuitune.trainer.dequantized_weights import drop_base_weights_dequantized, keep_base_weights_dequantized
+
+    class Holder(torch.nn.Module):
+        def __init__(self, weight):
+            super().__init__()
+            self.weight = weight
+
+    _, a = _quantized((64, 128), torch.bfloat16, True, device)
+    _, b = _quantized((32, 64), torch.bfloat16, False, device)
+    model = torch.nn.ModuleDict({"a": Holder(a), "alias": Holder(a), "b": Holder(b),
+                                 "dense": torch.nn.Linear(8, 8)})
+    said = keep_base_weights_dequantized(model, torch.bfloat16)
+    assert said == f"2 4-bit base weights kept dequantized in bfloat16 ({(64 * 128 + 32 * 64) * 2 / 2**30:.2f} GiB)"
+    assert a._tuitune_dense.shape == (64, 128) and b._tuitune_dense.dtype == torch.bfloat16
+    drop_base_weights_dequantized(model)
+    assert not hasattr(a, "_tuitune_dense") and not hasattr(b, "_tuitune_dense")
+    assert keep_base_weights_dequantized(torch.nn.Linear(4, 4), torch.bfloat16) == "no 4-bit weights to keep dequantized"

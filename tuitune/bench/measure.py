@@ -34,6 +34,7 @@ class Job:
     memory_cap_gb: float = 0.0  # when > 0, cap this process's GPU memory (set_per_process_memory_fraction)
     memory_trace: bool = False  # trace one more step of the first point: what is alive at its peak (memory_peak)
     cuda_graphs: bool = False  # tuitune's path: replay checkpointed layers as CUDA graphs (layer_graphs)
+    dequantized: bool = False  # tuitune's path: keep the 4-bit base weights dequantized (dequantized_weights)
 
 
 def _device(job: Job):
@@ -85,11 +86,11 @@ def load_model(job: Job, device):
         report["checkpointing"] = "hf"
     model = get_peft_model(model, lora)
     if job.path == "tuitune":
-        report.update(_apply_tuitune(model, job.checkpointing, job.cuda_graphs))
+        report.update(_apply_tuitune(model, job.checkpointing, job.cuda_graphs, job.dequantized))
     return model, report
 
 
-def _apply_tuitune(model, mode: str, cuda_graphs: bool = False) -> dict:
+def _apply_tuitune(model, mode: str, cuda_graphs: bool = False, dequantized: bool = False) -> dict:
     """tuitune's patcher and checkpointing, when the installed tree has them; say what happened."""
     report = {}
     try:
@@ -98,6 +99,12 @@ def _apply_tuitune(model, mode: str, cuda_graphs: bool = False) -> dict:
         report["kernels"] = f"unavailable ({exc})"
     else:
         report["kernels"] = _describe_patch(apply_kernels(model))
+    if dequantized:
+        import torch
+
+        from tuitune.trainer.dequantized_weights import keep_base_weights_dequantized
+
+        report["dequantized"] = keep_base_weights_dequantized(model, torch.bfloat16)
     if mode == "none":
         return report
     try:

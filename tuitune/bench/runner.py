@@ -16,12 +16,13 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from tuitune import fit
+from tuitune import dequantize_policy, fit
 from tuitune.bench.shapes import BenchShape, checkpoint_dir, get_shape
 from tuitune.bench.measure import Job
 from tuitune.errors import TuituneError
 
 PATH_LABELS = {"hf": "baseline (hf)", "tuitune": "tuitune"}
+DEQUANTIZED = "dequantized"  # the policy: no recomputation, base weights kept dequantized (tuitune.dequantize_policy)
 PROCESS_TIMEOUT_S = 3600
 
 
@@ -76,7 +77,8 @@ def run_path(job: Job, *, timeout: float = PROCESS_TIMEOUT_S) -> dict:
 def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, method: str = "qlora",
               baseline: str = "hf", warmup: int | None = None, device: str = "auto",
               checkpointing: str = "standard", profile: int = 0, repeat: int = 1,
-              memory_trace: bool = False, free_gb: float | None = None, cuda_graphs: str = "off") -> dict:
+              memory_trace: bool = False, free_gb: float | None = None, cuda_graphs: str = "off",
+              dequantized: bool = False) -> dict:
     """Measure each path in its own process; with ``repeat`` > 1 the paths run that many rounds,
     alternating, and each run's tokens/s is kept in ``tokens_per_s_runs`` (the first round's result,
     with its profile, is the path's entry).
@@ -86,8 +88,12 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
     its entry in ``runs`` is the mode that `training.gradient_checkpointing = "auto"` picks for this
     shape and ``free_gb`` (the GPU's free memory; read from NVML when not given).
 
+    Under "auto", a QLoRA run also tries no recomputation with the base weights kept dequantized
+    (`training.dequantize_once = "auto"`), first, under the policy ``DEQUANTIZED``.
+
     ``cuda_graphs``: "on" replays tuitune's checkpointed layers as CUDA graphs; "both" runs tuitune's
-    path without and with them (the second under "tuitune graphs")."""
+    path without and with them (the second under "tuitune graphs"). ``dequantized``: tuitune's path
+    keeps the 4-bit base weights dequantized (`training.dequantize_once = "on"`)."""
     shape = get_shape(shape_name)
     if steps < 1:
         raise TuituneError("--steps must be at least 1.")
@@ -98,23 +104,26 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
     checkpoint = checkpoint_dir(shape)  # the first measuring process builds it when it is not cached yet
     auto = auto_choice(shape, method=method, batch=batch, seq=seq, rank=rank, device=device,
                        free_gb=free_gb) if checkpointing == "auto" else None
-    # (run key, path, checkpointing mode) in the order they run
-    plan = ([("hf", "hf", "standard" if auto else checkpointing)] if baseline == "hf" else [])
+    # (run key, path, checkpointing mode, base weights kept dequantized) in the order they run
+    plan = ([("hf", "hf", "standard" if auto else checkpointing, False)] if baseline == "hf" else [])
     if cuda_graphs not in ("off", "on", "both"):
         raise TuituneError(f"--cuda-graphs must be off, on or both; got {cuda_graphs!r}.")
-    plan += ([(f"tuitune {mode}", "tuitune", mode) for mode in fit.AUTO_ORDER] if auto
-             else [("tuitune", "tuitune", checkpointing)])
-    plan = [(key, path, mode, path == "tuitune" and cuda_graphs == "on") for key, path, mode in plan]
+    if auto:
+        plan += [(f"tuitune {DEQUANTIZED}", "tuitune", "none", True)] if DEQUANTIZED in auto["needs_gb"] else []
+        plan += [(f"tuitune {mode}", "tuitune", mode, dequantized) for mode in fit.AUTO_ORDER]
+    else:
+        plan += [("tuitune", "tuitune", checkpointing, dequantized)]
+    plan = [(key, path, mode, kept, path == "tuitune" and cuda_graphs == "on") for key, path, mode, kept in plan]
     if cuda_graphs == "both":
-        plan += [(key + " graphs", path, mode, True) for key, path, mode, _ in plan
+        plan += [(key + " graphs", path, mode, kept, True) for key, path, mode, kept, _ in plan
                  if path == "tuitune" and mode != "none"]  # graphs replay recomputed layers only
     runs = {}
     for round_ in range(repeat):
-        for key, path, mode, graphs in plan:
+        for key, path, mode, kept, graphs in plan:
             job = Job(checkpoint=str(checkpoint), vocab=shape.vocab, path=path, method=method, rank=rank,
                       points=[[batch, seq, steps, warmup]], checkpointing=mode, device=device,
                       shape=shape.name, profile_steps=profile if round_ == 0 else 0,
-                      memory_trace=memory_trace and round_ == 0, cuda_graphs=graphs)
+                      memory_trace=memory_trace and round_ == 0, cuda_graphs=graphs, dequantized=kept)
             result = run_path(job)
             first = runs.setdefault(key, result)
             if repeat > 1:
@@ -123,13 +132,15 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
     out = {
         "shape": shape_name, "method": method, "rank": rank, "batch": batch, "seq": seq, "steps": steps,
         "warmup": warmup, "checkpointing": checkpointing, "repeat": repeat, "cuda_graphs": cuda_graphs,
+        "dequantized": dequantized,
     }
     if auto:
         out["auto"] = auto
-        out["policies"] = {mode: runs.pop(f"tuitune {mode}") for mode in fit.AUTO_ORDER}
+        out["policies"] = {mode: runs.pop(f"tuitune {mode}") for mode in (DEQUANTIZED, *fit.AUTO_ORDER)
+                           if f"tuitune {mode}" in runs}
         out["policies"].update({f"{mode} graphs": runs.pop(f"tuitune {mode} graphs") for mode in fit.AUTO_ORDER
                                 if f"tuitune {mode} graphs" in runs})
-        runs["tuitune"] = out["policies"][auto["mode"]]
+        runs["tuitune"] = out["policies"][auto["policy"]]
     return {**out, "runs": runs, "ratios": ratios(runs)}
 
 
@@ -142,9 +153,14 @@ def auto_choice(shape: BenchShape, *, method: str, batch: int, seq: int, rank: i
     if free_gb is None and device != "cpu":
         free_gb = nvml_free_gb()
     spec = shape.model_spec()
+    offered = (fit.estimate(spec, method, batch=batch, seq=seq, rank=rank, checkpointing="none",
+                            dequantized=True).total_gb if method == "qlora" and device != "cpu" else None)
     choice = choose_for_spec(lambda mode: fit.estimate(spec, method, batch=batch, seq=seq, rank=rank,
-                                                       checkpointing=mode).total_gb, free_gb)
-    return {"mode": choice.mode, "reason": choice.reason, "free_gb": free_gb, "needs_gb": choice.needs_gb}
+                                                       checkpointing=mode).total_gb, free_gb,
+                             dequantized_need_gb=offered)
+    needs = {(DEQUANTIZED if label == dequantize_policy.LABEL else label): gb for label, gb in choice.needs_gb.items()}
+    return {"mode": choice.mode, "policy": DEQUANTIZED if choice.dequantized else choice.mode,
+            "reason": choice.reason, "free_gb": free_gb, "needs_gb": needs}
 
 
 def nvml_free_gb() -> float | None:
@@ -202,10 +218,12 @@ def _spread(point: dict) -> str:
 
 
 def _offloads(run: dict) -> str:
-    """What offloaded checkpointing moved to the CPU besides the layer inputs."""
+    """What offloaded checkpointing moved to the CPU besides the layer inputs, and the base weights
+    kept dequantized."""
     moved = [f"{what} {run[key]}" for key, what in (("input_embeddings", "input embeddings"),
                                                     ("output_head", "LM head")) if run.get(key)]
-    return "; " + ", ".join(moved) if moved else ""
+    kept = f"; {run['dequantized']}" if run.get("dequantized") else ""
+    return ("; " + ", ".join(moved) if moved else "") + kept
 
 
 def _runs(run: dict) -> str:
@@ -230,7 +248,7 @@ def _row(label: str, run: dict) -> str:
     """A measured run's table row: tokens/s, peak allocated (with graphs: plus their pool) and
     reserved, final loss."""
     p = _point(run)
-    return (f"{label:18}{_fmt(speed(run), 'tok'):>12}{_fmt(peak_gb(run), ' GiB'):>14}"
+    return (f"{label:22}{_fmt(speed(run), 'tok'):>12}{_fmt(peak_gb(run), ' GiB'):>14}"
             f"{_fmt(p.get('peak_reserved_gb'), ' GiB'):>16}{_fmt(p.get('losses', [None])[-1], '', 3):>12}")
 
 
@@ -240,10 +258,11 @@ def _policy_lines(result: dict) -> list[str]:
     base_speed = speed(base) if base and "error" not in base else None
     base_peak = peak_gb(base) if base_speed else None
     lines = []
+    picked = result["auto"].get("policy", result["auto"]["mode"])
     for mode, run in result["policies"].items():
-        label = f"  {mode}" + (" (auto)" if mode == result["auto"]["mode"] else "")
+        label = f"  {mode}" + (" (auto)" if mode == picked else "")
         if "error" in run or "error" in _point(run):
-            lines.append(f"{label:18}failed: {(run.get('error') or _point(run)['error']).splitlines()[-1]}")
+            lines.append(f"{label:22}failed: {(run.get('error') or _point(run)['error']).splitlines()[-1]}")
             continue
         ratio = ""
         if base_speed:
@@ -271,28 +290,28 @@ def format_report(result: dict) -> str:
         f"tuitune bench: {result['shape']}, {result['method']} r{result['rank']}, batch {result['batch']} x "
         f"{result['seq']}, {result['steps']} steps ({result['warmup']} warm-up, not timed), on {device}",
         "",
-        f"{'':18}{'tokens/s':>12}{'peak alloc':>14}{'peak reserved':>16}{'final loss':>12}",
+        f"{'':22}{'tokens/s':>12}{'peak alloc':>14}{'peak reserved':>16}{'final loss':>12}",
     ]
     for path, run in runs.items():
         label = PATH_LABELS.get(path, path)
         if "error" in run:
-            lines.append(f"{label:18}failed: {run['error'].splitlines()[-1] if run['error'] else '?'}")
+            lines.append(f"{label:22}failed: {run['error'].splitlines()[-1] if run['error'] else '?'}")
             continue
         p = _point(run)
         if "error" in p:
-            lines.append(f"{label:18}{p['error']}")
+            lines.append(f"{label:22}{p['error']}")
             continue
         lines.append(_row(label, run))
     r = result.get("ratios") or {}
     if result.get("policies"):
         lines += _policy_lines(result)
     if r:
-        lines.append(f"{'ratio':18}{_fmt(r.get('tokens_per_s'), 'x'):>12}{_fmt(r.get('peak_allocated'), 'x'):>14}"
+        lines.append(f"{'ratio':22}{_fmt(r.get('tokens_per_s'), 'x'):>12}{_fmt(r.get('peak_allocated'), 'x'):>14}"
                      f"{_fmt(r.get('peak_reserved'), 'x'):>16}")
     if "tuitune graphs" in runs and "hf" in runs and "error" not in runs["tuitune graphs"]:
         graphed = ratios({"hf": runs["hf"], "tuitune": runs["tuitune graphs"]})
         if graphed:
-            lines.append(f"{'ratio (graphs)':18}{_fmt(graphed.get('tokens_per_s'), 'x'):>12}"
+            lines.append(f"{'ratio (graphs)':22}{_fmt(graphed.get('tokens_per_s'), 'x'):>12}"
                          f"{_fmt(graphed.get('peak_allocated'), 'x'):>14}{_fmt(graphed.get('peak_reserved'), 'x'):>16}")
     lines.append("")
     for path, run in runs.items():

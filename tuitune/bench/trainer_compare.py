@@ -109,7 +109,8 @@ def checkpoint_with_tokenizer(shape_name: str, corpus: Path) -> Path:
 def train_once(model_dir: Path, out: Path, *, kernels: bool, steps: int, method: str, batch: int,
                seq: int, timeout: float, checkpointing: str = "auto", data: Path | None = None,
                device: str = "auto", objective: str = "auto", packing: bool = False,
-               name: str | None = None, profile_steps: int = 0, cuda_graphs: str = "auto") -> dict:
+               name: str | None = None, profile_steps: int = 0, cuda_graphs: str = "auto",
+               dequantize_once: str = "auto") -> dict:
     overrides = {
         "training.objective": objective,
         "model.name": str(model_dir), "model.method": method, "model.max_seq_length": seq,
@@ -119,6 +120,7 @@ def train_once(model_dir: Path, out: Path, *, kernels: bool, steps: int, method:
         "data.packing": packing,
         "training.gradient_checkpointing": checkpointing, "training.device": device,
         "training.profile_steps": profile_steps, "training.cuda_graphs": cuda_graphs,
+        "training.dequantize_once": dequantize_once,
     }
     if data is not None:
         overrides["data.path"] = str(data)
@@ -157,9 +159,11 @@ def _graph_lines(events: list[dict]) -> list[str]:
 
 def product_path(shape_name: str, *, batch: int, seq: int, steps: int, method: str, checkpointing: str,
                  bench_tokens_per_s: float | None, out: Path, device: str = "auto",
-                 timeout: float = 900, profile_steps: int = 0, cuda_graphs: str = "auto") -> dict:
+                 timeout: float = 900, profile_steps: int = 0, cuda_graphs: str = "auto",
+                 dequantize_once: str = "auto") -> dict:
     """`tuitune train` at the bench's shape with kernels on and off; tokens/s against the bench's.
-    ``cuda_graphs`` is the trainer's `training.cuda_graphs`: the bench's own setting, like for like."""
+    ``cuda_graphs`` and ``dequantize_once`` are the trainer's `training.cuda_graphs` and
+    `training.dequantize_once`: the bench's own settings, like for like."""
     profiled = steps_profiled(profile_steps)
     corpus = synthetic_text(out / "text.jsonl", rows=batch * (steps + profiled + 2), words_per_row=seq)
     folder = checkpoint_with_tokenizer(shape_name, corpus)
@@ -168,7 +172,8 @@ def product_path(shape_name: str, *, batch: int, seq: int, steps: int, method: s
     # profiled steps do not count for tokens/s, so the runs are that much longer
     runs = {name: train_once(folder, out, kernels=name == "kernels", steps=steps + profiled, method=method,
                              batch=batch, seq=seq, timeout=timeout, checkpointing=checkpointing, data=corpus,
-                             device=device, objective="sft", profile_steps=profile_steps, cuda_graphs=cuda_graphs)
+                             device=device, objective="sft", profile_steps=profile_steps, cuda_graphs=cuda_graphs,
+                             dequantize_once=dequantize_once)
             for name in ("kernels", "stock")}
     ours, stock = runs["kernels"]["tokens_per_s"], runs["stock"]["tokens_per_s"]
     return {"runs": runs, "checkpointing": checkpointing, "cuda_graphs": cuda_graphs,

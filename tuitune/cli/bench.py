@@ -51,6 +51,9 @@ def register(subparsers) -> None:
     p.add_argument("--cuda-graphs", choices=["off", "on", "both"], default="off",
                    help="replay tuitune's checkpointed layers as CUDA graphs (fewer launches; the graphs' memory "
                         "pool is reported apart); both: run tuitune's path without and with them (default off)")
+    p.add_argument("--dequantized", action="store_true",
+                   help="QLoRA: tuitune's path keeps the 4-bit base weights dequantized (training.dequantize_once = "
+                        "on); under --checkpointing auto that policy is tried anyway, as the trainer's auto does")
     p.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
     p.set_defaults(func=run)
 
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_bench(args.shape, batch=args.batch, seq=args.seq, rank=args.rank, steps=args.steps,
                        method=args.method, baseline=args.baseline, warmup=args.warmup, device=args.device,
                        checkpointing=args.checkpointing, profile=args.profile, repeat=args.repeat,
-                       memory_trace=args.memory_trace, cuda_graphs=args.cuda_graphs)
+                       memory_trace=args.memory_trace, cuda_graphs=args.cuda_graphs, dequantized=args.dequantized)
     print(format_report(result))
     # with --cuda-graphs both, the trainer (graphs on) is compared with the graphed bench run
     ours = result["runs"].get("tuitune graphs" if args.cuda_graphs == "both" else "tuitune", {})
@@ -80,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
             args.shape, batch=args.batch, seq=args.seq, steps=args.steps, method=args.method,
             checkpointing=args.checkpointing, bench_tokens_per_s=speed(ours),
             out=out, device=args.device, profile_steps=args.profile,
-            cuda_graphs="off" if args.cuda_graphs == "off" else "on")
+            cuda_graphs="off" if args.cuda_graphs == "off" else "on",
+            dequantize_once="on" if args.dequantized else "auto" if args.checkpointing == "auto" else "off")
         print()
         print(format_product_path(result["trainer"]))
     if args.packing and "error" not in ours:

@@ -146,6 +146,16 @@ def apply_speedups(model, config: Config, plan: Plan, sink: EventSink) -> str:
                 note = f"stock path ({report.reason})"
                 sink.warning(f"tuitune kernels do not support {report.architecture}: {report.reason}. "
                              "Training on the stock path.")
+    if plan.dequantize_once and kernels_on:
+        import torch
+
+        from tuitune.trainer.dequantized_weights import keep_base_weights_dequantized
+
+        kept = keep_base_weights_dequantized(model, getattr(torch, plan.dtype))
+        sink.log(f"Dequantize once: {plan.dequantize_reason}; {kept}.")
+    elif plan.device == "cuda" and plan.method == "qlora":
+        why = plan.dequantize_reason if kernels_on or plan.dequantize_once else "off: tuitune's kernels are not on"
+        sink.log(f"Dequantize once: {why}.")
     mode = plan.checkpointing
     try:
         from tuitune.trainer.activation_checkpointing import enable_checkpointing
