@@ -146,16 +146,8 @@ def apply_speedups(model, config: Config, plan: Plan, sink: EventSink) -> str:
                 note = f"stock path ({report.reason})"
                 sink.warning(f"tuitune kernels do not support {report.architecture}: {report.reason}. "
                              "Training on the stock path.")
-    if plan.dequantize_once and kernels_on:
-        import torch
-
-        from tuitune.trainer.dequantized_weights import keep_base_weights_dequantized
-
-        kept = keep_base_weights_dequantized(model, getattr(torch, plan.dtype))
-        sink.log(f"Dequantize once: {plan.dequantize_reason}; {kept}.")
-    elif plan.device == "cuda" and plan.method == "qlora":
-        why = plan.dequantize_reason if kernels_on or plan.dequantize_once else "off: tuitune's kernels are not on"
-        sink.log(f"Dequantize once: {why}.")
+    if plan.device == "cuda" and plan.method == "qlora":
+        sink.log(f"Dequantize once: {keep_dequantized_if_planned(model, plan, kernels_on)}.")
     mode = plan.checkpointing
     try:
         from tuitune.trainer.activation_checkpointing import enable_checkpointing
@@ -182,6 +174,18 @@ def apply_speedups(model, config: Config, plan: Plan, sink: EventSink) -> str:
             else:
                 sink.log(f"LM head: {offload_output_head(model)}.")
     return note
+
+
+def keep_dequantized_if_planned(model, plan: Plan, kernels_on: bool) -> str:
+    """Keep the 4-bit base weights dequantized when the plan says so and the kernels (which read the
+    kept copies) are on; say what happened."""
+    if not plan.dequantize_once:
+        return plan.dequantize_reason
+    if not kernels_on:
+        return "off: tuitune's kernels, which read the kept weights, are not on"
+    from tuitune.trainer.dequantized_weights import keep_base_weights_dequantized
+
+    return f"{plan.dequantize_reason}; {keep_base_weights_dequantized(model, torch_dtype(plan.dtype))}"
 
 
 def build_datasets(config: Config, tokenizer, sink: EventSink, cache_dir: Path | None = None):
