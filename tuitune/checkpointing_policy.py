@@ -5,7 +5,9 @@ llama-8b QLoRA at batch 2 x 2048 trains at 13,523 tokens/s without recomputation
 each layer recomputed, and 11,258 with each layer recomputed and its input offloaded to the CPU
 (which also moves the input embeddings off the GPU). So "auto" tries the modes fastest first and
 takes the first whose memory estimate (tuitune.fit) fits the GPU's free memory with the estimator's
-10% margin. Torch-free: the trainer and the form's fit check decide alike.
+10% margin. For QLoRA with `training.dequantize_once = "auto"`, the first try is no recomputation
+with the base weights kept dequantized too (tuitune.dequantize_policy): no per-step dequantization,
+at 2 bytes per base weight. Torch-free: the trainer and the form's fit check decide alike.
 """
 
 from __future__ import annotations
