@@ -35,22 +35,10 @@ def _llama_1b_nf4():
     return model
 
 
-def test_llama_1b_qlora_converges_the_same_with_kernels():
-    batches = token_batches(128256, rows=2, seq=512, n_batches=2, device="cuda")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        stock = train_losses(lora(_llama_1b_nf4()), batches, steps=50, lr=1e-3)
-        torch.cuda.empty_cache()
-        model = lora(_llama_1b_nf4())
-        report = apply_kernels(model, allow_cpu=True)
-        assert report.supported and report.replaced["mlp"] == 16, report
-        kernels = train_losses(model, batches, steps=50, lr=1e-3)
-    compare("llama-1b QLoRA (NF4, bf16) LoRA r16", stock, kernels, torch.bfloat16)
-
-
-def test_llama_1b_qlora_with_its_base_weights_kept_dequantized_converges_the_same():
-    """training.dequantize_once: the kernels read a kept copy of each dequantized weight instead of
-    dequantizing it at every use; the losses must still follow the stock path's."""
+@pytest.mark.parametrize("kept_dequantized", [False, True], ids=["dequantized-per-use", "dequantized-once"])
+def test_llama_1b_qlora_converges_the_same_with_kernels(kept_dequantized):
+    """With kept_dequantized (training.dequantize_once) the kernels read a kept copy of each
+    dequantized weight instead of dequantizing it at every use; the losses must still follow stock's."""
     from tuitune.trainer.dequantized_weights import keep_base_weights_dequantized
 
     batches = token_batches(128256, rows=2, seq=512, n_batches=2, device="cuda")
@@ -59,8 +47,11 @@ def test_llama_1b_qlora_with_its_base_weights_kept_dequantized_converges_the_sam
         stock = train_losses(lora(_llama_1b_nf4()), batches, steps=50, lr=1e-3)
         torch.cuda.empty_cache()
         model = lora(_llama_1b_nf4())
-        assert apply_kernels(model, allow_cpu=True).supported
-        said = keep_base_weights_dequantized(model, torch.bfloat16)
-        assert said.startswith("112 4-bit base weights kept dequantized in bfloat16"), said
-        kept = train_losses(model, batches, steps=50, lr=1e-3)
-    compare("llama-1b QLoRA (NF4, bf16), base weights kept dequantized", stock, kept, torch.bfloat16)
+        report = apply_kernels(model, allow_cpu=True)
+        assert report.supported and report.replaced["mlp"] == 16, report
+        if kept_dequantized:
+            said = keep_base_weights_dequantized(model, torch.bfloat16)
+            assert said.startswith("112 4-bit base weights kept dequantized in bfloat16"), said
+        kernels = train_losses(model, batches, steps=50, lr=1e-3)
+    label = "llama-1b QLoRA (NF4, bf16) LoRA r16" + (", base weights kept dequantized" if kept_dequantized else "")
+    compare(label, stock, kernels, torch.bfloat16)
