@@ -21,6 +21,19 @@ from ._launch import cdiv, elementwise_block, interpreted
 
 
 @triton.jit
+def _block_scale(ABSMAX, CODE2, ABSMAX2, block, mask, blocksize2, offset, NESTED: tl.constexpr):
+    """The float32 scale of each ``block`` index: its absmax, or under double quantization its 8-bit
+    code read through the second level (``code2[q] * absmax2[block // blocksize2] + offset``)."""
+    if NESTED:
+        qa = tl.load(ABSMAX + block, mask=mask, other=0).to(tl.int32)
+        scale = tl.load(CODE2 + qa, mask=mask, other=0.0) * tl.load(ABSMAX2 + block // blocksize2, mask=mask,
+                                                                     other=0.0) + offset
+    else:
+        scale = tl.load(ABSMAX + block, mask=mask, other=0.0).to(tl.float32)
+    return scale
+
+
+@triton.jit
 def _dequant_4bit(Q, CODE, ABSMAX, CODE2, ABSMAX2, OUT, n_elements, n_cols, blocksize, blocksize2, offset,
                   NESTED: tl.constexpr, CPU_PACKED: tl.constexpr, BLOCK: tl.constexpr):
     o = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
@@ -35,13 +48,7 @@ def _dequant_4bit(Q, CODE, ABSMAX, CODE2, ABSMAX2, OUT, n_elements, n_cols, bloc
     else:
         byte = tl.load(Q + o // 2, mask=mask, other=0).to(tl.int32)
         nib = tl.where(o % 2 == 0, byte >> 4, byte & 15)
-        block = o // blocksize
-        if NESTED:
-            qa = tl.load(ABSMAX + block, mask=mask, other=0).to(tl.int32)
-            scale = tl.load(CODE2 + qa, mask=mask, other=0.0) * tl.load(ABSMAX2 + block // blocksize2, mask=mask,
-                                                                         other=0.0) + offset
-        else:
-            scale = tl.load(ABSMAX + block, mask=mask, other=0.0).to(tl.float32)
+        scale = _block_scale(ABSMAX, CODE2, ABSMAX2, o // blocksize, mask, blocksize2, offset, NESTED)
     value = tl.load(CODE + nib, mask=mask, other=0.0).to(tl.float32)
     tl.store(OUT + o, (value * scale).to(OUT.dtype.element_ty), mask=mask)
 
@@ -73,12 +80,7 @@ def _dequant_4bit_bytes(Q, CODE, ABSMAX, CODE2, ABSMAX2, OUT, n_bytes, blocksize
     mask = b < n_bytes
     byte = tl.load(Q + b, mask=mask, other=0).to(tl.int32)
     block = (b * 2) // blocksize  # both elements of a byte share a block (blocksize is even)
-    if NESTED:
-        qa = tl.load(ABSMAX + block, mask=mask, other=0).to(tl.int32)
-        scale = tl.load(CODE2 + qa, mask=mask, other=0.0) * tl.load(ABSMAX2 + block // blocksize2, mask=mask,
-                                                                     other=0.0) + offset
-    else:
-        scale = tl.load(ABSMAX + block, mask=mask, other=0.0).to(tl.float32)
+    scale = _block_scale(ABSMAX, CODE2, ABSMAX2, block, mask, blocksize2, offset, NESTED)
     hi = tl.load(CODE + (byte >> 4), mask=mask, other=0.0) * scale
     lo = tl.load(CODE + (byte & 15), mask=mask, other=0.0) * scale
     out = tl.interleave(hi, lo).to(OUT.dtype.element_ty)
@@ -103,12 +105,7 @@ def _dequant_4bit_words(Q, CODE, ABSMAX, CODE2, ABSMAX2, OUT, n_words, blocksize
     mask = w < n_words
     word = tl.load(Q + w, mask=mask, other=0)
     block = (w * 8) // blocksize  # all eight elements of a word share a block (blocksize % 8 == 0)
-    if NESTED:
-        qa = tl.load(ABSMAX + block, mask=mask, other=0).to(tl.int32)
-        scale = tl.load(CODE2 + qa, mask=mask, other=0.0) * tl.load(ABSMAX2 + block // blocksize2, mask=mask,
-                                                                     other=0.0) + offset
-    else:
-        scale = tl.load(ABSMAX + block, mask=mask, other=0.0).to(tl.float32)
+    scale = _block_scale(ABSMAX, CODE2, ABSMAX2, block, mask, blocksize2, offset, NESTED)
     # little-endian: element 2j is byte j's high nibble, element 2j + 1 its low nibble
     e = tl.arange(0, 8)
     shift = 8 * (e // 2) + 4 * (1 - e % 2)
