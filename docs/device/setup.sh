@@ -3,6 +3,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD
 python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null 2>&1 || echo "pip -e . failed"
 mkdir -p $OUT/docs/measurements $OUT/logs
+export PYTHONUNBUFFERED=1
 export TRITON_CACHE_DIR=/tmp/triton-cache TUITUNE_TEST_GPU=1
 mkdir -p $TRITON_CACHE_DIR
 [ -f .device/triton-cache.tgz ] && tar -xzf .device/triton-cache.tgz -C $TRITON_CACHE_DIR
