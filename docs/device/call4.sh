@@ -7,8 +7,8 @@ source .device/setup.sh
 M=$OUT/docs/measurements; L=$OUT/logs; D=2026-12-06
 timeout 100 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_lora.py tests/kernels/test_nf4.py 2>&1 | tail -5 | tee $L/test_lora_nf4.log
 timeout 90 bash -c "$(declare -f ab); ab words bench --shape llama-8b --checkpointing none --baseline none --steps 8" 2>&1 | tee $L/ab8b-none-words.log | grep -E "^tuitune|median"
-timeout 330 python3 -P -m tuitune bench --shape llama-8b --checkpointing auto --steps 8 --json $M/bench-llama-8b-qlora-auto-$D.json 2>&1 | tee $L/bench8b-auto.log | grep -v "^\s*$" | tail -18
-timeout $((580 - SECONDS)) python3 -P -m tuitune bench --shape llama-8b --checkpointing none --dequantized --baseline none --steps 6 --profile 1 --json $M/bench-llama-8b-qlora-none-dequantized-profile-$D.json 2>&1 | tee $L/bench8b-none-profile.log | grep -v "^\s*$" | tail -40
-[ $SECONDS -lt 480 ] && timeout $((585 - SECONDS)) python3 -P -m tuitune bench --shape llama-1b --checkpointing offloaded --steps 20 --json $M/bench-llama-1b-qlora-offloaded-$D.json 2>&1 | tee $L/bench1b-offloaded.log | grep -v "^\s*$" | tail -8
+timeout $((${LIMIT:-580} - 250)) python3 -P -m tuitune bench --shape llama-8b --checkpointing auto --steps 8 --json $M/bench-llama-8b-qlora-auto-$D.json 2>&1 | tee $L/bench8b-auto.log | grep -v "^\s*$" | tail -18
+timeout $((${LIMIT:-580} - SECONDS)) python3 -P -m tuitune bench --shape llama-8b --checkpointing none --dequantized --baseline none --steps 6 --profile 1 --json $M/bench-llama-8b-qlora-none-dequantized-profile-$D.json 2>&1 | tee $L/bench8b-none-profile.log | grep -v "^\s*$" | tail -40
+[ $SECONDS -lt $((${LIMIT:-580} - 100)) ] && timeout $((${LIMIT:-585} + 5 - SECONDS)) python3 -P -m tuitune bench --shape llama-1b --checkpointing offloaded --steps 20 --json $M/bench-llama-1b-qlora-offloaded-$D.json 2>&1 | tee $L/bench1b-offloaded.log | grep -v "^\s*$" | tail -8
 save_triton_cache
 echo "elapsed $SECONDS s"
