@@ -28,6 +28,23 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 
+def pytest_configure(config):
+    """Under pytest-xdist on a GPU, each worker may hold at most its share of the GPU's memory. The
+    workers share one device, and a worker's caching allocator keeps what it freed: without a cap, a
+    few workers' caches fill the device and the next allocation anywhere else fails (out of memory)
+    in tests that have nothing to do with it. At its cap, a worker's allocator frees its own cache
+    and retries."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if workers < 2 or not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    try:
+        import torch
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(0.95 / workers)
+
+
 @pytest.fixture(scope="session")
 def default_model_dir() -> Path:
     from tuitune.model_source import default_model_dir as convert

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # session 9, alternative second call: llama-1b offloaded with stock, eager and graphed, then `tuitune
-# train` with graphs, kernels on/off (criteria 2, 6); the kernel suite on 8 workers and the GPU
+# train` with graphs, kernels on/off (criteria 2, 6); the kernel suite on 4 workers and the GPU
 # convergence tests (criterion 9).
 source .device/setup.sh
 M=$OUT/docs/measurements; L=$OUT/logs; D=2026-12-06
-timeout 200 python3 -m pytest -q -p no:cacheprovider -n 8 tests/kernels --durations=8 2>&1 | tail -22 | tee $L/kernels.log
+timeout 200 python3 -m pytest -q -p no:cacheprovider -n 4 tests/kernels --durations=8 2>&1 | tail -22 | tee $L/kernels.log
 timeout 120 python3 -m pytest -q -p no:cacheprovider tests/convergence --durations=6 2>&1 | tail -14 | tee $L/convergence.log
 timeout $((585 - SECONDS)) python3 -P -m tuitune bench --shape llama-1b --checkpointing offloaded --steps 20 --cuda-graphs both --trainer --json $M/bench-llama-1b-qlora-offloaded-graphs-trainer-$D.json 2>&1 | tee $L/bench1b-trainer.log | grep -v "^\s*$" | tail -24
 save_triton_cache
