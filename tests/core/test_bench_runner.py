@@ -1,6 +1,11 @@
 """The bench's measuring processes run the tuitune the parent runs, whatever folder it is started from."""
 
+import math
+
+import pytest
+
 from tuitune.bench.runner import run_child
+from tuitune.errors import TuituneError
 
 
 def test_a_child_imports_the_parents_tuitune_not_the_working_folders(tmp_path, monkeypatch):
@@ -114,3 +119,55 @@ def test_packing_path_reports_packed_against_unpacked(tmp_path, monkeypatch):
                                           checkpointing="standard", out=tmp_path)
     assert report["packed_vs_unpacked"] == 3.0 and set(report["runs"]) == {"packed", "unpacked"}
     assert 50 <= report["row_tokens"]["min"] <= report["row_tokens"]["max"] <= 256
+
+
+def test_bench_both_baselines_runs_stock_plain_and_under_autocast(monkeypatch):
+    from tuitune.bench import runner
+
+    jobs = []
+    speeds = {(False, "hf"): 5000.0, (True, "hf"): 6500.0, (False, "tuitune"): 10000.0}
+    peaks = {(False, "hf"): 12.0, (True, "hf"): 8.0, (False, "tuitune"): 5.0}
+
+    def fake(job):
+        jobs.append(job)
+        key = (job.autocast, job.path)
+        return {"path": job.path, "kernels": "not used", "checkpointing": job.checkpointing, "trainable_params": 1,
+                "autocast": "bf16 forward" if job.autocast else "off",
+                "points": [{"tokens_per_s": speeds[key], "losses": [1.0], "peak_allocated_gb": peaks[key],
+                            "peak_reserved_gb": peaks[key] + 1}]}
+
+    monkeypatch.setattr(runner, "run_path", fake)
+    result = runner.run_bench("llama-8b", batch=2, seq=2048, rank=16, steps=3, baseline="both")
+    assert [(j.path, j.autocast) for j in jobs] == [("hf", False), ("hf", True), ("tuitune", False)]
+    assert list(result["runs"]) == ["hf", "hf autocast", "tuitune"]
+    # the issue's baseline stays the plain loop; autocast is a second reference
+    assert result["ratios"]["tokens_per_s"] == 2.0 and result["ratios"]["peak_allocated"] == 5.0 / 12.0
+    assert result["ratios_autocast"]["tokens_per_s"] == 10000.0 / 6500.0
+    report = runner.format_report(result)
+    assert "baseline (hf autocast)" in report and "ratio (autocast)" in report and "1.54x" in report
+    assert "; autocast bf16 forward" in report
+
+    jobs.clear()
+    alone = runner.run_bench("llama-8b", batch=2, seq=2048, rank=16, steps=3, baseline="hf-autocast")
+    assert [(j.path, j.autocast) for j in jobs] == [("hf", True), ("tuitune", False)]
+    assert alone["ratios"]["tokens_per_s"] == 10000.0 / 6500.0 and "ratios_autocast" not in alone
+    with pytest.raises(TuituneError, match="--baseline must be one of"):
+        runner.run_bench("llama-8b", batch=2, seq=2048, rank=16, steps=3, baseline="trainer")
+
+
+def test_autocast_runs_the_stock_forward_in_bf16(tmp_path, monkeypatch):
+    """A real stock step under autocast: same data and weights, bf16 rounding in the forward only."""
+    from tuitune.bench import measure
+    from tuitune.bench.shapes import get_shape
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    losses = {}
+    for autocast in (False, True):
+        job = measure.Job(checkpoint="", vocab=get_shape("tiny").vocab, path="hf", method="lora", rank=4,
+                          points=[[2, 16, 2, 1]], checkpointing="none", device="cpu", shape="tiny", autocast=autocast)
+        result = measure.run(job)
+        assert result["autocast"] == ("bf16 forward" if autocast else "off")
+        losses[autocast] = result["points"][0]["losses"]
+    assert all(math.isfinite(x) for x in losses[True])
+    assert losses[True][0] == pytest.approx(losses[False][0], rel=2e-2)
+    assert losses[True][0] != losses[False][0]  # the forward really ran in bf16

@@ -35,6 +35,7 @@ class Job:
     memory_trace: bool = False  # trace one more step of the first point: what is alive at its peak (memory_peak)
     cuda_graphs: bool = False  # tuitune's path: replay checkpointed layers as CUDA graphs (layer_graphs)
     dequantized: bool = False  # tuitune's path: keep the 4-bit base weights dequantized (dequantized_weights)
+    autocast: bool = False  # run each forward under bf16 autocast, as the Hugging Face Trainer does with bf16=True
 
 
 def _device(job: Job):
@@ -162,9 +163,14 @@ def _optimizer(model, device, path: str = "hf"):
         return torch.optim.AdamW(params, lr=2e-4, weight_decay=0.01), "adamw_torch"
 
 
-def train_step(model, optimizer, ids):
-    """One optimizer step on ``ids`` (labels = inputs); returns the loss tensor."""
-    loss = model(input_ids=ids, labels=ids).loss
+def train_step(model, optimizer, ids, autocast: bool = False):
+    """One optimizer step on ``ids`` (labels = inputs); returns the loss tensor. ``autocast``: the
+    forward runs under bf16 autocast and the backward outside it, as in the Hugging Face Trainer
+    (PEFT's float32 adapters then run their matmuls in bf16)."""
+    import torch
+
+    with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=autocast):
+        loss = model(input_ids=ids, labels=ids).loss
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -172,7 +178,7 @@ def train_step(model, optimizer, ids):
 
 
 def profile_point(model, optimizer, device, vocab: int, batch: int, seq: int, steps: int, seed: int,
-                  rank: int) -> dict:
+                  rank: int, autocast: bool = False) -> dict:
     """The kernel-time breakdown of ``steps`` more steps (see step_profile)."""
     import torch
 
@@ -180,10 +186,12 @@ def profile_point(model, optimizer, device, vocab: int, batch: int, seq: int, st
 
     generator = torch.Generator().manual_seed(seed + 1)
     ids = torch.randint(0, vocab, (batch, seq), generator=generator).to(device)
-    return profile_steps(lambda: train_step(model, optimizer, ids), steps, rank_max=max(rank, 64), vocab=vocab)
+    return profile_steps(lambda: train_step(model, optimizer, ids, autocast), steps, rank_max=max(rank, 64),
+                         vocab=vocab)
 
 
-def memory_trace_point(model, optimizer, device, vocab: int, batch: int, seq: int, seed: int) -> dict:
+def memory_trace_point(model, optimizer, device, vocab: int, batch: int, seq: int, seed: int,
+                       autocast: bool = False) -> dict:
     """What is alive at the peak of one more step, and where it was allocated (memory_peak)."""
     import torch
 
@@ -191,11 +199,11 @@ def memory_trace_point(model, optimizer, device, vocab: int, batch: int, seq: in
 
     generator = torch.Generator().manual_seed(seed + 2)
     ids = torch.randint(0, vocab, (batch, seq), generator=generator).to(device)
-    return trace_step(lambda: train_step(model, optimizer, ids))
+    return trace_step(lambda: train_step(model, optimizer, ids, autocast))
 
 
 def run_point(model, optimizer, device, vocab: int, batch: int, seq: int, steps: int, warmup: int,
-              seed: int) -> dict:
+              seed: int, autocast: bool = False) -> dict:
     import torch
 
     on_gpu = device.type == "cuda"
@@ -212,7 +220,7 @@ def run_point(model, optimizer, device, vocab: int, batch: int, seq: int, steps:
         if on_gpu:
             torch.cuda.synchronize()
         start = time.perf_counter()
-        loss = train_step(model, optimizer, ids)
+        loss = train_step(model, optimizer, ids, autocast)
         if on_gpu:
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - start
@@ -271,23 +279,24 @@ def run(job: Job) -> dict:
         "path": job.path, "method": job.method, "rank": job.rank, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__, "optimizer": optimizer_name, "trainable_params": trainable,
-        "load_s": load_s, **report, "points": [],
+        "load_s": load_s, **report, "autocast": "bf16 forward" if job.autocast else "off", "points": [],
     }
     for batch, seq, steps, warmup in job.points:
         try:
-            point = run_point(model, optimizer, device, job.vocab, batch, seq, steps, warmup, job.seed)
+            point = run_point(model, optimizer, device, job.vocab, batch, seq, steps, warmup, job.seed, job.autocast)
         except torch.OutOfMemoryError:
             point = {"batch": batch, "seq": seq, "error": "out of memory"}
             optimizer.zero_grad(set_to_none=True)
         if job.profile_steps and device.type == "cuda" and "error" not in point and not result.get("profile"):
             try:
                 result["profile"] = profile_point(model, optimizer, device, job.vocab, batch, seq,
-                                                  job.profile_steps, job.seed, job.rank)
+                                                  job.profile_steps, job.seed, job.rank, job.autocast)
             except Exception as exc:  # a profiler failure must not lose the timed numbers
                 result["profile_error"] = repr(exc)
         if job.memory_trace and device.type == "cuda" and "error" not in point and "memory_peak" not in result:
             try:
-                result["memory_peak"] = memory_trace_point(model, optimizer, device, job.vocab, batch, seq, job.seed)
+                result["memory_peak"] = memory_trace_point(model, optimizer, device, job.vocab, batch, seq, job.seed,
+                                                           job.autocast)
             except Exception as exc:  # nor a failed trace
                 result["memory_peak_error"] = f"failed: {exc!r}"
         elif job.memory_trace and device.type != "cuda":

@@ -21,7 +21,9 @@ from tuitune.bench.shapes import BenchShape, checkpoint_dir, get_shape
 from tuitune.bench.measure import Job
 from tuitune.errors import TuituneError
 
-PATH_LABELS = {"hf": "baseline (hf)", "tuitune": "tuitune"}
+AUTOCAST = "hf autocast"  # the stock path with its forward under bf16 autocast, as the HF Trainer runs it
+PATH_LABELS = {"hf": "baseline (hf)", AUTOCAST: "baseline (hf autocast)", "tuitune": "tuitune"}
+BASELINES = {"hf": ("hf",), "hf-autocast": (AUTOCAST,), "both": ("hf", AUTOCAST), "none": ()}
 DEQUANTIZED = "dequantized"  # the policy: no recomputation, base weights kept dequantized (tuitune.dequantize_policy)
 PROCESS_TIMEOUT_S = 3600
 
@@ -105,7 +107,9 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
     auto = auto_choice(shape, method=method, batch=batch, seq=seq, rank=rank, device=device,
                        free_gb=free_gb) if checkpointing == "auto" else None
     # (run key, path, checkpointing mode, base weights kept dequantized) in the order they run
-    plan = ([("hf", "hf", "standard" if auto else checkpointing, False)] if baseline == "hf" else [])
+    if baseline not in BASELINES:
+        raise TuituneError(f"--baseline must be one of {', '.join(BASELINES)}; got {baseline!r}.")
+    plan = [(key, "hf", "standard" if auto else checkpointing, False) for key in BASELINES[baseline]]
     if cuda_graphs not in ("off", "on", "both"):
         raise TuituneError(f"--cuda-graphs must be off, on or both; got {cuda_graphs!r}.")
     if auto:
@@ -123,7 +127,8 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
             job = Job(checkpoint=str(checkpoint), vocab=shape.vocab, path=path, method=method, rank=rank,
                       points=[[batch, seq, steps, warmup]], checkpointing=mode, device=device,
                       shape=shape.name, profile_steps=profile if round_ == 0 else 0,
-                      memory_trace=memory_trace and round_ == 0, cuda_graphs=graphs, dequantized=kept)
+                      memory_trace=memory_trace and round_ == 0, cuda_graphs=graphs, dequantized=kept,
+                      autocast=key == AUTOCAST)
             result = run_path(job)
             first = runs.setdefault(key, result)
             if repeat > 1:
@@ -141,7 +146,10 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
         out["policies"].update({f"{mode} graphs": runs.pop(f"tuitune {mode} graphs") for mode in fit.AUTO_ORDER
                                 if f"tuitune {mode} graphs" in runs})
         runs["tuitune"] = out["policies"][auto["policy"]]
-    return {**out, "runs": runs, "ratios": ratios(runs)}
+    out = {**out, "runs": runs, "ratios": ratios(runs)}
+    if "hf" in runs and AUTOCAST in runs:
+        out["ratios_autocast"] = ratios(runs, base=AUTOCAST)
+    return out
 
 
 def auto_choice(shape: BenchShape, *, method: str, batch: int, seq: int, rank: int, device: str,
@@ -185,18 +193,20 @@ def speed(run: dict) -> float | None:
     return statistics.median(measured) if measured else _point(run).get("tokens_per_s")
 
 
-def ratios(runs: dict) -> dict:
-    """tuitune ÷ baseline for speed and memory (None where either side is missing)."""
-    if "hf" not in runs or "tuitune" not in runs:
+def ratios(runs: dict, base: str | None = None) -> dict:
+    """tuitune ÷ baseline for speed and memory (None where either side is missing). The baseline is
+    ``base``, else the plain stock path ("hf"), else the autocast one."""
+    base = base or ("hf" if "hf" in runs else AUTOCAST)
+    if base not in runs or "tuitune" not in runs:
         return {}
-    base, ours = _point(runs["hf"]), _point(runs["tuitune"])
+    stock, ours = _point(runs[base]), _point(runs["tuitune"])
 
     def div(a, b):
         return a / b if a is not None and b else None
 
-    return {"tokens_per_s": div(speed(runs["tuitune"]), speed(runs["hf"])),
-            "peak_allocated": div(peak_gb(runs["tuitune"]), peak_gb(runs["hf"])),
-            "peak_reserved": div(ours.get("peak_reserved_gb"), base.get("peak_reserved_gb"))}
+    return {"tokens_per_s": div(speed(runs["tuitune"]), speed(runs[base])),
+            "peak_allocated": div(peak_gb(runs["tuitune"]), peak_gb(runs[base])),
+            "peak_reserved": div(ours.get("peak_reserved_gb"), stock.get("peak_reserved_gb"))}
 
 
 def _fmt(value, unit: str = "", digits: int = 2) -> str:
@@ -254,7 +264,7 @@ def _row(label: str, run: dict) -> str:
 
 def _policy_lines(result: dict) -> list[str]:
     """tuitune's row of each checkpointing mode under ``--checkpointing auto``, and auto's pick."""
-    base = result["runs"].get("hf")
+    base = result["runs"].get("hf") or result["runs"].get(AUTOCAST)
     base_speed = speed(base) if base and "error" not in base else None
     base_peak = peak_gb(base) if base_speed else None
     lines = []
@@ -308,6 +318,11 @@ def format_report(result: dict) -> str:
     if r:
         lines.append(f"{'ratio':22}{_fmt(r.get('tokens_per_s'), 'x'):>12}{_fmt(r.get('peak_allocated'), 'x'):>14}"
                      f"{_fmt(r.get('peak_reserved'), 'x'):>16}")
+    r_autocast = result.get("ratios_autocast") or {}
+    if r_autocast:
+        lines.append(f"{'ratio (autocast)':22}{_fmt(r_autocast.get('tokens_per_s'), 'x'):>12}"
+                     f"{_fmt(r_autocast.get('peak_allocated'), 'x'):>14}"
+                     f"{_fmt(r_autocast.get('peak_reserved'), 'x'):>16}")
     if "tuitune graphs" in runs and "hf" in runs and "error" not in runs["tuitune graphs"]:
         graphed = ratios({"hf": runs["hf"], "tuitune": runs["tuitune graphs"]})
         if graphed:
@@ -319,6 +334,7 @@ def format_report(result: dict) -> str:
             lines.append(f"{PATH_LABELS.get(path, path)}: kernels {run.get('kernels')}; checkpointing "
                          f"{run.get('checkpointing')}; optimizer {run.get('optimizer')}; "
                          f"{run.get('trainable_params', 0):,} trainable parameters{_offloads(run)}{_graphs(run)}"
+                         f"{'; autocast ' + run['autocast'] if run.get('autocast', 'off') != 'off' else ''}"
                          f"{_spread(_point(run))}"
                          f"{_runs(run)}")
         else:

@@ -24,8 +24,12 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=positive_int, default=10, help="training steps per path (default 10)")
     p.add_argument("--warmup", type=int, default=None, help="leading steps left out of the timing (default 2)")
     p.add_argument("--method", choices=["qlora", "lora"], default="qlora", help="default qlora")
-    p.add_argument("--baseline", choices=["hf", "none"], default="hf",
-                   help="hf runs the stock path too (default); none runs tuitune's only")
+    p.add_argument("--baseline", choices=["hf", "hf-autocast", "both", "none"], default="hf",
+                   help="hf runs the stock path too, as a plain training loop (default, the ratios' "
+                        "baseline); hf-autocast runs it with each forward under bf16 autocast, as the Hugging "
+                        "Face Trainer does with bf16=True (PEFT's float32 adapters then multiply in bf16); "
+                        "both runs the two (ratios against hf, and a second row against autocast); none runs "
+                        "tuitune's only")
     p.add_argument("--checkpointing", choices=["standard", "offloaded", "none", "auto"], default="standard",
                    help="activation checkpointing on both paths (default standard); auto: the stock path "
                         "recomputes as users run it, tuitune's runs once per mode and its row is the mode "
