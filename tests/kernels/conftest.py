@@ -25,6 +25,29 @@ def _seed():
     torch.manual_seed(1234)
 
 
+@pytest.fixture(autouse=True)
+def _uninitialized_memory_is_nan():
+    """On the CPU, every uninitialized tensor (torch.empty, new_empty, empty_like) starts as NaN: a
+    kernel or an op that reads memory it never wrote (a GEMM with beta=0 writing into an empty
+    buffer must not read it; the deferred MLP's output is never read) fails here, not at random on
+    a GPU whose allocator hands back old values. Left off on the GPU, where deterministic mode
+    would change the algorithms being tested."""
+    if DEVICE.type != "cpu":
+        yield
+        return
+    import torch.utils.deterministic as deterministic
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              deterministic.fill_uninitialized_memory)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic.fill_uninitialized_memory = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        deterministic.fill_uninitialized_memory = before[2]
+
+
 def pytest_sessionfinish(session, exitstatus):
     path = os.environ.get("KERNEL_ERRORS_JSON")
     if not path:
