@@ -193,10 +193,15 @@ def speed(run: dict) -> float | None:
     return statistics.median(measured) if measured else _point(run).get("tokens_per_s")
 
 
+def stock_key(runs: dict) -> str:
+    """The run the ratios divide by: the plain stock path ("hf") when it ran, else the autocast one."""
+    return "hf" if "hf" in runs else AUTOCAST
+
+
 def ratios(runs: dict, base: str | None = None) -> dict:
     """tuitune ÷ baseline for speed and memory (None where either side is missing). The baseline is
-    ``base``, else the plain stock path ("hf"), else the autocast one."""
-    base = base or ("hf" if "hf" in runs else AUTOCAST)
+    ``base``, else ``stock_key``'s."""
+    base = base or stock_key(runs)
     if base not in runs or "tuitune" not in runs:
         return {}
     stock, ours = _point(runs[base]), _point(runs["tuitune"])
@@ -264,7 +269,7 @@ def _row(label: str, run: dict) -> str:
 
 def _policy_lines(result: dict) -> list[str]:
     """tuitune's row of each checkpointing mode under ``--checkpointing auto``, and auto's pick."""
-    base = result["runs"].get("hf") or result["runs"].get(AUTOCAST)
+    base = result["runs"].get(stock_key(result["runs"]))
     base_speed = speed(base) if base and "error" not in base else None
     base_peak = peak_gb(base) if base_speed else None
     lines = []
@@ -323,8 +328,9 @@ def format_report(result: dict) -> str:
         lines.append(f"{'ratio (autocast)':22}{_fmt(r_autocast.get('tokens_per_s'), 'x'):>12}"
                      f"{_fmt(r_autocast.get('peak_allocated'), 'x'):>14}"
                      f"{_fmt(r_autocast.get('peak_reserved'), 'x'):>16}")
-    if "tuitune graphs" in runs and "hf" in runs and "error" not in runs["tuitune graphs"]:
-        graphed = ratios({"hf": runs["hf"], "tuitune": runs["tuitune graphs"]})
+    stock = stock_key(runs)
+    if "tuitune graphs" in runs and stock in runs and "error" not in runs["tuitune graphs"]:
+        graphed = ratios({stock: runs[stock], "tuitune": runs["tuitune graphs"]})
         if graphed:
             lines.append(f"{'ratio (graphs)':22}{_fmt(graphed.get('tokens_per_s'), 'x'):>12}"
                          f"{_fmt(graphed.get('peak_allocated'), 'x'):>14}{_fmt(graphed.get('peak_reserved'), 'x'):>16}")
