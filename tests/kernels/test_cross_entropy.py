@@ -2,12 +2,12 @@ import pytest
 import torch
 
 from tests.kernels import kernel_reference as ref
-from tests.kernels.kernel_env import DTYPES, ON_GPU
+from tests.kernels.kernel_env import DTYPES, gpu_shapes
 from tests.kernels.tolerances import check
 from tuitune.kernels import cross_entropy
 
 # (rows, vocab)
-SHAPES = [(1, 7), (5, 1000), (3, 128256)] + ([(4096, 128256), (1000, 49152)] if ON_GPU else [])
+SHAPES = [(1, 7), (5, 1000), (3, 128256)] + gpu_shapes((4096, 128256), (1000, 49152))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -2,13 +2,13 @@ import pytest
 import torch
 
 from tests.kernels import kernel_reference as ref
-from tests.kernels.kernel_env import DTYPES, ON_GPU
+from tests.kernels.kernel_env import DTYPES, gpu_shapes
 from tests.kernels.tolerances import check
 from tuitune.kernels import fused_linear_cross_entropy
 from tuitune.kernels.ops.fused_linear_cross_entropy import fused_linear_cross_entropy_rows
 
 # (tokens, hidden, vocab)
-SHAPES = [(1, 16, 7), (13, 48, 1000), (3, 64, 128256)] + ([(4096, 2048, 128256), (1000, 576, 49152)] if ON_GPU else [])
+SHAPES = [(1, 16, 7), (13, 48, 1000), (3, 64, 128256)] + gpu_shapes((4096, 2048, 128256), (1000, 576, 49152))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from tests.kernels import kernel_reference as ref
-from tests.kernels.kernel_env import DTYPES, ON_GPU
+from tests.kernels.kernel_env import DTYPES, gpu_shapes
 from tests.kernels.tolerances import check
 from tuitune.kernels import geglu, swiglu
 
-SHAPES = [(1, 7), (3, 1000), (2, 7, 1536), (1, 70001)] + ([(4, 2048, 8192)] if ON_GPU else [])
+SHAPES = [(1, 7), (3, 1000), (2, 7, 1536), (1, 70001)] + gpu_shapes((4, 2048, 8192))
 ACTS = [("swiglu", None), ("geglu", "none"), ("geglu", "tanh")]
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tests.kernels import kernel_reference as ref
-from tests.kernels.kernel_env import DTYPES, ON_GPU
+from tests.kernels.kernel_env import DTYPES, ON_GPU, gpu_shapes
 from tests.kernels.tolerances import check
 from tuitune.kernels import LoRAWeights, lora_mlp, lora_o, lora_qkv, nf4_dequantize
 
@@ -13,7 +13,7 @@ with warnings.catch_warnings():
     import bitsandbytes as bnb
 
 # (tokens, hidden, intermediate, rank)
-SHAPES = [(1, 64, 96, 8), (13, 96, 160, 16)] + ([(4096, 2048, 8192, 16)] if ON_GPU else [])
+SHAPES = [(1, 64, 96, 8), (13, 96, 160, 16)] + gpu_shapes((4096, 2048, 8192, 16))
 
 
 def _proj(out_f, in_f, dtype, device, base, rank, adapter_dtype, bias=False):

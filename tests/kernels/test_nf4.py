@@ -3,7 +3,7 @@ import warnings
 import pytest
 import torch
 
-from tests.kernels.kernel_env import DTYPES, ON_GPU
+from tests.kernels.kernel_env import DTYPES, ON_GPU, gpu_shapes
 from tests.kernels.tolerances import check
 from tuitune.kernels import nf4_dequantize
 
@@ -13,7 +13,7 @@ with warnings.catch_warnings():
 
 # (out_features, in_features): not powers of two, a single row, a long row, and one whose bytes are
 # not whole 32-bit words (the byte kernel's path)
-SHAPES = [(96, 64), (1, 4096), (160, 1000), (64, 2048), (5, 36)] + ([(8192, 2048), (2048, 8192)] if ON_GPU else [])
+SHAPES = [(96, 64), (1, 4096), (160, 1000), (64, 2048), (5, 36)] + gpu_shapes((8192, 2048), (2048, 8192))
 
 
 def _quantized(shape, dtype, nested, device, quant_type="nf4"):

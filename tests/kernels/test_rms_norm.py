@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from tests.kernels import kernel_reference as ref
-from tests.kernels.kernel_env import DTYPES, ON_GPU
+from tests.kernels.kernel_env import DTYPES, gpu_shapes
 from tests.kernels.tolerances import check
 from tuitune.kernels import rms_norm
 
-SHAPES = [(1, 7), (3, 5, 33), (17, 1000), (2, 4096)] + ([(4, 2048, 4096), (8192, 576)] if ON_GPU else [])
+SHAPES = [(1, 7), (3, 5, 33), (17, 1000), (2, 4096)] + gpu_shapes((4, 2048, 4096), (8192, 576))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

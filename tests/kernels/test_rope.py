@@ -2,14 +2,13 @@ import pytest
 import torch
 
 from tests.kernels import kernel_reference as ref
-from tests.kernels.kernel_env import DTYPES, ON_GPU
+from tests.kernels.kernel_env import DTYPES, gpu_shapes
 from tests.kernels.tolerances import check
 from tuitune.kernels import rope
 
 # (batch, q_heads, kv_heads, seq, head_dim, rotary_dim)
 SHAPES = [(1, 1, 1, 1, 8, 8), (2, 4, 2, 7, 64, 64), (3, 5, 1, 9, 96, 64), (1, 9, 3, 33, 64, 64)]
-if ON_GPU:
-    SHAPES += [(4, 32, 8, 2048, 64, 64), (2, 32, 8, 1000, 128, 128)]
+SHAPES += gpu_shapes((4, 32, 8, 2048, 64, 64), (2, 32, 8, 1000, 128, 128))
 
 
 def _angles(positions, rot, device):
