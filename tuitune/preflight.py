@@ -41,13 +41,10 @@ def check_fit(config: Config, snapshot: HardwareSnapshot) -> FitCheck:
     spec = catalog.get_model(config.model.name)
     if spec is None:
         return FitCheck(f"fit unknown: {config.model.name} is not in the catalog ({free:.1f} GB free)", None)
-    estimate = estimate_mode(config, spec, plan.method, plan.optimizer, plan.checkpointing, plan.cuda_graphs,
-                             plan.dequantize_once)
+    estimate = planned_estimate(config, spec, plan)
     status = fit.fit_status(estimate.total_gb, free)
     auto = " (auto)" if plan.checkpointing_reason else ""
-    graphs = " with CUDA graphs" if plan.cuda_graphs else ""
-    graphs += ", base weights dequantized once" if plan.dequantize_once else ""
-    text = (f"{plan.method}, {plan.checkpointing} checkpointing{graphs}{auto}: needs {estimate.total_gb:.1f} GB of "
+    text = (f"{plan.method}, {memory_policy(plan)}{auto}: needs {estimate.total_gb:.1f} GB of "
             f"{free:.1f} GB free ({status})")
     if status == "does not fit":
         return FitCheck(text, f"the run does not fit the GPU: {plan.method} {spec.name} at batch "
@@ -57,10 +54,32 @@ def check_fit(config: Config, snapshot: HardwareSnapshot) -> FitCheck:
     return FitCheck(text, None)
 
 
-def gpu_plan(config: Config) -> Plan:
-    """The plan the trainer would make for this config on a CUDA GPU (planning for a GPU not at hand)."""
+def planned_estimate(config: Config, spec: catalog.ModelSpec, plan: Plan) -> fit.FitEstimate:
+    """The estimator's figure for the run as planned: its method, optimizer, checkpointing mode, CUDA
+    graphs and kept dequantized weights."""
+    return estimate_mode(config, spec, plan.method, plan.optimizer, plan.checkpointing, plan.cuda_graphs,
+                         plan.dequantize_once)
+
+
+def memory_policy(plan: Plan) -> str:
+    """How the plan trades memory for speed, in words: "none checkpointing, base weights dequantized once"."""
+    text = f"{plan.checkpointing} checkpointing"
+    text += " with CUDA graphs" if plan.cuda_graphs else ""
+    return text + (", base weights dequantized once" if plan.dequantize_once else "")
+
+
+def gpu_plan(config: Config, free_gb: float | None = None) -> Plan:
+    """The plan the trainer would make for this config on a CUDA GPU (planning for a GPU not at hand),
+    with `free_gb` of it free when given (then `auto` resolves against that budget, as in a run)."""
     on_gpu = replace(config, training=replace(config.training, device="cuda"))
-    return resolve_plan(on_gpu, DeviceFacts(True, "GPU", bf16=True, bnb_optimizers=bnb_installed()))
+    return resolve_plan(on_gpu, DeviceFacts(True, "GPU", bf16=True, bnb_optimizers=bnb_installed(), free_gb=free_gb))
+
+
+def gpu_plan_for_model(config: Config, model: str, method: str, free_gb: float) -> Plan:
+    """`gpu_plan` for another model (a catalog name or a local path) and method, the rest of the config
+    as it is: what the trainer would pick for that model in `free_gb` GB (the Models screen's rows)."""
+    other = replace(config, model=replace(config.model, name=model, method=method))
+    return gpu_plan(other, free_gb)
 
 
 def data_path_problems(config: Config) -> list[str]:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from tests.ui.pilot import SIZE, make_app, text_of, wait_until
 from tuitune import fit
 from tuitune.catalog import CATALOG, EMBEDDED_DEFAULT
+from tuitune.config import Config
 from tuitune.hardware import FakeGpuSource
+from tuitune.preflight import gpu_plan_for_model, planned_estimate
 from tuitune.ui.screens.models import METHOD_LABELS, spec_key
 
 pytestmark = pytest.mark.anyio
@@ -32,13 +35,30 @@ def picked(screen, name: str, method: str) -> str:
     return screen.fits[spec_key(spec)][method].checkpointing
 
 
+def policy(screen, name: str, method: str) -> str:
+    """What the screen says auto picks for this cell, in words."""
+    spec = next(spec for spec in screen.specs if spec.name == name)
+    return screen.fits[spec_key(spec)][method].policy
+
+
 def expected(name: str, method: str, free_gb: float, *, seq: int, batch: int, rank: int,
              checkpointing: str = "auto") -> str:
-    """The cell fit_row gives; the screen estimates under the config's mode, whose default is auto."""
+    """The cell the screen should show under the config's mode, whose default is auto: fit_row's, and
+    for LoRA and QLoRA under auto the estimate of what the trainer would plan for this model in this
+    budget (tuitune.plan: the mode, CUDA graphs, QLoRA's base weights kept dequantized)."""
     spec = next(s for s in CATALOG if s.name == name)
     result = fit.fit_row(spec, free_gb, batch=batch, seq=seq, rank=rank, checkpointing=checkpointing)[method]
-    status = "no fit" if result.status == "does not fit" else result.status
-    text = f"{status} {result.estimate.total_gb:.1f}G"
+    total, status = result.estimate.total_gb, result.status
+    if checkpointing == "auto" and method != "full":
+        config = Config()
+        config = replace(config, model=replace(config.model, max_seq_length=seq),
+                         training=replace(config.training, batch_size=batch), lora=replace(config.lora, r=rank))
+        plan = gpu_plan_for_model(config, name, method, free_gb)
+        total = planned_estimate(replace(config, model=replace(config.model, name=name, method=method)), spec,
+                                 plan).total_gb
+        status = fit.fit_status(total, free_gb)
+    status = "no fit" if status == "does not fit" else status
+    text = f"{status} {total:.1f}G"
     return text + (f" {result.largest[0]}×{result.largest[1]}" if result.largest else "")
 
 
@@ -68,10 +88,19 @@ async def test_catalog_with_the_h200_budget(tmp_path):
                 assert cell(screen, name, method) == expected(name, method, round(free, 1), seq=1024, batch=2,
                                                              rank=16)
         # By hand for llama-3.1-8b QLoRA at 2 x 1024: no recomputation needs 5.31 weights + 0.4 adapter,
-        # gradients and 8-bit AdamW + 7.77 activations (32 layers kept whole) + 0.21 logits and context,
-        # so auto keeps the fastest mode; the largest shape is offloaded's (2 layer inputs on the GPU).
+        # gradients and 8-bit AdamW + 7.77 activations (32 layers kept whole) + 0.21 logits and context
+        # = 13.7 GiB; the trainer's auto also keeps the 224 base weights dequantized in bf16 when that
+        # fits (6.98e9 x 2 bytes = 13.0 GiB more), as here. The largest shape is offloaded's.
         assert picked(screen, "llama-3.1-8b", "qlora") == "none"
-        assert cell(screen, "llama-3.1-8b", "qlora") == "fits 13.7G 8×98304"
+        assert policy(screen, "llama-3.1-8b", "qlora") == "none checkpointing, base weights dequantized once"
+        assert cell(screen, "llama-3.1-8b", "qlora") == "fits 26.7G 8×98304"
+        screen.table.move_cursor(row=names.index("llama-3.1-8b"))
+        await pilot.pause()
+        assert "Auto picks none checkpointing, base weights dequantized once for QLoRA" in text_of(screen.detail)
+        # a 1B model's step is launch-bound: auto replays its recomputed layers as CUDA graphs
+        assert policy(screen, "llama-3.2-1b", "qlora") == "standard checkpointing with CUDA graphs"
+        assert cell(screen, "llama-3.2-1b", "qlora") == expected("llama-3.2-1b", "qlora", round(free, 1), seq=1024,
+                                                                 batch=2, rank=16)
         # 70B LoRA's bf16 weights alone are 131 GiB: nothing fits, auto falls back to the lightest mode
         assert picked(screen, "llama-3.1-70b", "lora") == "offloaded"
         assert cell(screen, "llama-3.1-70b", "lora") == "tight 133.9G"

@@ -7,7 +7,7 @@ every row at once. Enter on a row makes that model the run's model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rich.text import Text
@@ -38,6 +38,7 @@ class FitQuery:
     checkpointing: str = "standard"
     kernels: bool = True          # training.use_kernels: the fused path where the architecture has it
     optimizer: str = "adamw_8bit"
+    config: Any = None            # the run's config: under auto, each row is planned as the trainer plans it
 
 
 @dataclass
@@ -47,6 +48,7 @@ class FitCell:
     largest: tuple[int, int] | None
     breakdown: dict[str, float] | None = None
     checkpointing: str = ""  # the recomputation mode estimated (auto's pick for this model and method)
+    policy: str = ""  # under auto: the whole pick in words (mode, CUDA graphs, base weights kept dequantized)
 
 
 def compute_fits(spec: Any, query: FitQuery) -> dict[str, FitCell]:
@@ -60,10 +62,29 @@ def compute_fits(spec: Any, query: FitQuery) -> dict[str, FitCell]:
     for method, result in row.methods.items():
         if result.status == "unknown":
             cells[method] = FitCell("n/a", result.estimate.total_gb, None)
+        elif query.checkpointing == "auto" and query.config is not None and method in ("qlora", "lora"):
+            cells[method] = planned_cell(spec, method, query, result.largest)
         else:
             cells[method] = FitCell(result.status, result.estimate.total_gb, result.largest,
                                     dict(result.estimate.breakdown), result.checkpointing)
     return cells
+
+
+def planned_cell(spec: Any, method: str, query: FitQuery, largest: tuple[int, int] | None) -> FitCell:
+    """The cell of what the trainer would pick under `auto` for this model in the budget: besides the
+    recomputation mode, CUDA graphs for a launch-bound step and QLoRA's base weights kept dequantized,
+    each with its memory. The largest shape is still the most any mode fits."""
+    from tuitune import fit
+    from tuitune.preflight import gpu_plan_for_model, memory_policy, planned_estimate
+
+    config = query.config
+    config = replace(config, model=replace(config.model, max_seq_length=query.seq),
+                     training=replace(config.training, batch_size=query.batch), lora=replace(config.lora, r=query.rank))
+    plan = gpu_plan_for_model(config, model_ref(spec), method, query.free_gb)
+    planned = replace(config, model=replace(config.model, name=model_ref(spec), method=method))
+    estimate = planned_estimate(planned, spec, plan)
+    return FitCell(fit.fit_status(estimate.total_gb, query.free_gb), estimate.total_gb, largest,
+                   dict(estimate.breakdown), plan.checkpointing, memory_policy(plan))
 
 
 def spec_key(spec: Any) -> str:
@@ -199,7 +220,7 @@ class ModelsScreen(Screen):
         mode = self.app.config.training.gradient_checkpointing
         return FitQuery(float(values["vram"]), int(values["seq"]), int(values["batch"]), int(values["rank"]),
                         mode if mode == "auto" else plan.checkpointing, self.app.config.training.use_kernels,
-                        plan.optimizer)
+                        plan.optimizer, self.app.config)
 
     def recompute(self) -> None:
         query = self.current_query()
@@ -272,8 +293,8 @@ class ModelsScreen(Screen):
                                    for name, gb in qlora.breakdown.items() if gb >= 0.05)
                 text.append(f"\n  QLoRA GiB: {parts}", style=colors["muted"])
             if query.checkpointing == "auto" and qlora is not None and qlora.checkpointing:
-                text.append(f"\n  Checkpointing auto picks {qlora.checkpointing} for QLoRA "
-                            "(the fastest mode that fits this budget)", style=colors["muted"])
+                text.append(f"\n  Auto picks {qlora.policy or qlora.checkpointing + ' checkpointing'} for QLoRA "
+                            "(the fastest that fits this budget)", style=colors["muted"])
             several = several_gpus_text(spec, self.app.config, query)
             if several:
                 text.append(f"\n  {several}")
