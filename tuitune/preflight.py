@@ -75,11 +75,14 @@ def gpu_plan(config: Config, free_gb: float | None = None) -> Plan:
     return resolve_plan(on_gpu, DeviceFacts(True, "GPU", bf16=True, bnb_optimizers=bnb_installed(), free_gb=free_gb))
 
 
-def gpu_plan_for_model(config: Config, model: str, method: str, free_gb: float) -> Plan:
-    """`gpu_plan` for another model (a catalog name or a local path) and method, the rest of the config
-    as it is: what the trainer would pick for that model in `free_gb` GB (the Models screen's rows)."""
+def planned_fit_for_model(config: Config, spec: catalog.ModelSpec, model: str, method: str,
+                          free_gb: float) -> tuple[Plan, fit.FitEstimate]:
+    """What the trainer would plan for another model (`model`: its catalog name or local path, `spec`
+    its shapes) and method in `free_gb` GB, the rest of the config as it is, and that plan's estimate
+    (the Models screen's rows)."""
     other = replace(config, model=replace(config.model, name=model, method=method))
-    return gpu_plan(other, free_gb)
+    plan = gpu_plan(other, free_gb)
+    return plan, planned_estimate(other, spec, plan)
 
 
 def data_path_problems(config: Config) -> list[str]:

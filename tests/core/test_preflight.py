@@ -8,7 +8,7 @@ from tuitune import fit
 from tuitune.catalog import get_model
 from tuitune.config import Config, apply_overrides
 from tuitune.hardware import FakeGpuSource
-from tuitune.preflight import check_fit, data_path_problems, gpu_plan
+from tuitune.preflight import check_fit, data_path_problems, gpu_plan, memory_policy, planned_fit_for_model
 
 
 def config(**overrides) -> Config:
@@ -94,3 +94,23 @@ def test_a_graphed_plan_is_estimated_with_the_graphs_pool():
     graphed = needs("llama-3.2-1b", "qlora", checkpointing="standard", cuda_graphs=True)
     assert check.summary.startswith(f"qlora, standard checkpointing with CUDA graphs (auto): needs {graphed:.1f} GB")
     assert graphed > needs("llama-3.2-1b", "qlora", checkpointing="standard")
+
+
+@pytest.mark.parametrize("free_gb, policy, kwargs", [
+    (139.8, "none checkpointing, base weights dequantized once", {"checkpointing": "none", "dequantized": True}),
+    (20.0, "none checkpointing", {"checkpointing": "none"}),  # kept weights (26.7 GB) do not fit, none does
+    (12.0, "standard checkpointing", {"checkpointing": "standard"}),
+])
+def test_another_models_row_is_planned_as_its_run_would_be(free_gb, policy, kwargs):
+    """The Models screen's rows: the run's config (here a 1B model's) planned for another model and a budget."""
+    base = config(**{"model.name": "llama-3.2-1b", "model.max_seq_length": 1024})
+    plan, estimate = planned_fit_for_model(base, get_model("llama-3.1-8b"), "llama-3.1-8b", "qlora", free_gb)
+    assert memory_policy(plan) == policy
+    assert estimate.total_gb == pytest.approx(needs("llama-3.1-8b", "qlora", **kwargs))
+
+
+def test_a_launch_bound_models_row_is_planned_with_graphs():
+    plan, estimate = planned_fit_for_model(config(**{"model.max_seq_length": 1024}), get_model("llama-3.2-1b"),
+                                           "llama-3.2-1b", "lora", 80.0)
+    assert memory_policy(plan) == "standard checkpointing with CUDA graphs"
+    assert estimate.total_gb == pytest.approx(needs("llama-3.2-1b", "lora", checkpointing="standard", cuda_graphs=True))

@@ -12,7 +12,7 @@ from tuitune import fit
 from tuitune.catalog import CATALOG, EMBEDDED_DEFAULT
 from tuitune.config import Config
 from tuitune.hardware import FakeGpuSource
-from tuitune.preflight import gpu_plan_for_model, planned_estimate
+from tuitune.preflight import planned_fit_for_model
 from tuitune.ui.screens.models import METHOD_LABELS, spec_key
 
 pytestmark = pytest.mark.anyio
@@ -53,9 +53,7 @@ def expected(name: str, method: str, free_gb: float, *, seq: int, batch: int, ra
         config = Config()
         config = replace(config, model=replace(config.model, max_seq_length=seq),
                          training=replace(config.training, batch_size=batch), lora=replace(config.lora, r=rank))
-        plan = gpu_plan_for_model(config, name, method, free_gb)
-        total = planned_estimate(replace(config, model=replace(config.model, name=name, method=method)), spec,
-                                 plan).total_gb
+        total = planned_fit_for_model(config, spec, name, method, free_gb)[1].total_gb
         status = fit.fit_status(total, free_gb)
     status = "no fit" if status == "does not fit" else status
     text = f"{status} {total:.1f}G"

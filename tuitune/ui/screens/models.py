@@ -75,14 +75,12 @@ def planned_cell(spec: Any, method: str, query: FitQuery, largest: tuple[int, in
     recomputation mode, CUDA graphs for a launch-bound step and QLoRA's base weights kept dequantized,
     each with its memory. The largest shape is still the most any mode fits."""
     from tuitune import fit
-    from tuitune.preflight import gpu_plan_for_model, memory_policy, planned_estimate
+    from tuitune.preflight import memory_policy, planned_fit_for_model
 
     config = query.config
     config = replace(config, model=replace(config.model, max_seq_length=query.seq),
                      training=replace(config.training, batch_size=query.batch), lora=replace(config.lora, r=query.rank))
-    plan = gpu_plan_for_model(config, model_ref(spec), method, query.free_gb)
-    planned = replace(config, model=replace(config.model, name=model_ref(spec), method=method))
-    estimate = planned_estimate(planned, spec, plan)
+    plan, estimate = planned_fit_for_model(config, spec, model_ref(spec), method, query.free_gb)
     return FitCell(fit.fit_status(estimate.total_gb, query.free_gb), estimate.total_gb, largest,
                    dict(estimate.breakdown), plan.checkpointing, memory_policy(plan))
 
