@@ -104,6 +104,18 @@ def test_graphed_runs_count_their_pool_in_the_peak(monkeypatch):
     assert "ratio (graphs)" in report and "2.40x" in report and "0.50x" in report, report
 
 
+def test_graphs_are_also_measured_without_recomputation(monkeypatch):
+    """Layers that keep their activations have graphs too (tuitune.trainer.kept_layer_graphs)."""
+    from tuitune.bench import runner
+
+    jobs = []
+    monkeypatch.setattr(runner, "run_path", lambda job: jobs.append(job) or {
+        "path": job.path, "points": [{"tokens_per_s": 1000.0, "losses": [1.0], "peak_allocated_gb": 1.0}]})
+    runner.run_bench("llama-1b", batch=2, seq=2048, rank=16, steps=3, checkpointing="none", cuda_graphs="both",
+                     baseline="none")
+    assert [(j.checkpointing, j.cuda_graphs) for j in jobs] == [("none", False), ("none", True)]
+
+
 def test_packing_path_reports_packed_against_unpacked(tmp_path, monkeypatch):
     from tuitune.bench import trainer_compare
 

@@ -119,8 +119,8 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
         plan += [("tuitune", "tuitune", checkpointing, dequantized)]
     plan = [(key, path, mode, kept, path == "tuitune" and cuda_graphs == "on") for key, path, mode, kept in plan]
     if cuda_graphs == "both":
-        plan += [(key + " graphs", path, mode, kept, True) for key, path, mode, kept, _ in plan
-                 if path == "tuitune" and mode != "none"]  # graphs replay recomputed layers only
+        # without recomputation too: each layer's forward and backward graphs keep its activations
+        plan += [(key + " graphs", path, mode, kept, True) for key, path, mode, kept, _ in plan if path == "tuitune"]
     runs = {}
     for round_ in range(repeat):
         for key, path, mode, kept, graphs in plan:

@@ -53,8 +53,10 @@ def register(subparsers) -> None:
                    help="run each path N times, alternating, and report the median tokens/s (a launch-bound "
                         "step's speed follows the host's; default 1)")
     p.add_argument("--cuda-graphs", choices=["off", "on", "both"], default="off",
-                   help="replay tuitune's checkpointed layers as CUDA graphs (fewer launches; the graphs' memory "
-                        "pool is reported apart); both: run tuitune's path without and with them (default off)")
+                   help="replay tuitune's layers as CUDA graphs (fewer launches): with recomputation each layer's "
+                        "forward and recompute + backward, without it each layer's forward and backward (keeping "
+                        "its activations); the graphs' memory pool is counted in the peak; both: run tuitune's "
+                        "path without and with them (default off)")
     p.add_argument("--dequantized", action="store_true",
                    help="QLoRA: tuitune's path keeps the 4-bit base weights dequantized (training.dequantize_once = "
                         "on); under --checkpointing auto that policy is tried anyway, as the trainer's auto does")

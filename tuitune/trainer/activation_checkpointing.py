@@ -41,7 +41,8 @@ def enable_checkpointing(model, mode: str, *, cuda_graphs: bool = False, graph_t
     """Set the activation checkpointing of ``model`` (a PEFT model or a transformers causal LM).
 
     ``cuda_graphs``: replay each checkpointed layer's forward and recompute + backward as CUDA
-    graphs (tuitune.trainer.layer_graphs); only on a CUDA device and with recomputation.
+    graphs (tuitune.trainer.layer_graphs), or without recomputation each layer's forward and
+    backward (tuitune.trainer.kept_layer_graphs); only on a CUDA device.
     ``graph_tokens``: the most tokens one batch holds, when known (sizes the graphs' shared buffers).
     """
     if mode not in MODES:
@@ -52,21 +53,29 @@ def enable_checkpointing(model, mode: str, *, cuda_graphs: bool = False, graph_t
     device = next(base.parameters()).device
     applied = "standard" if mode == "offloaded" and device.type != "cuda" else mode
     offloader = _Offloader(device) if applied == "offloaded" else None
-    graphs = None
-    if cuda_graphs and applied != "none" and _graphs_possible(device):
-        from . import layer_graphs as lg
+    graphs, wrapper = None, None
+    if cuda_graphs and _graphs_possible(device):
+        if applied == "none":
+            from . import kept_layer_graphs as kg
 
-        graphs = lg.ModelGraphs(device, capacity_tokens=graph_tokens)
+            graphs = kg.KeptGraphs(device, capacity_tokens=graph_tokens)
+            wrapper = kg.make_forward(graphs)
+        else:
+            from . import layer_graphs as lg
+
+            graphs = lg.ModelGraphs(device, capacity_tokens=graph_tokens)
+    if applied != "none":
+        wrapper = _make_forward(offloader, graphs)
     for layer in layers:
         inner = layer.__dict__.pop(_INNER, None)  # undo an earlier wrapping
         if inner is _CLASS_FORWARD:
             del layer.__dict__["forward"]
         elif inner is not None:
             layer.forward = inner
-        if applied == "none":
+        if wrapper is None:
             continue
         setattr(layer, _INNER, layer.__dict__.get("forward", _CLASS_FORWARD))
-        layer.forward = types.MethodType(_make_forward(offloader, graphs), layer)
+        layer.forward = types.MethodType(wrapper, layer)
     base.__dict__[_OFFLOADER] = offloader
     base.__dict__[_GRAPHS] = graphs
     return applied
@@ -107,22 +116,33 @@ def decoder_layers(base) -> list[torch.nn.Module]:
     return list(layers)
 
 
+def inner_forward(layer):
+    """The forward a wrapped layer had before enable_checkpointing wrapped it."""
+    inner = layer.__dict__[_INNER]
+    return inner if inner is not _CLASS_FORWARD else types.MethodType(type(layer).forward, layer)
+
+
+def split_training_call(args: tuple, kwargs: dict) -> tuple:
+    """A decoder layer's training call as ``(hidden states, other positional arguments, kwargs)``,
+    without a KV cache: it would be written twice (forward and recompute), and training needs none."""
+    if args:
+        hidden, rest = args[0], args[1:]
+    else:
+        hidden, rest = kwargs.pop("hidden_states"), ()
+    for name in ("cache", "past_key_values", "past_key_value", "layer_past"):
+        if kwargs.get(name) is not None:
+            kwargs[name] = None
+    if kwargs.get("use_cache"):
+        kwargs["use_cache"] = False
+    return hidden, rest, kwargs
+
+
 def _make_forward(offloader, graphs=None):
     def forward(self, *args, **kwargs):
-        inner = self.__dict__[_INNER]
-        run_layer = inner if inner is not _CLASS_FORWARD else types.MethodType(type(self).forward, self)
+        run_layer = inner_forward(self)
         if not (self.training and torch.is_grad_enabled()):
             return run_layer(*args, **kwargs)
-        if args:
-            hidden, rest = args[0], args[1:]
-        else:
-            hidden, rest = kwargs.pop("hidden_states"), ()
-        # A KV cache would be written twice (forward and recompute): training does not need one.
-        for name in ("cache", "past_key_values", "past_key_value", "layer_past"):
-            if kwargs.get(name) is not None:
-                kwargs[name] = None
-        if kwargs.get("use_cache"):
-            kwargs["use_cache"] = False
+        hidden, rest, kwargs = split_training_call(args, kwargs)
 
         def run(h):
             return run_layer(h, *rest, **kwargs)

@@ -91,14 +91,16 @@ class _Statics:
     spec: object
     sources: list = field(default_factory=list)  # (tensor, version) last copied into each static leaf
 
-    def load_leaves(self, leaves: list) -> None:
+    def load_leaves(self, leaves: list, untracked: bool = False) -> None:
+        """Copy the call's tensor arguments in; ``untracked``: through ``.data``, leaving the static
+        tensors' versions as they were (tuitune.trainer.kept_layer_graphs needs that)."""
         for i, (static, leaf) in enumerate(zip(self.leaves, leaves)):
             if not isinstance(static, torch.Tensor):
                 continue
             last = self.sources[i]
             if last is not None and last[0] is leaf and last[1] == leaf._version:
                 continue  # the same tensor as for the layer before (RoPE's cos and sin, the mask)
-            static.copy_(leaf)
+            (static.data if untracked else static).copy_(leaf)
             self.sources[i] = (leaf, leaf._version)
 
     def arguments(self):
@@ -209,12 +211,14 @@ class ModelGraphs:
         return statics.io.clone()
 
     def pool_gb(self) -> float:
-        """Device memory this model's graphs hold in their pool: reserved, never counted as allocated
-        between replays (``max_memory_allocated`` leaves it out), and of no use to anything else."""
+        """Device memory this model's graphs hold in their pool and no tensor holds between replays:
+        reserved, not counted as allocated (``max_memory_allocated`` leaves it out), and of no use to
+        anything else. (Tensors the graphs keep, such as kept activations, count as allocated.)"""
         if self.pool is None:
             return 0.0
         segments = torch.cuda.memory_snapshot()
-        return sum(s["total_size"] for s in segments if tuple(s.get("segment_pool_id", (0, 0))) == tuple(self.pool)) / 1024**3
+        return sum(s["total_size"] - s.get("allocated_size", 0) for s in segments
+                   if tuple(s.get("segment_pool_id", (0, 0))) == tuple(self.pool)) / 1024**3
 
     def describe(self) -> str:
         if self.failed:

@@ -1,0 +1,201 @@
+"""CUDA graphs of layers that keep their activations (no recomputation) train exactly as eager layers do.
+
+On the CPU a captured graph is stood in for by its body, run again at each replay (as in
+test_layer_graphs.py): that checks everything around the capture (the per-layer buffers, the kept
+gradients, the one graphed signature, the eager fallbacks). On a GPU the real graphs run."""
+
+import pytest
+import torch
+
+from tests.kernels.kernel_env import ON_GPU
+from tests.kernels.tiny_models import adamw_losses, build_base, with_lora
+from tests.kernels.tolerances import check_model
+from tuitune.trainer.activation_checkpointing import enable_checkpointing, layer_graphs
+from tuitune.trainer.patching import apply_kernels
+
+LAYERS = 3
+
+
+class _ReplayedBody:
+    def __init__(self, body):
+        self.body, self.replays = body, 0
+
+    def replay(self):
+        self.replays += 1
+        self.body()
+
+
+def _cpu_graphs(monkeypatch):
+    from tuitune.trainer import activation_checkpointing, kept_layer_graphs as kg
+
+    def capture(self, body, warm, reload):
+        warm()
+        reload()
+        self.captured += 1
+        return _ReplayedBody(body)
+
+    monkeypatch.setattr(activation_checkpointing, "_graphs_possible", lambda device: True)
+    monkeypatch.setattr(kg.KeptGraphs, "_capture", capture)
+
+
+def _cpu_train(graphs: bool, lengths, set_to_none: bool = True, model=None):
+    model = model or with_lora(build_base("llama", num_hidden_layers=LAYERS), "llama").train()
+    assert enable_checkpointing(model, "none", cuda_graphs=graphs) == "none"
+    losses = adamw_losses(model, lengths, rows=2, vocab=320, lr=1e-2, set_to_none=set_to_none)
+    return torch.stack(losses), layer_graphs(model)
+
+
+def _replays(graphs) -> list[int]:
+    return [g.replays for entry in graphs.layers.values() for g in (*entry.forward.values(), *entry.backward.values())]
+
+
+@pytest.mark.parametrize("set_to_none", [True, False], ids=["grads-dropped", "grads-zeroed"])
+def test_replays_train_like_eager_layers_on_the_cpu(monkeypatch, set_to_none):
+    eager, none = _cpu_train(False, (12,) * 5, set_to_none)
+    assert none is None
+    _cpu_graphs(monkeypatch)
+    replayed, graphs = _cpu_train(True, (12,) * 5, set_to_none)
+    assert graphs.failed is None and graphs.captured == 2 * LAYERS, graphs.describe()
+    assert _replays(graphs) == [4] * (2 * LAYERS)  # steps 2 to 5: step 1 was the warm-up
+    assert graphs.describe() == f"{2 * LAYERS} captured ({LAYERS} forward, {LAYERS} backward, activations kept)"
+    torch.testing.assert_close(replayed, eager, rtol=1e-5, atol=1e-6)
+
+
+def test_each_layer_keeps_its_own_input_for_its_backward(monkeypatch):
+    """Every layer's forward runs before any backward: a shared input buffer would leave each
+    backward the last layer's input."""
+    _cpu_graphs(monkeypatch)
+    _, graphs = _cpu_train(True, (12,) * 3)
+    inputs = [kept.x for kept in graphs.kept.values()]
+    assert len(inputs) == LAYERS and len({t.data_ptr() for t in inputs}) == LAYERS
+    assert all(t.requires_grad and t.is_leaf for t in inputs)
+
+
+def test_only_one_signature_is_graphed_and_the_others_run_eagerly(monkeypatch):
+    """A second signature would hold a second copy of every layer's activations."""
+    lengths = (8, 16, 8, 16, 8, 16)
+    eager, _ = _cpu_train(False, lengths)
+    _cpu_graphs(monkeypatch)
+    replayed, graphs = _cpu_train(True, lengths)
+    assert graphs.captured == 2 * LAYERS and graphs.key[0][:2] == (2, 8), graphs.describe()
+    assert _replays(graphs) == [2] * (2 * LAYERS)  # length 8 at steps 3 and 5; 16 always eager
+    torch.testing.assert_close(replayed, eager, rtol=1e-5, atol=1e-6)
+
+
+def test_a_forward_under_autocast_is_graphed_with_its_backward(monkeypatch):
+    _cpu_graphs(monkeypatch)
+    model = with_lora(build_base("llama", num_hidden_layers=LAYERS), "llama").train()
+    enable_checkpointing(model, "none", cuda_graphs=True)
+    ids = torch.randint(0, 320, (2, 12))
+    for _ in range(3):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+    graphs = layer_graphs(model)
+    assert graphs.captured == 2 * LAYERS and _replays(graphs) == [2] * (2 * LAYERS), graphs.describe()
+
+
+def test_a_layer_whose_backward_reaches_outside_it_runs_eagerly(monkeypatch):
+    _cpu_graphs(monkeypatch)
+    model = with_lora(build_base("llama", num_hidden_layers=1), "llama").train()
+    layer = model.get_base_model().model.layers[0]
+    outside = torch.nn.Parameter(torch.ones(()))
+    inner = layer.mlp.forward
+    layer.mlp.forward = lambda x: inner(x) * outside
+    enable_checkpointing(model, "none", cuda_graphs=True)
+    ids = torch.randint(0, 320, (2, 12))
+    for _ in range(3):
+        model(input_ids=ids, labels=ids).loss.backward()
+    graphs = layer_graphs(model)
+    assert "outside the layer" in graphs.describe() and graphs.captured == 0
+    assert outside.grad is not None and float(outside.grad) != 0.0
+
+
+def test_a_failed_backward_capture_computes_that_backward_eagerly(monkeypatch):
+    """The forward graph already ran: its autograd graph gives the step's gradients without a graph."""
+    from tuitune.trainer import kept_layer_graphs as kg
+
+    eager, _ = _cpu_train(False, (12,) * 4)
+    _cpu_graphs(monkeypatch)
+    forward_capture = kg.KeptGraphs._capture
+
+    def capture(self, body, warm, reload):
+        if self.captured >= LAYERS:  # every forward captured; the first backward capture fails
+            self.failed = "RuntimeError: operation not permitted when stream is capturing"
+            return None
+        return forward_capture(self, body, warm, reload)
+
+    monkeypatch.setattr(kg.KeptGraphs, "_capture", capture)
+    replayed, graphs = _cpu_train(True, (12,) * 4)
+    assert graphs.failed and "off after a capture failed" in graphs.describe()
+    torch.testing.assert_close(replayed, eager, rtol=1e-5, atol=1e-6)
+
+
+def test_replays_leave_the_versions_of_the_saved_tensors_alone(monkeypatch):
+    """On a GPU the forward graph's autograd graph is recorded once, at capture, and every later
+    backward runs over it: loading a replay's input must not look like an in-place change of the
+    tensors it saved. Here a forward graph computes at capture and never again, as on a GPU, and a
+    backward's capture runs autograd over it (replays run no Python, so they check nothing)."""
+    from tuitune.trainer import activation_checkpointing, kept_layer_graphs as kg
+
+    class Once:
+        def replay(self):
+            pass
+
+    def capture(self, body, warm, reload):
+        warm()  # a backward's warm-up runs over the forward's autograd graph, after the replay's load
+        reload()
+        self.captured += 1
+        if self.captured <= LAYERS:  # the forward graphs: the autograd graph of their capture stays
+            body()
+        return Once()
+
+    monkeypatch.setattr(activation_checkpointing, "_graphs_possible", lambda device: True)
+    monkeypatch.setattr(kg.KeptGraphs, "_capture", capture)
+    _, graphs = _cpu_train(True, (12,) * 3)  # an in-place load would fail the second step's backward
+    assert graphs.failed is None and graphs.captured == 2 * LAYERS, graphs.describe()
+
+
+def test_switching_back_to_checkpointing_unwraps_the_layers(monkeypatch):
+    _cpu_graphs(monkeypatch)
+    model = with_lora(build_base("llama", num_hidden_layers=1), "llama").train()
+    enable_checkpointing(model, "none", cuda_graphs=True)
+    layer = model.get_base_model().model.layers[0]
+    assert "forward" in layer.__dict__
+    enable_checkpointing(model, "none")
+    assert "forward" not in layer.__dict__ and layer_graphs(model) is None
+
+
+def _gpu_train(graphs: bool, nf4_dir=None, set_to_none: bool = True, steps: int = 6):
+    base = build_base("llama", dtype=torch.bfloat16, nf4_dir=nf4_dir, num_hidden_layers=LAYERS, hidden_size=512,
+                      intermediate_size=1536, num_attention_heads=8, num_key_value_heads=4, vocab_size=2048,
+                      max_position_embeddings=1024)
+    model = with_lora(base, "llama").to("cuda").train()
+    assert apply_kernels(model).supported
+    assert enable_checkpointing(model, "none", cuda_graphs=graphs) == "none"
+    losses = [float(loss) for loss in adamw_losses(model, (256,) * steps, rows=2, vocab=2048, lr=1e-3,
+                                                    set_to_none=set_to_none)]
+    adapters = {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return losses, adapters, layer_graphs(model)
+
+
+@pytest.mark.skipif(not ON_GPU, reason="CUDA graphs need a CUDA device")
+@pytest.mark.parametrize("set_to_none", [True, False], ids=["grads-dropped", "grads-zeroed"])
+def test_graphed_layers_with_kept_activations_train_like_eager_ones(set_to_none):
+    eager, eager_adapters, _ = _gpu_train(False, set_to_none=set_to_none)
+    graphed, graphed_adapters, graphs = _gpu_train(True, set_to_none=set_to_none)
+    assert graphs.failed is None and graphs.captured == 2 * LAYERS, graphs.describe()
+    for a, b in zip(graphed, eager):
+        check_model("checkpointing.graphs.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)
+    for name, value in eager_adapters.items():
+        check_model("checkpointing.graphs.adapters", graphed_adapters[name], value, torch.bfloat16)
+
+
+@pytest.mark.skipif(not ON_GPU, reason="CUDA graphs need a CUDA device")
+def test_graphed_nf4_layers_with_kept_activations_train_like_eager_ones(tmp_path):
+    pytest.importorskip("bitsandbytes")
+    eager, _, _ = _gpu_train(False, nf4_dir=tmp_path / "a")
+    graphed, _, graphs = _gpu_train(True, nf4_dir=tmp_path / "b")
+    assert graphs.failed is None and graphs.captured == 2 * LAYERS, graphs.describe()
+    for a, b in zip(graphed, eager):
+        check_model("checkpointing.graphs.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)

@@ -1,0 +1,210 @@
+"""CUDA graphs of decoder layers that keep their activations (no recomputation): a forward graph and a
+backward graph per layer, replayed instead of a few hundred launches each.
+
+tuitune.trainer.layer_graphs graphs checkpointed layers: there a layer's recompute and backward
+share one graph, so every graph frees what it allocates and one layer's working set serves all.
+Without recomputation a layer's forward must leave its saved activations for its backward, which
+runs after every later layer's forward. So here each layer has buffers of its own, allocated in the
+graphs' pool while its forward graph is captured and held from then on:
+
+- its input (a leaf that requires grad, the start of the layer's autograd graph),
+- everything its autograd graph saves for the backward pass, and its output.
+
+Each replay of the forward graph rewrites them in place; the backward graph, captured from
+``torch.autograd.grad`` over that autograd graph (kept with ``retain_graph``), reads them and adds
+the adapters' gradients into their kept ``.grad`` tensors, as the recompute graph does. That is the
+same memory as eager training without recomputation, less the allocator's slack.
+
+Only one input signature is graphed per model (the first seen twice): a second one would hold a
+second copy of every layer's activations. Calls of other signatures run eagerly, as do the first
+sighting of a signature (the warm-up: Triton autotuning, cuBLAS handles) and everything after a
+capture failed. A layer whose backward would reach a trainable tensor it does not own, or with
+dropout, is not graphed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tuitune.trainer import layer_graphs as lg
+
+
+@dataclass
+class _Kept:
+    """One layer's graphs of the kept signature and the buffers they read and write."""
+    x: torch.Tensor  # the layer's input: a leaf that requires grad, held
+    out: torch.Tensor | None = None  # the output, whose autograd graph holds the saved activations
+    forward: object = None  # the captured forward graph
+    backward: object = None  # the captured backward graph, once the first backward pass has run
+
+
+@dataclass
+class Ticket:
+    """What a layer call's forward and backward need: its graphs and the signature's buffers."""
+    entry: lg._LayerGraphs
+    kept: _Kept
+    statics: lg._Statics
+    leaves: list
+
+
+def _load(kept: _Kept, statics: lg._Statics, hidden: torch.Tensor, leaves: list) -> None:
+    """Copy a call's input and arguments into the buffers the forward graph reads, through ``.data``:
+    the autograd graph recorded at capture saved these tensors, and an ordinary in-place copy would
+    bump their version, so the backward pass (its capture, or the eager fallback) would refuse them
+    as modified since the forward."""
+    kept.x.data.copy_(hidden)
+    statics.load_leaves(leaves, untracked=True)
+
+
+class KeptGraphs(lg.ModelGraphs):
+    """The forward and backward CUDA graphs of one model's layers when nothing is recomputed."""
+
+    def __init__(self, device: torch.device, capacity_tokens: int | None = None):
+        super().__init__(device, capacity_tokens)
+        self.key: tuple | None = None  # the one signature graphed
+        self.kept: dict[int, _Kept] = {}  # id(layer) -> its kept graphs and buffers
+
+    def ticket(self, layer, run_layer, hidden, rest, kwargs, autocast) -> Ticket | None:
+        """The layer's graphs for this call, captured now if this is the signature's second sighting;
+        None: run the layer eagerly (as when nothing is graphed)."""
+        call = self._entry(layer, hidden, rest, kwargs, autocast)
+        if call is None:
+            return None
+        entry, key, leaves, spec = call
+        kept = self.kept.get(id(layer))
+        if kept is None or key != self.key:
+            if self.key not in (None, key) or entry.seen.get(key, 0) < 2:
+                return None  # another signature holds the buffers, or this is the warm-up
+            statics = self._statics(key, hidden, leaves, spec)
+            kept = self._capture_forward(layer, entry, key, run_layer, hidden, statics, leaves, autocast)
+            if kept is None:
+                return None
+            self.key = key
+        return Ticket(entry, kept, self.statics[key], leaves)
+
+    def run_forward(self, t: Ticket, hidden: torch.Tensor) -> torch.Tensor:
+        """Replay the layer's forward on ``hidden``; its output (a copy: the graph's is rewritten)."""
+        _load(t.kept, t.statics, hidden, t.leaves)
+        self._fresh_casts()
+        t.kept.forward.replay()
+        return t.kept.out.detach().clone()
+
+    def run_backward(self, t: Ticket, grad_out: torch.Tensor) -> torch.Tensor:
+        """Replay the layer's backward for ``grad_out``: the input's gradient (adapter gradients go
+        into their ``.grad``); captured at its first call, computed eagerly if that capture failed."""
+        statics, kept, entry = t.statics, t.kept, t.entry
+        statics.io.copy_(grad_out)
+        entry.bind_grads()
+        if kept.backward is None and not self.failed:
+            def body(accumulate=True):
+                self._backward_body(entry, kept, statics, accumulate)
+
+            kept.backward = self._capture(body, warm=lambda: body(accumulate=False),
+                                          reload=lambda: statics.io.copy_(grad_out))
+            if kept.backward is not None:
+                entry.backward[self.key] = kept.backward
+        if kept.backward is None:  # the capture failed: the autograd graph is still there
+            self._backward_body(entry, kept, statics)
+        else:
+            self._fresh_casts()
+            kept.backward.replay()
+        return statics.io.clone()
+
+    def describe(self) -> str:
+        text = super().describe()
+        return text.replace("recompute + backward", "backward, activations kept")
+
+    # ---------------------------------------------------------------- internals
+
+    def _capture_forward(self, layer, entry, key, run_layer, hidden, statics, leaves, autocast) -> _Kept | None:
+        x = torch.empty_strided(hidden.shape, hidden.stride(), dtype=hidden.dtype, device=hidden.device)
+        kept = _Kept(x.requires_grad_(True))
+
+        def load():
+            _load(kept, statics, hidden, leaves)
+
+        def output():
+            return self._forward_output(run_layer, kept, statics, autocast)
+
+        load()
+        reason = _reaches_outside(entry, kept.x, output())
+        if reason is not None:
+            entry.refused = reason
+            return None
+        graph = self._capture(lambda: setattr(kept, "out", output()), warm=output, reload=load)
+        if graph is None:
+            return None
+        kept.forward = entry.forward[key] = graph
+        self.kept[id(layer)] = kept
+        return kept
+
+    @staticmethod
+    def _forward_output(run_layer, kept: _Kept, statics: lg._Statics, autocast) -> torch.Tensor:
+        rest, kwargs = statics.arguments()
+        device_type, enabled, dtype = autocast
+        with torch.enable_grad(), torch.autocast(device_type, dtype=dtype, enabled=enabled, cache_enabled=False):
+            return run_layer(kept.x, *rest, **kwargs)
+
+    @staticmethod
+    def _backward_body(entry: lg._LayerGraphs, kept: _Kept, statics: lg._Statics, accumulate: bool = True) -> None:
+        grads = torch.autograd.grad(kept.out, [kept.x, *entry.params], statics.io, retain_graph=True,
+                                    allow_unused=True)
+        statics.io.copy_(grads[0])
+        if accumulate:
+            pairs = [(b, g) for b, g in zip(entry.grads, grads[1:]) if g is not None]
+            if pairs:
+                torch._foreach_add_([b for b, _ in pairs], [g for _, g in pairs])
+
+
+def _reaches_outside(entry: lg._LayerGraphs, x: torch.Tensor, out: torch.Tensor) -> str | None:
+    """Why the backward of the layer's output ``out`` cannot be graphed: it reaches a trainable tensor
+    other than the layer's own parameters and its input ``x`` (that gradient would be lost)."""
+    owned = {id(p) for p in entry.params} | {id(x)}
+    seen, stack = set(), [out.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        var = getattr(fn, "variable", None)
+        if var is not None and id(var) not in owned:
+            return "a trainable tensor outside the layer"
+        stack.extend(f for f, _ in fn.next_functions)
+    return None
+
+
+def make_forward(graphs: KeptGraphs):
+    """A decoder layer's forward (bound by enable_checkpointing) that replays its graphs in training."""
+    from tuitune.trainer.activation_checkpointing import _anchor, inner_forward, split_training_call
+
+    def forward(self, *args, **kwargs):
+        run_layer = inner_forward(self)
+        if not (self.training and torch.is_grad_enabled()):
+            return run_layer(*args, **kwargs)
+        hidden, rest, kwargs = split_training_call(args, kwargs)
+        device_type = hidden.device.type
+        autocast = (device_type, torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type))
+        ticket = graphs.ticket(self, run_layer, hidden, rest, kwargs, autocast)
+        if ticket is None:
+            return run_layer(hidden, *rest, **kwargs)
+        return _KeptLayer.apply(graphs, ticket, _anchor(hidden.device), hidden)
+
+    return forward
+
+
+class _KeptLayer(torch.autograd.Function):
+    """One layer in the model's autograd graph: its forward and backward are the layer's graphs. The
+    anchor (an empty tensor that requires grad) makes it part of the graph when its input is not."""
+
+    @staticmethod
+    def forward(ctx, graphs, ticket, anchor, hidden):
+        ctx.graphs, ctx.ticket = graphs, ticket
+        return graphs.run_forward(ticket, hidden)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        dx = ctx.graphs.run_backward(ctx.ticket, grad_out)
+        ctx.ticket = None
+        return None, None, None, (dx if ctx.needs_input_grad[3] else None)
