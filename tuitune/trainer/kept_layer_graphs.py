@@ -129,7 +129,7 @@ class KeptGraphs(lg.ModelGraphs):
             return self._forward_output(run_layer, kept, statics, autocast)
 
         load()
-        reason = _reaches_outside(entry, kept.x, output())
+        reason = lg.reaches_outside(output(), [*entry.params, kept.x])
         if reason is not None:
             entry.refused = reason
             return None
@@ -156,23 +156,6 @@ class KeptGraphs(lg.ModelGraphs):
             pairs = [(b, g) for b, g in zip(entry.grads, grads[1:]) if g is not None]
             if pairs:
                 torch._foreach_add_([b for b, _ in pairs], [g for _, g in pairs])
-
-
-def _reaches_outside(entry: lg._LayerGraphs, x: torch.Tensor, out: torch.Tensor) -> str | None:
-    """Why the backward of the layer's output ``out`` cannot be graphed: it reaches a trainable tensor
-    other than the layer's own parameters and its input ``x`` (that gradient would be lost)."""
-    owned = {id(p) for p in entry.params} | {id(x)}
-    seen, stack = set(), [out.grad_fn]
-    while stack:
-        fn = stack.pop()
-        if fn is None or fn in seen:
-            continue
-        seen.add(fn)
-        var = getattr(fn, "variable", None)
-        if var is not None and id(var) not in owned:
-            return "a trainable tensor outside the layer"
-        stack.extend(f for f, _ in fn.next_functions)
-    return None
 
 
 def make_forward(graphs: KeptGraphs):

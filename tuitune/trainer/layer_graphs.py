@@ -325,18 +325,7 @@ class ModelGraphs:
         """Why the layer's backward cannot be graphed: it would reach a trainable tensor the layer
         does not own (its gradient would be lost). Runs the recompute once, outside any graph."""
         h, out = self._recompute(run_layer, statics, autocast, enter, leave)
-        owned = {id(p) for p in entry.params} | {id(h)}
-        seen, stack = set(), [out.grad_fn]
-        while stack:
-            fn = stack.pop()
-            if fn is None or fn in seen:
-                continue
-            seen.add(fn)
-            var = getattr(fn, "variable", None)
-            if var is not None and id(var) not in owned:
-                return "a trainable tensor outside the layer"
-            stack.extend(f for f, _ in fn.next_functions)
-        return None
+        return reaches_outside(out, [*entry.params, h])
 
     def _capture(self, body, warm, reload):
         """Warm ``body`` up on the capture stream (cuBLAS's workspace for that stream, autograd's lazy
@@ -363,3 +352,20 @@ class ModelGraphs:
                 return None
             self.captured += 1
             return graph  # captured, not run: the caller replays it
+
+
+def reaches_outside(out: torch.Tensor, owned: list[torch.Tensor]) -> str | None:
+    """Why a graphed backward from ``out`` would lose a gradient: its autograd graph reaches a
+    trainable tensor other than ``owned`` (the layer's parameters and its input); None if it does not."""
+    ids = {id(t) for t in owned}
+    seen, stack = set(), [out.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        var = getattr(fn, "variable", None)
+        if var is not None and id(var) not in ids:
+            return "a trainable tensor outside the layer"
+        stack.extend(f for f, _ in fn.next_functions)
+    return None
