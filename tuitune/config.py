@@ -319,7 +319,7 @@ def _distributed_problems(t: TrainingConfig) -> list[str]:
         problems.append("training.nnodes > 1 needs training.rdzv_endpoint (host:port of node 0, reachable from "
                         "every machine)")
     if t.distributed == "fsdp" and t.device == "cpu":
-        problems.append(f"training.distributed = fsdp needs CUDA GPUs (Accelerate turns FSDP2 on only for GPUs); "
+        problems.append("training.distributed = fsdp needs CUDA GPUs (Accelerate turns FSDP2 on only for GPUs); "
                         "on the CPU ddp, zero2 and zero3 run (over the gloo backend)")
     return problems
 

@@ -45,7 +45,7 @@ def verify_gguf(path: Path, probe: Probe, tokenizer, quant: str, *, reloader: st
     """Report lines and the file's greedy answer; raises TuituneError when a check fails."""
     meta = read_meta(path)
     checks = [check_template_and_eos(probe, template=meta.chat_template, eos_token=meta.eos_token,
-                                     where=f"the GGUF metadata")]
+                                     where="the GGUF metadata")]
     expected = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     if meta.tokens[:len(expected)] != expected:
         raise TuituneError(f"Export verification failed: the vocabulary in {path.name} differs from the tuned "

@@ -54,7 +54,7 @@ def _hf_tokenizer(writer, tokenizer, folder: Path) -> list[str]:
     data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8")) if (
         folder / "tokenizer.json").exists() else None
     if data is None:
-        raise TuituneError(f"The tokenizer of this model has no tokenizer.json (a fast tokenizer), which the "
+        raise TuituneError("The tokenizer of this model has no tokenizer.json (a fast tokenizer), which the "
                            "GGUF writer reads. Export the merged format and convert it with llama.cpp's "
                            "convert_hf_to_gguf.py instead.")
     model = data.get("model", {})

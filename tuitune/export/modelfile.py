@@ -44,7 +44,7 @@ def default_system_prompt(tokenizer) -> str | None:
 
 def modelfile(gguf_name: str, tokenizer, *, stops: list[str], system_prompt: str | None, settings) -> str:
     """The Modelfile text; `settings` (GenerationSettings) become PARAMETER lines."""
-    lines = [f"# Ollama: ollama create <name> -f Modelfile, then ollama run <name>", f"FROM ./{gguf_name}", ""]
+    lines = ["# Ollama: ollama create <name> -f Modelfile, then ollama run <name>", f"FROM ./{gguf_name}", ""]
     family = template_family(tokenizer.chat_template)
     if family is not None:
         lines += [f"# {family[0]} chat template (translated from the model's Jinja template)",

@@ -27,7 +27,7 @@ class Tuned:
 def load_tuned(target: ChatTarget, device: str | None = None) -> Tuned:
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from tuitune.chat.hf_engine import quiet_libraries
     from tuitune.chat.prompting import stop_token_ids
