@@ -2,7 +2,9 @@
 
 `enable_checkpointing(model, mode)` wraps the ``forward`` of every decoder layer instance:
 
-- ``"none"``: layers run as written (any wrapping done before is removed).
+- ``"none"``: layers run as written (any wrapping done before is removed); with CUDA graphs, each
+  layer's forward and backward replay as graphs that keep its activations
+  (tuitune.trainer.kept_layer_graphs).
 - ``"standard"``: in training, a layer runs without recording its graph and keeps only its input
   hidden states; the backward pass runs the layer again from that input and back-propagates
   through it (the RNG and autocast state of the first run are restored for the second).
