@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -60,6 +61,17 @@ def pytest_runtest_setup(item):
     if item.get_closest_marker("gpu_large") and _xdist_workers_sharing_a_gpu():
         pytest.skip("full-size GPU shape: more than one xdist worker's share of the GPU; run "
                     "`pytest -m gpu_large` without -n")
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """pytest keeps the last failure for post-mortem debugging (``sys.last_traceback``), and with it
+    the failed test's frames and every GPU tensor they hold. In an xdist worker with a share of the
+    GPU that is several GiB of its share gone for the tests after it: seen on an H100, where a worker
+    whose cross-entropy case failed then failed the next LoRA, NF4 and RoPE cases, which pass alone."""
+    if _xdist_workers_sharing_a_gpu():
+        for name in ("last_type", "last_value", "last_traceback", "last_exc"):
+            if hasattr(sys, name):
+                delattr(sys, name)
 
 
 def pytest_runtest_logreport(report):

@@ -3,13 +3,14 @@ a run can report each test as it finishes."""
 
 from __future__ import annotations
 
+import sys
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from tests import conftest
-from tests.kernels.kernel_env import gpu_shapes
+from tests.kernels.kernel_env import ON_GPU, gpu_shapes
 
 
 def _item(*marks):
@@ -35,8 +36,20 @@ def test_a_full_size_gpu_shape_runs_alone_or_without_a_gpu(monkeypatch, workers,
     conftest.pytest_runtest_setup(_item("gpu_large"))
 
 
+def test_a_workers_last_failure_is_let_go_with_the_gpu_memory_it_holds(monkeypatch):
+    _as_xdist_worker(monkeypatch, workers=8, gpu=True)
+    kept = {name: getattr(sys, name) for name in ("last_type", "last_value", "last_traceback") if hasattr(sys, name)}
+    try:
+        sys.last_type, sys.last_value, sys.last_traceback = RuntimeError, RuntimeError("CUDA out of memory"), None
+        conftest.pytest_runtest_teardown(_item(), None)
+        assert not any(hasattr(sys, name) for name in ("last_type", "last_value", "last_traceback"))
+    finally:
+        for name, value in kept.items():
+            setattr(sys, name, value)
+
+
 def test_full_size_shapes_are_marked_and_only_on_a_gpu():
-    if not torch.cuda.is_available():
+    if not ON_GPU:
         assert gpu_shapes((4096, 128256)) == []
     else:
         (param,) = gpu_shapes((4096, 128256))
