@@ -66,8 +66,8 @@ def pytest_runtest_setup(item):
 def pytest_runtest_teardown(item, nextitem):
     """pytest keeps the last failure for post-mortem debugging (``sys.last_traceback``), and with it
     the failed test's frames and every GPU tensor they hold. In an xdist worker with a share of the
-    GPU that is several GiB of its share gone for the tests after it: seen on an H100, where a worker
-    whose cross-entropy case failed then failed the next LoRA, NF4 and RoPE cases, which pass alone."""
+    GPU that can be several GiB of its share gone for the tests after it: the likely reason why, on an
+    H100, a worker whose cross-entropy cases failed then failed LoRA, NF4 and RoPE cases that pass alone."""
     if _xdist_workers_sharing_a_gpu():
         for name in ("last_type", "last_value", "last_traceback", "last_exc"):
             if hasattr(sys, name):
