@@ -111,6 +111,23 @@ def test_a_layer_whose_backward_reaches_outside_it_runs_eagerly(monkeypatch):
     assert outside.grad is not None and float(outside.grad) != 0.0
 
 
+def test_a_layer_that_returns_a_tuple_runs_eagerly(monkeypatch):
+    """Older decoder layers return ``(hidden_states,)``: what the graphs cannot hold runs as written."""
+    _cpu_graphs(monkeypatch)
+    model = with_lora(build_base("llama", num_hidden_layers=1), "llama").train()
+    layer = model.get_base_model().model.layers[0]
+    plain = layer.forward
+    layer.forward = lambda *args, **kwargs: (plain(*args, **kwargs),)
+    enable_checkpointing(model, "none", cuda_graphs=True)
+    graphs = layer_graphs(model)
+    ids = torch.randint(0, 320, (2, 12))
+    hidden = model.get_base_model().model.embed_tokens(ids)
+    for _ in range(3):
+        out = layer(hidden, position_embeddings=model.get_base_model().model.rotary_emb(hidden, torch.arange(12)[None]))
+        assert isinstance(out, tuple)
+    assert "not a tensor" in graphs.describe() and graphs.captured == 0
+
+
 def test_a_failed_backward_capture_computes_that_backward_eagerly(monkeypatch):
     """The forward graph already ran: its autograd graph gives the step's gradients without a graph."""
     from tuitune.trainer import kept_layer_graphs as kg

@@ -129,7 +129,12 @@ class KeptGraphs(lg.ModelGraphs):
             return self._forward_output(run_layer, kept, statics, autocast)
 
         load()
-        reason = lg.reaches_outside(output(), [*entry.params, kept.x])
+        probe = output()
+        if not isinstance(probe, torch.Tensor):
+            reason = f"the layer returns a {type(probe).__name__}, not a tensor"
+        else:
+            reason = lg.reaches_outside(probe, [*entry.params, kept.x])
+        del probe
         if reason is not None:
             entry.refused = reason
             return None
