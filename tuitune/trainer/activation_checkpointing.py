@@ -24,8 +24,9 @@ import types
 
 import torch
 
+from tuitune.trainer.layer_calls import _CLASS_FORWARD, _INNER, anchor, inner_forward, split_training_call
+
 MODES = ("none", "standard", "offloaded")
-_INNER = "_tuitune_checkpoint_inner"
 _OFFLOADER = "_tuitune_offloader"
 _GRAPHS = "_tuitune_layer_graphs"
 
@@ -100,7 +101,6 @@ def pinned_buffers(model) -> int:
     return offloader.buffers_made if offloader is not None else 0
 
 
-_CLASS_FORWARD = object()  # marker: the layer had no instance-level forward before wrapping
 _STATE = threading.local()  # autograd runs a backward pass on its own thread per device
 
 
@@ -118,27 +118,6 @@ def decoder_layers(base) -> list[torch.nn.Module]:
     return list(layers)
 
 
-def inner_forward(layer):
-    """The forward a wrapped layer had before enable_checkpointing wrapped it."""
-    inner = layer.__dict__[_INNER]
-    return inner if inner is not _CLASS_FORWARD else types.MethodType(type(layer).forward, layer)
-
-
-def split_training_call(args: tuple, kwargs: dict) -> tuple:
-    """A decoder layer's training call as ``(hidden states, other positional arguments, kwargs)``,
-    without a KV cache: it would be written twice (forward and recompute), and training needs none."""
-    if args:
-        hidden, rest = args[0], args[1:]
-    else:
-        hidden, rest = kwargs.pop("hidden_states"), ()
-    for name in ("cache", "past_key_values", "past_key_value", "layer_past"):
-        if kwargs.get(name) is not None:
-            kwargs[name] = None
-    if kwargs.get("use_cache"):
-        kwargs["use_cache"] = False
-    return hidden, rest, kwargs
-
-
 def _make_forward(offloader, graphs=None):
     def forward(self, *args, **kwargs):
         run_layer = inner_forward(self)
@@ -150,21 +129,9 @@ def _make_forward(offloader, graphs=None):
             return run_layer(h, *rest, **kwargs)
 
         graphed = None if graphs is None else (graphs, self, run_layer, rest, kwargs)
-        return _LayerCheckpoint.apply(run, offloader, graphed, _anchor(hidden.device), hidden)
+        return _LayerCheckpoint.apply(run, offloader, graphed, anchor(hidden.device), hidden)
 
     return forward
-
-
-_ANCHORS: dict[torch.device, torch.Tensor] = {}
-
-
-def _anchor(device: torch.device) -> torch.Tensor:
-    """An empty tensor that requires grad: it makes the layer's output part of the graph even when
-    its input (the frozen embeddings' output) does not require grad, so LoRA weights get gradients."""
-    t = _ANCHORS.get(device)
-    if t is None:
-        t = _ANCHORS[device] = torch.empty(0, device=device, requires_grad=True)
-    return t
 
 
 class _LayerCheckpoint(torch.autograd.Function):

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from tuitune.trainer import layer_graphs as lg
+from tuitune.trainer.layer_calls import anchor, inner_forward, split_training_call
 
 
 @dataclass
@@ -165,8 +166,6 @@ class KeptGraphs(lg.ModelGraphs):
 
 def make_forward(graphs: KeptGraphs):
     """A decoder layer's forward (bound by enable_checkpointing) that replays its graphs in training."""
-    from tuitune.trainer.activation_checkpointing import _anchor, inner_forward, split_training_call
-
     def forward(self, *args, **kwargs):
         run_layer = inner_forward(self)
         if not (self.training and torch.is_grad_enabled()):
@@ -177,7 +176,7 @@ def make_forward(graphs: KeptGraphs):
         ticket = graphs.ticket(self, run_layer, hidden, rest, kwargs, autocast)
         if ticket is None:
             return run_layer(hidden, *rest, **kwargs)
-        return _KeptLayer.apply(graphs, ticket, _anchor(hidden.device), hidden)
+        return _KeptLayer.apply(graphs, ticket, anchor(hidden.device), hidden)
 
     return forward
 
