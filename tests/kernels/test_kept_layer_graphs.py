@@ -190,18 +190,25 @@ def _gpu_train(graphs: bool, nf4_dir=None, set_to_none: bool = True, steps: int 
     model = with_lora(base, "llama").to("cuda").train()
     assert apply_kernels(model).supported
     assert enable_checkpointing(model, "none", cuda_graphs=graphs) == "none"
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
     losses = [float(loss) for loss in adamw_losses(model, (256,) * steps, rows=2, vocab=2048, lr=1e-3,
                                                     set_to_none=set_to_none)]
     adapters = {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
-    return losses, adapters, layer_graphs(model)
+    graph_set = layer_graphs(model)
+    training_gb = (torch.cuda.max_memory_allocated() - before) / 1024**3 + (graph_set.pool_gb() if graph_set else 0.0)
+    return losses, adapters, graph_set, training_gb
 
 
 @pytest.mark.skipif(not ON_GPU, reason="CUDA graphs need a CUDA device")
 @pytest.mark.parametrize("set_to_none", [True, False], ids=["grads-dropped", "grads-zeroed"])
 def test_graphed_layers_with_kept_activations_train_like_eager_ones(set_to_none):
-    eager, eager_adapters, _ = _gpu_train(False, set_to_none=set_to_none)
-    graphed, graphed_adapters, graphs = _gpu_train(True, set_to_none=set_to_none)
+    eager, eager_adapters, _, eager_gb = _gpu_train(False, set_to_none=set_to_none)
+    graphed, graphed_adapters, graphs, graphed_gb = _gpu_train(True, set_to_none=set_to_none)
     assert graphs.failed is None and graphs.captured == 2 * LAYERS, graphs.describe()
+    # the graphs hold what eager training without recomputation holds, plus a layer's buffers and slack
+    assert graphed_gb <= 1.5 * eager_gb + 0.05, (graphed_gb, eager_gb)
     for a, b in zip(graphed, eager):
         check_model("checkpointing.graphs.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)
     for name, value in eager_adapters.items():
@@ -211,8 +218,8 @@ def test_graphed_layers_with_kept_activations_train_like_eager_ones(set_to_none)
 @pytest.mark.skipif(not ON_GPU, reason="CUDA graphs need a CUDA device")
 def test_graphed_nf4_layers_with_kept_activations_train_like_eager_ones(tmp_path):
     pytest.importorskip("bitsandbytes")
-    eager, _, _ = _gpu_train(False, nf4_dir=tmp_path / "a")
-    graphed, _, graphs = _gpu_train(True, nf4_dir=tmp_path / "b")
+    eager, _, _, _ = _gpu_train(False, nf4_dir=tmp_path / "a")
+    graphed, _, graphs, _ = _gpu_train(True, nf4_dir=tmp_path / "b")
     assert graphs.failed is None and graphs.captured == 2 * LAYERS, graphs.describe()
     for a, b in zip(graphed, eager):
         check_model("checkpointing.graphs.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)
