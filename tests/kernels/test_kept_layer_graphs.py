@@ -8,21 +8,14 @@ import pytest
 import torch
 
 from tests.kernels.kernel_env import ON_GPU
-from tests.kernels.tiny_models import adamw_losses, build_base, with_lora
+from tests.kernels.replayed_graph import ReplayedBody
+from tests.kernels.tiny_models import (adamw_losses, build_base, train_under_forward_autocast,
+                                     train_with_a_parameter_outside_the_layer, with_lora)
 from tests.kernels.tolerances import check_model
 from tuitune.trainer.activation_checkpointing import enable_checkpointing, layer_graphs
 from tuitune.trainer.patching import apply_kernels
 
 LAYERS = 3
-
-
-class _ReplayedBody:
-    def __init__(self, body):
-        self.body, self.replays = body, 0
-
-    def replay(self):
-        self.replays += 1
-        self.body()
 
 
 def _cpu_graphs(monkeypatch):
@@ -32,7 +25,7 @@ def _cpu_graphs(monkeypatch):
         warm()
         reload()
         self.captured += 1
-        return _ReplayedBody(body)
+        return ReplayedBody(body)
 
     monkeypatch.setattr(activation_checkpointing, "_graphs_possible", lambda device: True)
     monkeypatch.setattr(kg.KeptGraphs, "_capture", capture)
@@ -84,28 +77,13 @@ def test_only_one_signature_is_graphed_and_the_others_run_eagerly(monkeypatch):
 
 def test_a_forward_under_autocast_is_graphed_with_its_backward(monkeypatch):
     _cpu_graphs(monkeypatch)
-    model = with_lora(build_base("llama", num_hidden_layers=LAYERS), "llama").train()
-    enable_checkpointing(model, "none", cuda_graphs=True)
-    ids = torch.randint(0, 320, (2, 12))
-    for _ in range(3):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-    graphs = layer_graphs(model)
+    graphs = layer_graphs(train_under_forward_autocast("none", LAYERS))
     assert graphs.captured == 2 * LAYERS and _replays(graphs) == [2] * (2 * LAYERS), graphs.describe()
 
 
 def test_a_layer_whose_backward_reaches_outside_it_runs_eagerly(monkeypatch):
     _cpu_graphs(monkeypatch)
-    model = with_lora(build_base("llama", num_hidden_layers=1), "llama").train()
-    layer = model.get_base_model().model.layers[0]
-    outside = torch.nn.Parameter(torch.ones(()))
-    inner = layer.mlp.forward
-    layer.mlp.forward = lambda x: inner(x) * outside
-    enable_checkpointing(model, "none", cuda_graphs=True)
-    ids = torch.randint(0, 320, (2, 12))
-    for _ in range(3):
-        model(input_ids=ids, labels=ids).loss.backward()
+    model, outside = train_with_a_parameter_outside_the_layer("none")
     graphs = layer_graphs(model)
     assert "outside the layer" in graphs.describe() and graphs.captured == 0
     assert outside.grad is not None and float(outside.grad) != 0.0

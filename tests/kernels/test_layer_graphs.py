@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from tests.kernels.kernel_env import ON_GPU
-from tests.kernels.tiny_models import adamw_losses, build_base, with_lora
+from tests.kernels.replayed_graph import ReplayedBody
+from tests.kernels.tiny_models import (adamw_losses, build_base, train_under_forward_autocast,
+                                     train_with_a_parameter_outside_the_layer, with_lora)
 from tests.kernels.tolerances import check_model
 from tuitune.trainer.activation_checkpointing import enable_checkpointing, layer_graphs
 from tuitune.trainer.layer_graphs import call_signature, graphable_layer
@@ -97,19 +99,6 @@ def test_packed_rows_and_unknown_arguments_are_not_graphed():
     assert call_signature(hidden, (), {"mask": torch.zeros(8, requires_grad=True)}) is None
 
 
-class _ReplayedBody:
-    """A stand-in for a captured CUDA graph on the CPU: replaying runs the captured body again. The
-    body reads and writes only the static buffers, as a real graph's kernels do, so this checks
-    everything around the capture: buffers, gradients bound to their kept tensors, adapter casts."""
-
-    def __init__(self, body):
-        self.body, self.replays = body, 0
-
-    def replay(self):
-        self.replays += 1
-        self.body()
-
-
 def _cpu_graphs(monkeypatch):
     from tuitune.trainer import activation_checkpointing, layer_graphs as lg
 
@@ -118,7 +107,7 @@ def _cpu_graphs(monkeypatch):
             warm()
             reload()
             self.captured += 1
-            return _ReplayedBody(body)
+            return ReplayedBody(body)
 
     monkeypatch.setattr(activation_checkpointing, "_graphs_possible", lambda device: True)
     monkeypatch.setattr(lg, "ModelGraphs", CPUGraphs)
@@ -147,14 +136,7 @@ def test_a_forward_under_autocast_has_its_backward_graphed_too(monkeypatch):
     """A trainer's autocast (bf16 = true) covers the forward only: the backward, run outside it, must
     still find the forward's graphs (it once looked them up under its own, disabled, autocast)."""
     _cpu_graphs(monkeypatch)
-    model = with_lora(build_base("llama", num_hidden_layers=LAYERS), "llama").train()
-    enable_checkpointing(model, "standard", cuda_graphs=True)
-    ids = torch.randint(0, 320, (2, 12))
-    for _ in range(3):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-    graphs = layer_graphs(model)
+    graphs = layer_graphs(train_under_forward_autocast("standard", LAYERS))
     assert graphs.captured == 2 * LAYERS, graphs.describe()
     assert f"{LAYERS} recompute + backward" in graphs.describe()
     replays = [g.replays for entry in graphs.layers.values() for g in entry.backward.values()]
@@ -163,15 +145,7 @@ def test_a_forward_under_autocast_has_its_backward_graphed_too(monkeypatch):
 
 def test_a_layer_whose_backward_reaches_outside_it_runs_eagerly(monkeypatch):
     _cpu_graphs(monkeypatch)
-    model = with_lora(build_base("llama", num_hidden_layers=1), "llama").train()
-    layer = model.get_base_model().model.layers[0]
-    outside = torch.nn.Parameter(torch.ones(()))
-    inner = layer.mlp.forward
-    layer.mlp.forward = lambda x: inner(x) * outside
-    enable_checkpointing(model, "standard", cuda_graphs=True)
-    ids = torch.randint(0, 320, (2, 12))
-    for _ in range(3):
-        model(input_ids=ids, labels=ids).loss.backward()
+    model, outside = train_with_a_parameter_outside_the_layer("standard")
     graphs = layer_graphs(model)
     assert "outside the layer" in graphs.describe()
     assert outside.grad is not None and float(outside.grad) != 0.0

@@ -123,3 +123,36 @@ def dequantized_twin(model):
                     dense.bias.data.copy_(child.bias.data)
                 setattr(module, child_name, dense)
     return model
+
+
+def train_with_a_parameter_outside_the_layer(mode: str, steps: int = 3):
+    """A one-layer LoRA Llama whose MLP output is scaled by a trainable scalar the layer does not own,
+    trained a few steps with CUDA graphs asked for under checkpointing ``mode``: (model, the scalar)."""
+    from tuitune.trainer.activation_checkpointing import enable_checkpointing
+
+    model = with_lora(build_base("llama", num_hidden_layers=1), "llama").train()
+    layer = model.get_base_model().model.layers[0]
+    outside = torch.nn.Parameter(torch.ones(()))
+    inner = layer.mlp.forward
+    layer.mlp.forward = lambda x: inner(x) * outside
+    enable_checkpointing(model, mode, cuda_graphs=True)
+    ids = torch.randint(0, 320, (2, 12))
+    for _ in range(steps):
+        model(input_ids=ids, labels=ids).loss.backward()
+    return model, outside
+
+
+def train_under_forward_autocast(mode: str, layers: int, steps: int = 3):
+    """A LoRA Llama trained a few steps with CUDA graphs asked for under checkpointing ``mode``, each
+    forward under bf16 autocast and each backward outside it, as a trainer with bf16 = true runs."""
+    from tuitune.trainer.activation_checkpointing import enable_checkpointing
+
+    model = with_lora(build_base("llama", num_hidden_layers=layers), "llama").train()
+    enable_checkpointing(model, mode, cuda_graphs=True)
+    ids = torch.randint(0, 320, (2, 12))
+    for _ in range(steps):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+    return model
+

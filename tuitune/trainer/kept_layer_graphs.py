@@ -159,9 +159,7 @@ class KeptGraphs(lg.ModelGraphs):
                                     allow_unused=True)
         statics.io.copy_(grads[0])
         if accumulate:
-            pairs = [(b, g) for b, g in zip(entry.grads, grads[1:]) if g is not None]
-            if pairs:
-                torch._foreach_add_([b for b, _ in pairs], [g for _, g in pairs])
+            entry.add_grads(grads[1:])
 
 
 def make_forward(graphs: KeptGraphs):

@@ -137,6 +137,12 @@ class _LayerGraphs:
         if zero:
             torch._foreach_zero_(zero)
 
+    def add_grads(self, grads) -> None:
+        """Add a backward's parameter gradients (None where unused) into the kept ``.grad`` tensors."""
+        pairs = [(b, g) for b, g in zip(self.grads, grads) if g is not None]
+        if pairs:
+            torch._foreach_add_([b for b, _ in pairs], [g for _, g in pairs])
+
 
 class ModelGraphs:
     """The CUDA graphs of one model's checkpointed layers (see the module doc)."""
@@ -317,9 +323,7 @@ class ModelGraphs:
         del out
         statics.io.copy_(grads[0])
         if accumulate:
-            pairs = [(b, g) for b, g in zip(entry.grads, grads[1:]) if g is not None]
-            if pairs:
-                torch._foreach_add_([b for b, _ in pairs], [g for _, g in pairs])
+            entry.add_grads(grads[1:])
 
     def _reaches_outside(self, entry, run_layer, statics, autocast, enter, leave) -> str | None:
         """Why the layer's backward cannot be graphed: it would reach a trainable tensor the layer
