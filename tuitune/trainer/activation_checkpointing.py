@@ -24,7 +24,8 @@ import types
 
 import torch
 
-from tuitune.trainer.layer_calls import _CLASS_FORWARD, _INNER, anchor, inner_forward, split_training_call
+from tuitune.trainer.layer_calls import (_CLASS_FORWARD, _INNER, anchor, autocast_state, inner_forward,
+                                         split_training_call)
 
 MODES = ("none", "standard", "offloaded")
 _OFFLOADER = "_tuitune_offloader"
@@ -141,7 +142,7 @@ class _LayerCheckpoint(torch.autograd.Function):
         ctx.run, ctx.offloader, ctx.graphed = run, offloader, graphed
         ctx.cpu_rng = torch.get_rng_state()
         ctx.cuda_rng = torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None
-        ctx.autocast = (dev.type, torch.is_autocast_enabled(dev.type), torch.get_autocast_dtype(dev.type))
+        ctx.autocast = autocast_state(dev.type)
         out = None
         if graphed is not None:
             graphs, layer, run_layer, rest, kwargs = graphed

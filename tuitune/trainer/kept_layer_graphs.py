@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from tuitune.trainer import layer_graphs as lg
-from tuitune.trainer.layer_calls import anchor, inner_forward, split_training_call
+from tuitune.trainer.layer_calls import anchor, autocast_state, inner_forward, split_training_call
 
 
 @dataclass
@@ -169,9 +169,7 @@ def make_forward(graphs: KeptGraphs):
         if not (self.training and torch.is_grad_enabled()):
             return run_layer(*args, **kwargs)
         hidden, rest, kwargs = split_training_call(args, kwargs)
-        device_type = hidden.device.type
-        autocast = (device_type, torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type))
-        ticket = graphs.ticket(self, run_layer, hidden, rest, kwargs, autocast)
+        ticket = graphs.ticket(self, run_layer, hidden, rest, kwargs, autocast_state(hidden.device.type))
         if ticket is None:
             return run_layer(hidden, *rest, **kwargs)
         return _KeptLayer.apply(graphs, ticket, anchor(hidden.device), hidden)

@@ -32,6 +32,12 @@ def split_training_call(args: tuple, kwargs: dict) -> tuple:
     return hidden, rest, kwargs
 
 
+def autocast_state(device_type: str) -> tuple:
+    """The ambient autocast of ``device_type`` as ``(device type, enabled, dtype)``: what a layer's
+    forward ran under, for its recompute, its graphs' signature and their capture."""
+    return device_type, torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
+
+
 _ANCHORS: dict[torch.device, torch.Tensor] = {}
 
 

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from tuitune.trainer.layer_calls import autocast_state
+
 # Distinct input signatures graphed per model. With batches padded to a multiple of BUCKET_TOKENS
 # (the SFT trainer does that when it graphs) a 2,048-token model sees at most 8 lengths, plus the
 # shorter last batch of an epoch.
@@ -77,8 +79,7 @@ def _signature(hidden: torch.Tensor, kwargs: dict, leaves: list, spec, autocast:
         else:
             return None
     if autocast is None:
-        dev = hidden.device.type
-        autocast = (dev, torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev))
+        autocast = autocast_state(hidden.device.type)
     return (tuple(hidden.shape), hidden.dtype, hidden.device, str(spec), tuple(parts), tuple(autocast))
 
 
