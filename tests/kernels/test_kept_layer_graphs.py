@@ -201,3 +201,18 @@ def test_graphed_nf4_layers_with_kept_activations_train_like_eager_ones(tmp_path
     assert graphs.failed is None and graphs.captured == 2 * LAYERS, graphs.describe()
     for a, b in zip(graphed, eager):
         check_model("checkpointing.graphs.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)
+
+
+def test_the_bench_graphs_layers_without_recomputation(tmp_path, monkeypatch):
+    """`tuitune bench --checkpointing none --cuda-graphs on` runs the kept-activation graphs."""
+    from tuitune.bench import measure
+    from tuitune.bench.shapes import get_shape
+
+    _cpu_graphs(monkeypatch)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    job = measure.Job(checkpoint="", vocab=get_shape("tiny").vocab, path="tuitune", method="lora", rank=4,
+                      points=[[2, 16, 4, 1]], checkpointing="none", device="cpu", shape="tiny", cuda_graphs=True)
+    result = measure.run(job)
+    assert "error" not in result["points"][0]
+    assert result["cuda_graphs"].endswith("backward, activations kept)"), result["cuda_graphs"]
+    assert not result["cuda_graphs"].startswith("0 captured"), result["cuda_graphs"]

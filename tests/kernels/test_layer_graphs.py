@@ -231,3 +231,15 @@ def test_the_graph_pool_is_measured_and_counted_in_the_runs_peak():
     pool = graphs.pool_gb()
     assert pool > 0
     assert _peak_gpu_memory_gb(kept[0]) == pytest.approx(torch.cuda.max_memory_allocated() / 1024**3 + pool)
+
+
+def test_a_capture_broken_by_an_earlier_call_names_that_call():
+    cause = "CUDA error: operation would make the legacy stream depend on a capturing blocking stream"
+    try:
+        try:
+            raise RuntimeError(cause + "\nSearch for `cudaErrorStreamCaptureImplicit'")
+        except RuntimeError:
+            raise RuntimeError("CUDA error: operation failed due to a previous error during capture")  # noqa: B904
+    except RuntimeError as exc:
+        assert lg._first_error(exc) == f"RuntimeError: {cause}"
+    assert lg._first_error(ValueError("plain\nmore")) == "ValueError: plain"

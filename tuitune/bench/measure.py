@@ -106,11 +106,14 @@ def _apply_tuitune(model, mode: str, cuda_graphs: bool = False, dequantized: boo
         from tuitune.trainer.dequantized_weights import keep_base_weights_dequantized
 
         report["dequantized"] = keep_base_weights_dequantized(model, torch.bfloat16)
-    if mode == "none":
+    if mode == "none" and not cuda_graphs:
         return report
     try:
         from tuitune.trainer.activation_checkpointing import enable_checkpointing
     except ImportError as exc:
+        if mode == "none":
+            report["checkpointing"] = f"none (CUDA graphs unavailable: {exc})"
+            return report
         model.base_model.model.gradient_checkpointing_enable(
             gradient_checkpointing_kwargs={"use_reentrant": False})
         model.base_model.model.enable_input_require_grads()

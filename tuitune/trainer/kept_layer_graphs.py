@@ -20,10 +20,19 @@ second copy of every layer's activations. Calls of other signatures run eagerly,
 sighting of a signature (the warm-up: Triton autotuning, cuBLAS handles) and everything after a
 capture failed. A layer whose backward would reach a trainable tensor it does not own, or with
 dropout, is not graphed.
+
+Every training forward of a wrapped layer that is not replayed (the warm-up, other signatures, the
+fallbacks) runs on the capture stream too. Autograd runs a leaf's gradient accumulation on the
+stream that was current when the leaf was first used, and a training loop often still holds the
+last step's loss, and with it those nodes, while the next step's forward is captured: the captured
+graph reuses them. Had they been made on the default stream, the backward capture would have to make
+that stream wait on the capture, which CUDA refuses ("operation would make the legacy stream depend
+on a capturing blocking stream") and which breaks the capture.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -113,6 +122,14 @@ class KeptGraphs(lg.ModelGraphs):
             kept.backward.replay()
         return statics.io.clone()
 
+    def run_eagerly(self, run_layer, hidden, rest, kwargs):
+        """The layer's training forward, not replayed: on the capture stream (see the module doc)."""
+        with self._on_capture_stream() as main:
+            out = run_layer(hidden, *rest, **kwargs)
+        if main is not None and isinstance(out, torch.Tensor):
+            out.record_stream(main)  # made on the capture stream, read on the main one
+        return out
+
     def describe(self) -> str:
         text = super().describe()
         return text.replace("recompute + backward", "backward, activations kept")
@@ -130,7 +147,8 @@ class KeptGraphs(lg.ModelGraphs):
             return self._forward_output(run_layer, kept, statics, autocast)
 
         load()
-        probe = output()
+        with self._on_capture_stream():
+            probe = output()
         if not isinstance(probe, torch.Tensor):
             reason = f"the layer returns a {type(probe).__name__}, not a tensor"
         else:
@@ -145,6 +163,22 @@ class KeptGraphs(lg.ModelGraphs):
         kept.forward = entry.forward[key] = graph
         self.kept[id(layer)] = kept
         return kept
+
+    @contextmanager
+    def _on_capture_stream(self):
+        """Run the body on the capture stream, after the current stream's work and before its next;
+        yields the current stream (None off CUDA, where there are no streams)."""
+        if self.device.type != "cuda":
+            yield None
+            return
+        main = torch.cuda.current_stream(self.device)
+        stream = self.capture_stream()
+        stream.wait_stream(main)
+        try:
+            with torch.cuda.stream(stream):
+                yield main
+        finally:
+            main.wait_stream(stream)
 
     @staticmethod
     def _forward_output(run_layer, kept: _Kept, statics: lg._Statics, autocast) -> torch.Tensor:
@@ -171,7 +205,7 @@ def make_forward(graphs: KeptGraphs):
         hidden, rest, kwargs = split_training_call(args, kwargs)
         ticket = graphs.ticket(self, run_layer, hidden, rest, kwargs, autocast_state(hidden.device.type))
         if ticket is None:
-            return run_layer(hidden, *rest, **kwargs)
+            return graphs.run_eagerly(run_layer, hidden, rest, kwargs)
         return _KeptLayer.apply(graphs, ticket, anchor(hidden.device), hidden)
 
     return forward

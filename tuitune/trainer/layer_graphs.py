@@ -332,14 +332,19 @@ class ModelGraphs:
         h, out = self._recompute(run_layer, statics, autocast, enter, leave)
         return reaches_outside(out, [*entry.params, h])
 
+    def capture_stream(self) -> torch.cuda.Stream:
+        """The side stream graphs are captured on (made at first use)."""
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(self.device)
+        return self._stream
+
     def _capture(self, body, warm, reload):
         """Warm ``body`` up on the capture stream (cuBLAS's workspace for that stream, autograd's lazy
         set-up), then capture it; None (and graphs off from now on) when either fails."""
         with self._lock:
             graph = torch.cuda.CUDAGraph()
             main = torch.cuda.current_stream(self.device)
-            if self._stream is None:
-                self._stream = torch.cuda.Stream(self.device)
+            self.capture_stream()
             try:
                 self._fresh_casts()
                 self._stream.wait_stream(main)
@@ -351,12 +356,21 @@ class ModelGraphs:
                     body()
                 main.wait_stream(self._stream)
             except Exception as exc:  # noqa: BLE001 - any capture failure: run eagerly from now on
-                first_line = str(exc).splitlines()[0][:200] if str(exc) else ""
-                self.failed = f"{type(exc).__name__}: {first_line}"
+                self.failed = _first_error(exc)
                 torch.cuda.synchronize(self.device)
                 return None
             self.captured += 1
             return graph  # captured, not run: the caller replays it
+
+
+def _first_error(exc: BaseException) -> str:
+    """``Type: first line`` of the error that broke a capture. CUDA reports a capture invalidated by
+    an earlier call only as "operation failed due to a previous error during capture" when the
+    capture ends; the earlier call's own error, which names the cause, is the exception's context."""
+    while exc.__context__ is not None and "previous error during capture" in str(exc):
+        exc = exc.__context__
+    first_line = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"{type(exc).__name__}: {first_line}"
 
 
 def reaches_outside(out: torch.Tensor, owned: list[torch.Tensor]) -> str | None:
