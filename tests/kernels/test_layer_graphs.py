@@ -9,7 +9,7 @@ from tests.kernels.tiny_models import (adamw_losses, build_base, train_under_for
                                      train_with_a_parameter_outside_the_layer, with_lora)
 from tests.kernels.tolerances import check_model
 from tuitune.trainer.activation_checkpointing import enable_checkpointing, layer_graphs
-from tuitune.trainer.layer_graphs import call_signature, graphable_layer
+from tuitune.trainer.layer_graphs import _first_error, call_signature, graphable_layer
 from tuitune.trainer.patching import apply_kernels
 
 STEPS = 6
@@ -241,5 +241,5 @@ def test_a_capture_broken_by_an_earlier_call_names_that_call():
         except RuntimeError:
             raise RuntimeError("CUDA error: operation failed due to a previous error during capture")  # noqa: B904
     except RuntimeError as exc:
-        assert lg._first_error(exc) == f"RuntimeError: {cause}"
-    assert lg._first_error(ValueError("plain\nmore")) == "ValueError: plain"
+        assert _first_error(exc) == f"RuntimeError: {cause}"
+    assert _first_error(ValueError("plain\nmore")) == "ValueError: plain"
