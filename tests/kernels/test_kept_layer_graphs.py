@@ -54,6 +54,24 @@ def test_replays_train_like_eager_layers_on_the_cpu(monkeypatch, set_to_none):
     torch.testing.assert_close(replayed, eager, rtol=1e-5, atol=1e-6)
 
 
+def test_replays_with_the_kernels_train_like_eager_layers_on_the_cpu(monkeypatch):
+    """lora_mlp's backward overwrites the gate and up its forward saved; the backward capture's
+    warm-up must not leave the first replayed backward reading its gradients as activations."""
+    def train(graphs: bool):
+        model = with_lora(build_base("llama", num_hidden_layers=2), "llama").train()
+        apply_kernels(model, allow_cpu=True)
+        losses, graph_set = _cpu_train(graphs, (12,) * 4, model=model)
+        return losses, {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}, graph_set
+
+    eager, eager_adapters, _ = train(False)
+    _cpu_graphs(monkeypatch)
+    replayed, adapters, graphs = train(True)
+    assert graphs.failed is None and graphs.captured == 4, graphs.describe()
+    torch.testing.assert_close(replayed, eager, rtol=1e-5, atol=1e-6)
+    for name, value in eager_adapters.items():
+        torch.testing.assert_close(adapters[name], value, rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_each_layer_keeps_its_own_input_for_its_backward(monkeypatch):
     """Every layer's forward runs before any backward: a shared input buffer would leave each
     backward the last layer's input."""
@@ -185,8 +203,10 @@ def test_graphed_layers_with_kept_activations_train_like_eager_ones(set_to_none)
     eager, eager_adapters, _, eager_gb = _gpu_train(False, set_to_none=set_to_none)
     graphed, graphed_adapters, graphs, graphed_gb = _gpu_train(True, set_to_none=set_to_none)
     assert graphs.failed is None and graphs.captured == 2 * LAYERS, graphs.describe()
-    # the graphs hold what eager training without recomputation holds, plus a layer's buffers and slack
-    assert graphed_gb <= 1.5 * eager_gb + 0.05, (graphed_gb, eager_gb)
+    # the graphs hold what eager training without recomputation holds, plus each layer's input and
+    # output and their pool's slack: a few segments of 2 and 20 MiB, most of this tiny model's total
+    # (0.11 GiB against 0.03 on an H100; llama-1b: 5.78 GiB against 5.17)
+    assert graphed_gb <= 1.5 * eager_gb + 0.12, (graphed_gb, eager_gb)
     for a, b in zip(graphed, eager):
         check_model("checkpointing.graphs.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)
     for name, value in eager_adapters.items():

@@ -115,6 +115,10 @@ class KeptGraphs(lg.ModelGraphs):
                                           reload=lambda: statics.io.copy_(grad_out))
             if kept.backward is not None:
                 entry.backward[self.key] = kept.backward
+            # The warm-up ran this backward once, and a backward may consume what its forward saved
+            # (lora_mlp overwrites its saved gate and up with their gradients): recompute it.
+            self._fresh_casts()
+            kept.forward.replay()
         if kept.backward is None:  # the capture failed: the autograd graph is still there
             self._backward_body(entry, kept, statics)
         else:
