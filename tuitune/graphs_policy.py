@@ -1,4 +1,6 @@
-"""Whether the trainer replays its recomputed layers as CUDA graphs (`training.cuda_graphs`).
+"""Whether the trainer replays its layers as CUDA graphs (`training.cuda_graphs`): recomputed ones
+(tuitune.trainer.layer_graphs) or, without recomputation, ones that keep their activations
+(tuitune.trainer.kept_layer_graphs).
 
 A graph replaces a layer's few hundred kernel launches by one, which pays where launches, not the
 GPU, bound the step, and costs one layer's working memory kept aside. Measured on an H100 with
@@ -38,8 +40,6 @@ def _why_not(config: Config, spec, device: str, checkpointing: str) -> str | Non
     """Why this run cannot replay its layers as graphs, or None when it can."""
     if device != "cuda":
         return "they need a CUDA GPU"
-    if checkpointing == "none":
-        return "they replay recomputed layers, and this run recomputes none"
     if not config.training.use_kernels:
         return "they replay tuitune's kernels, and training.use_kernels is off"
     if config.training.distributed != "none":

@@ -91,9 +91,9 @@ def test_auto_checkpointing_is_resolved_against_gpu_0s_free_memory():
 
 def test_a_graphed_plan_is_estimated_with_the_graphs_pool():
     check = check_fit(config(**{"model.name": "llama-3.2-1b"}), FakeGpuSource.h200().snapshot())
-    graphed = needs("llama-3.2-1b", "qlora", checkpointing="standard", cuda_graphs=True)
-    assert check.summary.startswith(f"qlora, standard checkpointing with CUDA graphs (auto): needs {graphed:.1f} GB")
-    assert graphed > needs("llama-3.2-1b", "qlora", checkpointing="standard")
+    graphed = needs("llama-3.2-1b", "qlora", checkpointing="none", cuda_graphs=True)
+    assert check.summary.startswith(f"qlora, none checkpointing with CUDA graphs (auto): needs {graphed:.1f} GB")
+    assert graphed > needs("llama-3.2-1b", "qlora", checkpointing="none")
 
 
 @pytest.mark.parametrize("free_gb, policy, kwargs", [
@@ -112,5 +112,5 @@ def test_another_models_row_is_planned_as_its_run_would_be(free_gb, policy, kwar
 def test_a_launch_bound_models_row_is_planned_with_graphs():
     plan, estimate = planned_fit_for_model(config(**{"model.max_seq_length": 1024}), get_model("llama-3.2-1b"),
                                            "llama-3.2-1b", "lora", 80.0)
-    assert memory_policy(plan) == "standard checkpointing with CUDA graphs"
-    assert estimate.total_gb == pytest.approx(needs("llama-3.2-1b", "lora", checkpointing="standard", cuda_graphs=True))
+    assert memory_policy(plan) == "none checkpointing with CUDA graphs"
+    assert estimate.total_gb == pytest.approx(needs("llama-3.2-1b", "lora", checkpointing="none", cuda_graphs=True))

@@ -161,7 +161,7 @@ def apply_speedups(model, config: Config, plan: Plan, sink: EventSink) -> str:
                                        graph_tokens=config.training.batch_size * config.model.max_seq_length)
         if applied != mode:
             sink.warning(f"Gradient checkpointing '{mode}' is not possible here; using '{applied}'.")
-        if plan.device == "cuda" and mode != "none":
+        if plan.device == "cuda":
             why = plan.cuda_graphs_reason if graphs or not plan.cuda_graphs else "off: tuitune's kernels are not on"
             sink.log(f"CUDA graphs of the layers: {why}.")
         if applied == "offloaded":
