@@ -38,8 +38,11 @@ def _cpu_train(graphs: bool, lengths, set_to_none: bool = True, model=None):
     return torch.stack(losses), layer_graphs(model)
 
 
-def _replays(graphs) -> list[int]:
-    return [g.replays for entry in graphs.layers.values() for g in (*entry.forward.values(), *entry.backward.values())]
+def _replays(graphs) -> list[tuple[int, int]]:
+    """Each layer's (forward replays, backward replays). A forward replays once more than the steps
+    it served: again right after its backward was captured, whose warm-up consumed what it saved."""
+    return [(sum(g.replays for g in entry.forward.values()), sum(g.replays for g in entry.backward.values()))
+            for entry in graphs.layers.values()]
 
 
 @pytest.mark.parametrize("set_to_none", [True, False], ids=["grads-dropped", "grads-zeroed"])
@@ -49,7 +52,7 @@ def test_replays_train_like_eager_layers_on_the_cpu(monkeypatch, set_to_none):
     _cpu_graphs(monkeypatch)
     replayed, graphs = _cpu_train(True, (12,) * 5, set_to_none)
     assert graphs.failed is None and graphs.captured == 2 * LAYERS, graphs.describe()
-    assert _replays(graphs) == [4] * (2 * LAYERS)  # steps 2 to 5: step 1 was the warm-up
+    assert _replays(graphs) == [(5, 4)] * LAYERS  # steps 2 to 5: step 1 was the warm-up
     assert graphs.describe() == f"{2 * LAYERS} captured ({LAYERS} forward, {LAYERS} backward, activations kept)"
     torch.testing.assert_close(replayed, eager, rtol=1e-5, atol=1e-6)
 
@@ -89,14 +92,14 @@ def test_only_one_signature_is_graphed_and_the_others_run_eagerly(monkeypatch):
     _cpu_graphs(monkeypatch)
     replayed, graphs = _cpu_train(True, lengths)
     assert graphs.captured == 2 * LAYERS and graphs.key[0][:2] == (2, 8), graphs.describe()
-    assert _replays(graphs) == [2] * (2 * LAYERS)  # length 8 at steps 3 and 5; 16 always eager
+    assert _replays(graphs) == [(3, 2)] * LAYERS  # length 8 at steps 3 and 5; 16 always eager
     torch.testing.assert_close(replayed, eager, rtol=1e-5, atol=1e-6)
 
 
 def test_a_forward_under_autocast_is_graphed_with_its_backward(monkeypatch):
     _cpu_graphs(monkeypatch)
     graphs = layer_graphs(train_under_forward_autocast("none", LAYERS))
-    assert graphs.captured == 2 * LAYERS and _replays(graphs) == [2] * (2 * LAYERS), graphs.describe()
+    assert graphs.captured == 2 * LAYERS and _replays(graphs) == [(3, 2)] * LAYERS, graphs.describe()
 
 
 def test_a_layer_whose_backward_reaches_outside_it_runs_eagerly(monkeypatch):
