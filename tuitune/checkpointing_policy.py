@@ -61,8 +61,9 @@ def choose_checkpointing(config: Config, method: str, optimizer: str,
                                    f"estimator, so auto keeps {UNKNOWN_FALLBACK} recomputation")
     kept = dequantized == "on"
     if graphs_first and free_gb is not None:
-        return _choose_graphed(lambda mode, graphs: estimate_mode(config, spec, method, optimizer, mode,
-                                                                  graphs, kept).total_gb, free_gb)
+        return _choose_graphed(lambda mode, graphs, keep: estimate_mode(config, spec, method, optimizer, mode,
+                                                                        graphs, kept or keep).total_gb, free_gb,
+                               offer_dequantized=dequantized == "offer")
     offered = (estimate_mode(config, spec, method, optimizer, "none", dequantized=True).total_gb
                if dequantized == "offer" else None)
     return choose_for_spec(lambda mode: estimate_mode(config, spec, method, optimizer, mode,
@@ -74,9 +75,15 @@ def _label(mode: str, graphs: bool) -> str:
     return f"{mode} with CUDA graphs" if graphs else mode
 
 
-def _choose_graphed(need_gb: Callable[[str, bool], float], free_gb: float) -> CheckpointingChoice:
+def _choose_graphed(need_gb: Callable[[str, bool, bool], float], free_gb: float, *,
+                    offer_dequantized: bool = False) -> CheckpointingChoice:
+    """The first of GRAPHED_ORDER that fits; with ``offer_dequantized``, no recomputation with graphs and
+    the base weights kept dequantized comes first (llama-1b QLoRA, H100, 2026-12-06: 72,211 tokens/s
+    against 69,206 with them 4-bit, for 1.8 GiB more)."""
     options = {_label(mode, graphs): (mode, graphs, False) for mode, graphs in GRAPHED_ORDER}
-    needs = {label: need_gb(mode, graphs) for label, (mode, graphs, _) in options.items()}
+    if offer_dequantized:
+        options = {_label("none", True) + ", base weights dequantized once": ("none", True, True), **options}
+    needs = {label: need_gb(mode, graphs, keep) for label, (mode, graphs, keep) in options.items()}
     return _first_fitting(needs, free_gb, options, fastest="the fastest mode of a launch-bound step")
 
 

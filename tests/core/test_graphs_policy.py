@@ -63,6 +63,10 @@ def test_the_estimate_counts_what_the_graphs_keep():
 def test_checkpointing_auto_tries_the_graphed_modes_first_on_a_launch_bound_step():
     plan = resolve_plan(config("llama-3.2-1b"), H100)
     assert (plan.checkpointing, plan.cuda_graphs) == ("none", True), plan.checkpointing_reason
+    assert plan.dequantize_once  # QLoRA's base weights kept dequantized too, while they fit
+    unkept = resolve_plan(config("llama-3.2-1b"), replace(H100, free_gb=7.5))
+    assert (unkept.checkpointing, unkept.cuda_graphs, unkept.dequantize_once) == ("none", True, False)
+    assert "base weights dequantized once needs" in unkept.checkpointing_reason
     middling = resolve_plan(config("llama-3.2-1b"), replace(H100, free_gb=5.0))
     assert (middling.checkpointing, middling.cuda_graphs) == ("standard", True), middling.checkpointing_reason
     assert "none with CUDA graphs needs" in middling.checkpointing_reason

@@ -91,9 +91,10 @@ def test_auto_checkpointing_is_resolved_against_gpu_0s_free_memory():
 
 def test_a_graphed_plan_is_estimated_with_the_graphs_pool():
     check = check_fit(config(**{"model.name": "llama-3.2-1b"}), FakeGpuSource.h200().snapshot())
-    graphed = needs("llama-3.2-1b", "qlora", checkpointing="none", cuda_graphs=True)
-    assert check.summary.startswith(f"qlora, none checkpointing with CUDA graphs (auto): needs {graphed:.1f} GB")
-    assert graphed > needs("llama-3.2-1b", "qlora", checkpointing="none")
+    graphed = needs("llama-3.2-1b", "qlora", checkpointing="none", cuda_graphs=True, dequantized=True)
+    assert check.summary.startswith("qlora, none checkpointing with CUDA graphs, base weights dequantized once "
+                                    f"(auto): needs {graphed:.1f} GB")
+    assert graphed > needs("llama-3.2-1b", "qlora", checkpointing="none", dequantized=True)
 
 
 @pytest.mark.parametrize("free_gb, policy, kwargs", [

@@ -148,6 +148,9 @@ def apply_speedups(model, config: Config, plan: Plan, sink: EventSink) -> str:
                              "Training on the stock path.")
     if plan.device == "cuda" and plan.method == "qlora":
         sink.log(f"Dequantize once: {keep_dequantized_if_planned(model, plan, kernels_on)}.")
+    from tuitune.trainer.mode_switch import skip_redundant_mode_switches
+
+    skip_redundant_mode_switches(model)
     mode = plan.checkpointing
     try:
         from tuitune.trainer.activation_checkpointing import enable_checkpointing
@@ -228,9 +231,10 @@ def build_datasets(config: Config, tokenizer, sink: EventSink, cache_dir: Path |
 
 def build_trainer(config: Config, plan: Plan, model, tokenizer, train_set, eval_set, run: RunDir,
                   sink: EventSink, inbox: ControlInbox):
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     from tuitune.data import SFT_SETTINGS
+    from tuitune.trainer.deferred_metrics import sft_trainer_class
 
     from tuitune.trainer.arguments import attach_events, common_arguments, graph_buckets
 
@@ -240,8 +244,8 @@ def build_trainer(config: Config, plan: Plan, model, tokenizer, train_set, eval_
         max_length=config.model.max_seq_length, packing=config.data.packing,
         remove_unused_columns=True, **SFT_SETTINGS, **graph_buckets(config, plan),
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-                         processing_class=tokenizer)
+    trainer = sft_trainer_class()(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
+                                  processing_class=tokenizer)
     attach_events(trainer, config, run, sink, inbox)
     return trainer
 
