@@ -12,9 +12,17 @@ import os
 import torch
 
 
+# Triton decides at decoration time whether a @triton.jit function is compiled or interpreted, and
+# the kernel files import this module as they are decorated: the launch sizes follow that decision,
+# not a later change of the environment. (A test module that set TRITON_INTERPRET=1 at import made
+# every GPU kernel test collected after it launch the interpreter's huge tiles, compiled: a single
+# cross-entropy case took 412 s on an H100.)
+_INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
 def interpreted() -> bool:
     """True when Triton runs kernels in its Python interpreter instead of compiling them."""
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return _INTERPRETED
 
 
 def next_pow2(n: int) -> int:

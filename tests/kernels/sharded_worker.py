@@ -9,10 +9,14 @@ NCCL), so the switches are set before anything imports triton or deepspeed."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 
-os.environ["TRITON_INTERPRET"] = "1"
-os.environ["DS_ACCELERATOR"] = "cpu"
+if multiprocessing.parent_process() is not None:
+    # A rank, spawned by the test: set before anything imports triton or deepspeed. Not in the test's
+    # own process, where they would switch every later kernel test to the interpreter's settings.
+    os.environ["TRITON_INTERPRET"] = "1"
+    os.environ["DS_ACCELERATOR"] = "cpu"
 
 import torch  # noqa: E402
 

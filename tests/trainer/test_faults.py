@@ -12,7 +12,6 @@ import signal
 import pytest
 import torch
 import transformers
-import trl
 
 from tuitune import catalog, events as ev
 from tuitune.config import Config, apply_overrides
@@ -20,6 +19,7 @@ from tuitune.plan import Plan
 from tuitune.runs import RunDir
 from tuitune.trainer import faults
 from tuitune.trainer.event_sink import ControlInbox, EventSink
+from tuitune.trainer.deferred_metrics import sft_trainer_class
 from tuitune.trainer.faults import TrainingFault, fitting_settings
 from tuitune.trainer.sft import train
 
@@ -89,7 +89,8 @@ def test_a_loss_that_is_not_a_number_keeps_the_last_good_checkpoint(tiny_model_d
                                                                   monkeypatch):
     config = tiny(tiny_model_dir, **{"training.max_steps": 8, "training.save_steps": 2,
                                      "training.learning_rate": 2e-3})
-    real = trl.SFTTrainer.compute_loss
+    trainer_class = sft_trainer_class()  # the SFT trainer tuitune builds
+    real = trainer_class.compute_loss
 
     def spoilt(self, *args, **kwargs):
         result = real(self, *args, **kwargs)
@@ -99,7 +100,7 @@ def test_a_loss_that_is_not_a_number_keeps_the_last_good_checkpoint(tiny_model_d
             return result * float("nan")
         return result
 
-    monkeypatch.setattr(trl.SFTTrainer, "compute_loss", spoilt)
+    monkeypatch.setattr(trainer_class, "compute_loss", spoilt)
     run, start = run_training(config, tmp_path, "nan")
     with pytest.raises(TrainingFault) as info:
         start()
