@@ -118,6 +118,8 @@ def _takes_the_plain_path(trainer, inputs, return_outputs: bool) -> bool:
     """Whether TRL's compute_loss would take its plain fused-head path, which this one stands in for."""
     if return_outputs or trainer.compute_loss_func is not None or trainer.aux_loss_enabled:
         return False
+    if trainer.args.loss_type not in ("nll", "dft"):  # the losses TRL 1.16's plain path knows
+        return False
     if trainer.label_smoother is not None and trainer.args.loss_type == "nll":
         return False
     if "attention_mask" not in inputs:
