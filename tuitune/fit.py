@@ -122,7 +122,8 @@ def estimate(spec: ModelSpec, method: str, *, batch: int = 2, seq: int = 2048, r
     path a frozen, untied input-embedding table goes there too). ``cuda_graphs`` (kernels path):
     with recomputation the layers' CUDA graphs keep one layer's working set in a pool of their own
     and two layer-sized buffers (tuitune.trainer.layer_graphs); without, each layer's input and
-    output are kept twice over, once for its graphs (tuitune.trainer.kept_layer_graphs).
+    output are kept twice over, once for its graphs (tuitune.trainer.kept_layer_graphs), and batches
+    of other shapes replay checkpointed in a recompute graphs' pool as well.
     ``dequantized`` (QLoRA on the kernels path, `training.dequantize_once`): the 4-bit linear weights
     are also kept dequantized in bf16 for the run.
     """
@@ -180,15 +181,17 @@ def estimate(spec: ModelSpec, method: str, *, batch: int = 2, seq: int = 2048, r
     else:
         activations = kept_inputs + per_layer + global_h * h * tokens
     graphs = 0.0
-    if cuda_graphs and checkpointing == "none" and fused_loss and method != "full":
-        # Measured over eager (H100, 2026-12-06, 4,096 tokens): 0.61 GiB for llama-1b and 1.65 GiB for
-        # llama-8b, against 0.62 and 2.12 GiB here.
-        graphs = 2 * layers * layer_input + KEPT_GRAPHS_SLACK_GB * GIB
-    elif cuda_graphs and fused_loss and method != "full":
-        # Measured pools (H100, 2026-12-05): 0.51 GiB for llama-1b and 1.10 GiB for llama-8b at 4,096
-        # tokens, against 0.74 and 1.61 GiB for this working-set term: it errs on the safe side.
+    if cuda_graphs and fused_loss and method != "full":
+        # The recompute graphs' pool: one layer's working set. Measured (H100, 2026-12-05): 0.51 GiB for
+        # llama-1b and 1.10 GiB for llama-8b at 4,096 tokens, against 0.74 and 1.61 GiB here.
         graphs = (KERNELS_RECOMPUTE_PER_HIDDEN * h * tokens + KERNELS_RECOMPUTE_FIXED_PER_HIDDEN * h
                   + (3 * 2.0 * h * ffn if method == "qlora" else 0.0) + 2 * layer_input)
+        if checkpointing == "none":
+            # Layers that keep their activations hold each input and output once more; batches of other
+            # shapes replay checkpointed, in recompute graphs (the term above). Measured over eager with
+            # one batch shape (H100, 2026-12-06, 4,096 tokens): 0.61 GiB for llama-1b and 1.65 GiB for
+            # llama-8b, against 0.62 and 2.12 GiB for this term alone.
+            graphs += 2 * layers * layer_input + KEPT_GRAPHS_SLACK_GB * GIB
 
     if fused_loss:
         logits = LOGITS_BYTES_FUSED_PER_HIDDEN * h * tokens

@@ -55,16 +55,18 @@ def test_the_estimate_counts_what_the_graphs_keep():
     graphed = fit.estimate(spec, "qlora", checkpointing="offloaded", cuda_graphs=True)
     assert "graphs" not in eager.breakdown and graphed.breakdown["graphs"] > 0.5  # measured pool: 0.51 GiB
     assert graphed.total_gb > eager.total_gb
-    # without recomputation: each layer's input and output once more, and the pool (0.61 GiB measured)
+    # without recomputation: each layer's input and output once more, the pool (0.61 GiB measured with
+    # one batch shape), and the recompute graphs' pool for batches of other shapes
     kept = fit.estimate(spec, "qlora", checkpointing="none", cuda_graphs=True).breakdown["graphs"]
-    assert kept == pytest.approx(2 * 16 * 2 * 4096 * 2048 / 1024**3 + fit.KEPT_GRAPHS_SLACK_GB) and kept > 0.61
+    layers_io = 2 * 16 * 2 * 4096 * 2048 / 1024**3
+    assert kept == pytest.approx(layers_io + fit.KEPT_GRAPHS_SLACK_GB + graphed.breakdown["graphs"])
 
 
 def test_checkpointing_auto_tries_the_graphed_modes_first_on_a_launch_bound_step():
     plan = resolve_plan(config("llama-3.2-1b"), H100)
     assert (plan.checkpointing, plan.cuda_graphs) == ("none", True), plan.checkpointing_reason
     assert plan.dequantize_once  # QLoRA's base weights kept dequantized too, while they fit
-    unkept = resolve_plan(config("llama-3.2-1b"), replace(H100, free_gb=7.5))
+    unkept = resolve_plan(config("llama-3.2-1b"), replace(H100, free_gb=8.5))
     assert (unkept.checkpointing, unkept.cuda_graphs, unkept.dequantize_once) == ("none", True, False)
     assert "base weights dequantized once needs" in unkept.checkpointing_reason
     middling = resolve_plan(config("llama-3.2-1b"), replace(H100, free_gb=5.0))

@@ -19,7 +19,7 @@ LAYERS = 3
 
 
 def _cpu_graphs(monkeypatch):
-    from tuitune.trainer import activation_checkpointing, kept_layer_graphs as kg
+    from tuitune.trainer import activation_checkpointing, kept_layer_graphs as kg, layer_graphs as lg
 
     def capture(self, body, warm, reload):
         warm()
@@ -28,7 +28,8 @@ def _cpu_graphs(monkeypatch):
         return ReplayedBody(body)
 
     monkeypatch.setattr(activation_checkpointing, "_graphs_possible", lambda device: True)
-    monkeypatch.setattr(kg.KeptGraphs, "_capture", capture)
+    monkeypatch.setattr(lg.ModelGraphs, "_capture", capture)  # the kept graphs' and their others'
+    assert kg.KeptGraphs._capture is capture
 
 
 def _cpu_train(graphs: bool, lengths, set_to_none: bool = True, model=None):
@@ -85,14 +86,20 @@ def test_each_layer_keeps_its_own_input_for_its_backward(monkeypatch):
     assert all(t.requires_grad and t.is_leaf for t in inputs)
 
 
-def test_only_one_signature_is_graphed_and_the_others_run_eagerly(monkeypatch):
-    """A second signature would hold a second copy of every layer's activations."""
-    lengths = (8, 16, 8, 16, 8, 16)
+def test_one_signature_keeps_its_activations_and_the_others_replay_checkpointed(monkeypatch):
+    """A second kept signature would hold a second copy of every layer's activations: other batch
+    lengths run checkpointed, their recompute and backward replayed by the recompute graphs."""
+    lengths = (8, 16, 8, 16, 8, 16, 16)
     eager, _ = _cpu_train(False, lengths)
     _cpu_graphs(monkeypatch)
     replayed, graphs = _cpu_train(True, lengths)
     assert graphs.captured == 2 * LAYERS and graphs.key[0][:2] == (2, 8), graphs.describe()
-    assert _replays(graphs) == [(3, 2)] * LAYERS  # length 8 at steps 3 and 5; 16 always eager
+    assert _replays(graphs) == [(3, 2)] * LAYERS  # length 8 at steps 3 and 5 (1: the warm-up)
+    # length 16: steps 2 (the warm-up, checkpointed eagerly), then captured at 4 and replayed at 4, 6, 7
+    assert graphs.others.captured == 2 * LAYERS and _replays(graphs.others) == [(3, 3)] * LAYERS
+    assert graphs.describe() == (f"{2 * LAYERS} captured ({LAYERS} forward, {LAYERS} backward, activations kept); "
+                                 f"other batch shapes, checkpointed: {2 * LAYERS} captured ({LAYERS} forward, "
+                                 f"{LAYERS} recompute + backward)")
     torch.testing.assert_close(replayed, eager, rtol=1e-5, atol=1e-6)
 
 
@@ -182,7 +189,7 @@ def test_switching_back_to_checkpointing_unwraps_the_layers(monkeypatch):
     assert "forward" not in layer.__dict__ and layer_graphs(model) is None
 
 
-def _gpu_train(graphs: bool, nf4_dir=None, set_to_none: bool = True, steps: int = 6):
+def _gpu_train(graphs: bool, nf4_dir=None, set_to_none: bool = True, steps: int = 6, lengths=None):
     base = build_base("llama", dtype=torch.bfloat16, nf4_dir=nf4_dir, num_hidden_layers=LAYERS, hidden_size=512,
                       intermediate_size=1536, num_attention_heads=8, num_key_value_heads=4, vocab_size=2048,
                       max_position_embeddings=1024)
@@ -192,7 +199,7 @@ def _gpu_train(graphs: bool, nf4_dir=None, set_to_none: bool = True, steps: int 
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated()
-    losses = [float(loss) for loss in adamw_losses(model, (256,) * steps, rows=2, vocab=2048, lr=1e-3,
+    losses = [float(loss) for loss in adamw_losses(model, lengths or (256,) * steps, rows=2, vocab=2048, lr=1e-3,
                                                     set_to_none=set_to_none)]
     adapters = {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
     graph_set = layer_graphs(model)
@@ -210,6 +217,20 @@ def test_graphed_layers_with_kept_activations_train_like_eager_ones(set_to_none)
     # output and their pool's slack: a few segments of 2 and 20 MiB, most of this tiny model's total
     # (0.11 GiB against 0.03 on an H100; llama-1b: 5.78 GiB against 5.17)
     assert graphed_gb <= 1.5 * eager_gb + 0.12, (graphed_gb, eager_gb)
+    for a, b in zip(graphed, eager):
+        check_model("checkpointing.graphs.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)
+    for name, value in eager_adapters.items():
+        check_model("checkpointing.graphs.adapters", graphed_adapters[name], value, torch.bfloat16)
+
+
+@pytest.mark.skipif(not ON_GPU, reason="CUDA graphs need a CUDA device")
+def test_batches_of_two_lengths_train_like_eager_ones_on_both_kinds_of_graph():
+    """256 keeps its activations; 512 runs checkpointed, its recompute graphed (captured at step 4)."""
+    lengths = (256, 512, 256, 512, 256, 512, 512)
+    eager, eager_adapters, _, _ = _gpu_train(False, lengths=lengths)
+    graphed, graphed_adapters, graphs, _ = _gpu_train(True, lengths=lengths)
+    assert graphs.failed is None and graphs.captured == 2 * LAYERS, graphs.describe()
+    assert graphs.others.failed is None and graphs.others.captured == 2 * LAYERS, graphs.describe()
     for a, b in zip(graphed, eager):
         check_model("checkpointing.graphs.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)
     for name, value in eager_adapters.items():

@@ -4,7 +4,7 @@
 
 - ``"none"``: layers run as written (any wrapping done before is removed); with CUDA graphs, each
   layer's forward and backward replay as graphs that keep its activations
-  (tuitune.trainer.kept_layer_graphs).
+  (tuitune.trainer.kept_layer_graphs); batches of other shapes run as standard, with graphs.
 - ``"standard"``: in training, a layer runs without recording its graph and keeps only its input
   hidden states; the backward pass runs the layer again from that input and back-propagates
   through it (the RNG and autocast state of the first run are restored for the second).
@@ -24,8 +24,8 @@ import types
 
 import torch
 
-from tuitune.trainer.layer_calls import (_CLASS_FORWARD, _INNER, anchor, autocast_state, inner_forward,
-                                         split_training_call)
+from tuitune.trainer.layer_calls import (_CLASS_FORWARD, _INNER, OutputNotATensor, anchor, autocast_state,
+                                         inner_forward, split_training_call)
 
 MODES = ("none", "standard", "offloaded")
 _OFFLOADER = "_tuitune_offloader"
@@ -63,7 +63,7 @@ def enable_checkpointing(model, mode: str, *, cuda_graphs: bool = False, graph_t
             from . import kept_layer_graphs as kg
 
             graphs = kg.KeptGraphs(device, capacity_tokens=graph_tokens)
-            wrapper = kg.make_forward(graphs)
+            wrapper = kg.make_forward(graphs, checkpointed=_make_forward(None, graphs.others))
         else:
             from . import layer_graphs as lg
 
@@ -151,7 +151,7 @@ class _LayerCheckpoint(torch.autograd.Function):
             with torch.no_grad():
                 out = run(hidden)
         if not isinstance(out, torch.Tensor):
-            raise TypeError(f"activation checkpointing expects a decoder layer to return a tensor, got {type(out)}")
+            raise OutputNotATensor(out)
         if offloader is not None:
             ctx.entry = offloader.save(hidden)
         else:

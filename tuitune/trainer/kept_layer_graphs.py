@@ -15,14 +15,16 @@ Each replay of the forward graph rewrites them in place; the backward graph, cap
 the adapters' gradients into their kept ``.grad`` tensors, as the recompute graph does. That is the
 same memory as eager training without recomputation, less the allocator's slack.
 
-Only one input signature is graphed per model (the first seen twice): a second one would hold a
-second copy of every layer's activations. Calls of other signatures run eagerly, as do the first
-sighting of a signature (the warm-up: Triton autotuning, cuBLAS handles) and everything after a
-capture failed. A layer whose backward would reach a trainable tensor it does not own, or with
-dropout, is not graphed.
+Only one input signature is graphed this way per model (the first seen twice): a second one would
+hold a second copy of every layer's activations. Calls of other signatures, and each signature's
+first sighting (the warm-up: Triton autotuning, cuBLAS handles), run checkpointed instead, their
+recompute and backward replayed by the recompute graphs of tuitune.trainer.layer_graphs (``others``,
+on the same capture stream): batches of other lengths cost one layer's working set more, not a
+second set of activations, and still replay. A layer whose backward would reach a trainable tensor
+it does not own, or with dropout, runs as written, as does everything after a capture failed.
 
-Every training forward of a wrapped layer that is not replayed (the warm-up, other signatures, the
-fallbacks) runs on the capture stream too. Autograd runs a leaf's gradient accumulation on the
+Every training forward of a wrapped layer that is not replayed (the fallbacks) runs on the capture
+stream too. Autograd runs a leaf's gradient accumulation on the
 stream that was current when the leaf was first used, and a training loop often still holds the
 last step's loss, and with it those nodes, while the next step's forward is captured: the captured
 graph reuses them. Had they been made on the default stream, the backward capture would have to make
@@ -38,7 +40,7 @@ from dataclasses import dataclass
 import torch
 
 from tuitune.trainer import layer_graphs as lg
-from tuitune.trainer.layer_calls import anchor, autocast_state, inner_forward, split_training_call
+from tuitune.trainer.layer_calls import OutputNotATensor, anchor, autocast_state, inner_forward, split_training_call
 
 
 @dataclass
@@ -48,6 +50,9 @@ class _Kept:
     out: torch.Tensor | None = None  # the output, whose autograd graph holds the saved activations
     forward: object = None  # the captured forward graph
     backward: object = None  # the captured backward graph, once the first backward pass has run
+
+
+CHECKPOINT = "checkpoint"  # ticket(): run this call checkpointed, with the recompute graphs (``others``)
 
 
 @dataclass
@@ -75,10 +80,12 @@ class KeptGraphs(lg.ModelGraphs):
         super().__init__(device, capacity_tokens)
         self.key: tuple | None = None  # the one signature graphed
         self.kept: dict[int, _Kept] = {}  # id(layer) -> its kept graphs and buffers
+        self.others = lg.ModelGraphs(device, capacity_tokens, stream_from=self)  # other signatures, recomputed
 
-    def ticket(self, layer, run_layer, hidden, rest, kwargs, autocast) -> Ticket | None:
+    def ticket(self, layer, run_layer, hidden, rest, kwargs, autocast) -> Ticket | str | None:
         """The layer's graphs for this call, captured now if this is the signature's second sighting;
-        None: run the layer eagerly (as when nothing is graphed)."""
+        CHECKPOINT: run it checkpointed (another signature holds the buffers, or this is the warm-up);
+        None: run the layer as written."""
         call = self._entry(layer, hidden, rest, kwargs, autocast)
         if call is None:
             return None
@@ -86,7 +93,7 @@ class KeptGraphs(lg.ModelGraphs):
         kept = self.kept.get(id(layer))
         if kept is None or key != self.key:
             if self.key not in (None, key) or entry.seen.get(key, 0) < 2:
-                return None  # another signature holds the buffers, or this is the warm-up
+                return CHECKPOINT
             statics = self._statics(key, hidden, leaves, spec)
             kept = self._capture_forward(layer, entry, key, run_layer, hidden, statics, leaves, autocast)
             if kept is None:
@@ -134,9 +141,18 @@ class KeptGraphs(lg.ModelGraphs):
             out.record_stream(main)  # made on the capture stream, read on the main one
         return out
 
+    def refuse(self, layer, reason: str) -> None:
+        """Run ``layer`` as written from now on (it was seen, so it has an entry)."""
+        self.layers[id(layer)].refused = reason
+
     def describe(self) -> str:
-        text = super().describe()
-        return text.replace("recompute + backward", "backward, activations kept")
+        text = super().describe().replace("recompute + backward", "backward, activations kept")
+        if self.others.failed or self.others.captured:
+            text += f"; other batch shapes, checkpointed: {self.others.describe()}"
+        return text
+
+    def pool_gb(self) -> float:
+        return super().pool_gb() + self.others.pool_gb()
 
     # ---------------------------------------------------------------- internals
 
@@ -200,14 +216,22 @@ class KeptGraphs(lg.ModelGraphs):
             entry.add_grads(grads[1:])
 
 
-def make_forward(graphs: KeptGraphs):
-    """A decoder layer's forward (bound by enable_checkpointing) that replays its graphs in training."""
+def make_forward(graphs: KeptGraphs, checkpointed):
+    """A decoder layer's forward (bound by enable_checkpointing) that replays its graphs in training.
+    ``checkpointed``: the checkpointed forward (tuitune.trainer.activation_checkpointing, with
+    ``graphs.others``) for the calls these graphs do not replay."""
     def forward(self, *args, **kwargs):
         run_layer = inner_forward(self)
         if not (self.training and torch.is_grad_enabled()):
             return run_layer(*args, **kwargs)
         hidden, rest, kwargs = split_training_call(args, kwargs)
         ticket = graphs.ticket(self, run_layer, hidden, rest, kwargs, autocast_state(hidden.device.type))
+        if ticket is CHECKPOINT:
+            try:
+                return checkpointed(self, hidden, *rest, **kwargs)
+            except OutputNotATensor as exc:  # checkpointing keeps one tensor: run it as written from now on
+                graphs.refuse(self, f"the layer returns a {exc.kind}, not a tensor")
+                return graphs.run_eagerly(run_layer, hidden, rest, kwargs)
         if ticket is None:
             return graphs.run_eagerly(run_layer, hidden, rest, kwargs)
         return _KeptLayer.apply(graphs, ticket, anchor(hidden.device), hidden)

@@ -38,6 +38,14 @@ def autocast_state(device_type: str) -> tuple:
     return device_type, torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
 
 
+class OutputNotATensor(TypeError):
+    """A checkpointed decoder layer returned something other than a tensor (checkpointing keeps one)."""
+
+    def __init__(self, out):
+        self.kind = type(out).__name__
+        super().__init__(f"activation checkpointing expects a decoder layer to return a tensor, got {type(out)}")
+
+
 _ANCHORS: dict[torch.device, torch.Tensor] = {}
 
 

@@ -148,9 +148,11 @@ class _LayerGraphs:
 class ModelGraphs:
     """The CUDA graphs of one model's checkpointed layers (see the module doc)."""
 
-    def __init__(self, device: torch.device, capacity_tokens: int | None = None):
+    def __init__(self, device: torch.device, capacity_tokens: int | None = None,
+                 stream_from: ModelGraphs | None = None):
         """``capacity_tokens``: the most tokens a batch can hold (batch size x max length), when known,
-        so that every signature's buffers fit in the first pair allocated."""
+        so that every signature's buffers fit in the first pair allocated. ``stream_from``: graphs whose
+        capture stream these share (autograd must not hand gradients between two capture streams)."""
         self.device = device
         self.capacity_tokens = capacity_tokens
         self.pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None
@@ -161,6 +163,7 @@ class ModelGraphs:
         self.captured = 0
         self._cast_steps = -1
         self._stream: torch.cuda.Stream | None = None
+        self._stream_from = stream_from
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- what the checkpoint calls
@@ -333,9 +336,10 @@ class ModelGraphs:
         return reaches_outside(out, [*entry.params, h])
 
     def capture_stream(self) -> torch.cuda.Stream:
-        """The side stream graphs are captured on (made at first use)."""
+        """The side stream graphs are captured on (made at first use, or ``stream_from``'s)."""
         if self._stream is None:
-            self._stream = torch.cuda.Stream(self.device)
+            self._stream = (self._stream_from.capture_stream() if self._stream_from is not None
+                            else torch.cuda.Stream(self.device))
         return self._stream
 
     def _capture(self, body, warm, reload):
