@@ -187,11 +187,13 @@ def estimate(spec: ModelSpec, method: str, *, batch: int = 2, seq: int = 2048, r
         graphs = (KERNELS_RECOMPUTE_PER_HIDDEN * h * tokens + KERNELS_RECOMPUTE_FIXED_PER_HIDDEN * h
                   + (3 * 2.0 * h * ffn if method == "qlora" else 0.0) + 2 * layer_input)
         if checkpointing == "none":
-            # Layers that keep their activations hold each input and output once more; batches of other
-            # shapes replay checkpointed, in recompute graphs (the term above). Measured over eager with
-            # one batch shape (H100, 2026-12-06, 4,096 tokens): 0.61 GiB for llama-1b and 1.65 GiB for
-            # llama-8b, against 0.62 and 2.12 GiB for this term alone.
+            # Layers that keep their activations hold each input and output once more. Measured over
+            # eager with one batch shape (H100, 2026-12-06, 4,096 tokens): 0.61 GiB for llama-1b and
+            # 1.65 GiB for llama-8b, against 0.62 and 2.12 GiB for this part alone.
             graphs += 2 * layers * layer_input + KEPT_GRAPHS_SLACK_GB * GIB
+            # Batches of other shapes replay checkpointed while those activations stay held: their
+            # layers' inputs, and the recompute graphs' pool (the term above).
+            graphs += layers * layer_input
 
     if fused_loss:
         logits = LOGITS_BYTES_FUSED_PER_HIDDEN * h * tokens
