@@ -4,19 +4,14 @@ with transformer_layer_cls_to_wrap) or by DeepSpeed ZeRO-3 (every parameter part
 whole), trained a few steps on this rank's share of one batch.
 
 Runs on CPU tensors under Triton's interpreter on any machine (two ranks cannot share one GPU under
-NCCL), so the switches are set before anything imports triton or deepspeed."""
+NCCL): a rank's entry, ``train``, sets the switches before it imports tuitune's kernels or deepspeed.
+Not at import: the test's own process imports this module too, and there the switch would give
+every later kernel test the interpreter's settings."""
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
-
-if multiprocessing.parent_process() is not None:
-    # A rank, spawned by the test: set before anything imports triton or deepspeed. Not in the test's
-    # own process, where they would switch every later kernel test to the interpreter's settings.
-    os.environ["TRITON_INTERPRET"] = "1"
-    os.environ["DS_ACCELERATOR"] = "cpu"
 
 import torch  # noqa: E402
 
@@ -101,6 +96,8 @@ def _plain(model):
 
 
 def train(rank: int, world: int, port: int, engine: str, nf4_dir: str | None, out: str) -> None:
+    os.environ["TRITON_INTERPRET"] = "1"  # before the first import of a Triton kernel
+    os.environ["DS_ACCELERATOR"] = "cpu"  # before deepspeed's first import
     import torch.distributed as dist
 
     from tuitune.trainer.patching import apply_kernels
