@@ -23,13 +23,13 @@ on the same capture stream): batches of other lengths cost one layer's working s
 second set of activations, and still replay. A layer whose backward would reach a trainable tensor
 it does not own, or with dropout, runs as written, as does everything after a capture failed.
 
-Every training forward of a wrapped layer that is not replayed (the fallbacks) runs on the capture
-stream too. Autograd runs a leaf's gradient accumulation on the
-stream that was current when the leaf was first used, and a training loop often still holds the
-last step's loss, and with it those nodes, while the next step's forward is captured: the captured
-graph reuses them. Had they been made on the default stream, the backward capture would have to make
-that stream wait on the capture, which CUDA refuses ("operation would make the legacy stream depend
-on a capturing blocking stream") and which breaks the capture.
+Every training forward of a wrapped layer that runs as written does so on the capture stream, and
+the recompute graphs share that stream. Autograd runs a leaf's gradient accumulation on the stream
+that was current when the leaf was first used, and a training loop often still holds the last
+step's loss, and with it those nodes, while the next step's forward is captured: the captured graph
+reuses them. Had they been made on another stream, the backward capture would have to make that
+stream wait on the capture, which CUDA refuses ("operation would make the legacy stream depend on a
+capturing blocking stream") and which breaks the capture.
 """
 
 from __future__ import annotations
