@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from tests.kernels.kernel_env import ON_GPU
-from tests.kernels.replayed_graph import ReplayedBody
+from tests.kernels.replayed_graph import ReplayedBody, check_trains_like_eager, gpu_lora_llama
 from tests.kernels.tiny_models import (adamw_losses, build_base, train_under_forward_autocast,
                                      train_with_a_parameter_outside_the_layer, with_lora)
-from tests.kernels.tolerances import check_model
 from tuitune.trainer.activation_checkpointing import enable_checkpointing, layer_graphs
 from tuitune.trainer.patching import apply_kernels
 
@@ -190,11 +189,7 @@ def test_switching_back_to_checkpointing_unwraps_the_layers(monkeypatch):
 
 
 def _gpu_train(graphs: bool, nf4_dir=None, set_to_none: bool = True, steps: int = 6, lengths=None):
-    base = build_base("llama", dtype=torch.bfloat16, nf4_dir=nf4_dir, num_hidden_layers=LAYERS, hidden_size=512,
-                      intermediate_size=1536, num_attention_heads=8, num_key_value_heads=4, vocab_size=2048,
-                      max_position_embeddings=1024)
-    model = with_lora(base, "llama").to("cuda").train()
-    assert apply_kernels(model).supported
+    model = gpu_lora_llama(LAYERS, nf4_dir)
     assert enable_checkpointing(model, "none", cuda_graphs=graphs) == "none"
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
@@ -217,10 +212,7 @@ def test_graphed_layers_with_kept_activations_train_like_eager_ones(set_to_none)
     # output and their pool's slack: a few segments of 2 and 20 MiB, most of this tiny model's total
     # (0.11 GiB against 0.03 on an H100; llama-1b: 5.78 GiB against 5.17)
     assert graphed_gb <= 1.5 * eager_gb + 0.12, (graphed_gb, eager_gb)
-    for a, b in zip(graphed, eager):
-        check_model("checkpointing.graphs.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)
-    for name, value in eager_adapters.items():
-        check_model("checkpointing.graphs.adapters", graphed_adapters[name], value, torch.bfloat16)
+    check_trains_like_eager(graphed, eager, graphed_adapters, eager_adapters)
 
 
 @pytest.mark.skipif(not ON_GPU, reason="CUDA graphs need a CUDA device")
@@ -231,10 +223,7 @@ def test_batches_of_two_lengths_train_like_eager_ones_on_both_kinds_of_graph():
     graphed, graphed_adapters, graphs, _ = _gpu_train(True, lengths=lengths)
     assert graphs.failed is None and graphs.captured == 2 * LAYERS, graphs.describe()
     assert graphs.others.failed is None and graphs.others.captured == 2 * LAYERS, graphs.describe()
-    for a, b in zip(graphed, eager):
-        check_model("checkpointing.graphs.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)
-    for name, value in eager_adapters.items():
-        check_model("checkpointing.graphs.adapters", graphed_adapters[name], value, torch.bfloat16)
+    check_trains_like_eager(graphed, eager, graphed_adapters, eager_adapters)
 
 
 @pytest.mark.skipif(not ON_GPU, reason="CUDA graphs need a CUDA device")
@@ -243,8 +232,7 @@ def test_graphed_nf4_layers_with_kept_activations_train_like_eager_ones(tmp_path
     eager, _, _, _ = _gpu_train(False, nf4_dir=tmp_path / "a")
     graphed, _, graphs, _ = _gpu_train(True, nf4_dir=tmp_path / "b")
     assert graphs.failed is None and graphs.captured == 2 * LAYERS, graphs.describe()
-    for a, b in zip(graphed, eager):
-        check_model("checkpointing.graphs.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)
+    check_trains_like_eager(graphed, eager)
 
 
 def test_the_bench_graphs_layers_without_recomputation(tmp_path, monkeypatch):

@@ -4,13 +4,11 @@ import pytest
 import torch
 
 from tests.kernels.kernel_env import ON_GPU
-from tests.kernels.replayed_graph import ReplayedBody
+from tests.kernels.replayed_graph import ReplayedBody, check_trains_like_eager, gpu_lora_llama
 from tests.kernels.tiny_models import (adamw_losses, build_base, train_under_forward_autocast,
                                      train_with_a_parameter_outside_the_layer, with_lora)
-from tests.kernels.tolerances import check_model
 from tuitune.trainer.activation_checkpointing import enable_checkpointing, layer_graphs
 from tuitune.trainer.layer_graphs import _first_error, call_signature, graphable_layer
-from tuitune.trainer.patching import apply_kernels
 
 STEPS = 6
 LAYERS = 3
@@ -21,11 +19,7 @@ def _train(mode: str, graphs: bool, nf4_dir=None, set_to_none: bool = True, leng
     """Per-step losses and the final adapters of a few AdamW steps; batches of one shape, so the
     second step captures and the rest replay. The optimizer steps between replays, so a stale
     adapter cast or a gradient added into a dropped buffer shows as diverging losses."""
-    base = build_base("llama", dtype=torch.bfloat16, nf4_dir=nf4_dir, num_hidden_layers=LAYERS, hidden_size=512,
-                      intermediate_size=1536, num_attention_heads=8, num_key_value_heads=4, vocab_size=2048,
-                      max_position_embeddings=1024)
-    model = with_lora(base, "llama").to("cuda").train()
-    assert apply_kernels(model).supported
+    model = gpu_lora_llama(LAYERS, nf4_dir)
     assert enable_checkpointing(model, mode, cuda_graphs=graphs, graph_tokens=graph_tokens) == mode
     if keep is not None:
         keep.append(model)
@@ -44,10 +38,7 @@ def test_graphed_layers_train_like_eager_ones(mode, set_to_none):
     graphed, graphed_adapters, graphs = _train(mode, graphs=True, set_to_none=set_to_none)
     assert graphs.failed is None, graphs.failed
     assert graphs.captured == 2 * LAYERS, graphs.describe()  # one forward and one backward graph per layer
-    for a, b in zip(graphed, eager):
-        check_model("checkpointing.graphs.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)
-    for name, value in eager_adapters.items():
-        check_model("checkpointing.graphs.adapters", graphed_adapters[name], value, torch.bfloat16)
+    check_trains_like_eager(graphed, eager, graphed_adapters, eager_adapters)
 
 
 @pytest.mark.skipif(not ON_GPU, reason="CUDA graphs need a CUDA device")
@@ -59,10 +50,7 @@ def test_graphed_batches_of_two_lengths_train_like_eager_ones():
     assert graphs.failed is None, graphs.failed
     assert graphs.captured == 2 * 2 * LAYERS, graphs.describe()  # 128 and 256; 192 is seen once (warm-up)
     assert len(graphs._flat) == 1
-    for a, b in zip(graphed, eager):
-        check_model("checkpointing.graphs.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)
-    for name, value in eager_adapters.items():
-        check_model("checkpointing.graphs.adapters", graphed_adapters[name], value, torch.bfloat16)
+    check_trains_like_eager(graphed, eager, graphed_adapters, eager_adapters)
 
 
 @pytest.mark.skipif(not ON_GPU, reason="CUDA graphs need a CUDA device")
@@ -71,8 +59,7 @@ def test_graphed_nf4_layers_train_like_eager_ones(tmp_path):
     eager, _, _ = _train("offloaded", graphs=False, nf4_dir=tmp_path / "a")
     graphed, _, graphs = _train("offloaded", graphs=True, nf4_dir=tmp_path / "b")
     assert graphs.failed is None and graphs.captured == 2 * LAYERS, graphs.describe()
-    for a, b in zip(graphed, eager):
-        check_model("checkpointing.graphs.steps", torch.tensor(a), torch.tensor(b), torch.bfloat16)
+    check_trains_like_eager(graphed, eager)
 
 
 def test_graphs_are_not_asked_for_without_cuda():
