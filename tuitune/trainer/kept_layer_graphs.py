@@ -34,7 +34,6 @@ capturing blocking stream") and which breaks the capture.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -135,7 +134,7 @@ class KeptGraphs(lg.ModelGraphs):
 
     def run_eagerly(self, run_layer, hidden, rest, kwargs):
         """The layer's training forward, not replayed: on the capture stream (see the module doc)."""
-        with self._on_capture_stream() as main:
+        with self.on_capture_stream() as main:
             out = run_layer(hidden, *rest, **kwargs)
         if main is not None and isinstance(out, torch.Tensor):
             out.record_stream(main)  # made on the capture stream, read on the main one
@@ -167,7 +166,7 @@ class KeptGraphs(lg.ModelGraphs):
             return self._forward_output(run_layer, kept, statics, autocast)
 
         load()
-        with self._on_capture_stream():
+        with self.on_capture_stream():
             probe = output()
         if not isinstance(probe, torch.Tensor):
             reason = f"the layer returns a {type(probe).__name__}, not a tensor"
@@ -183,22 +182,6 @@ class KeptGraphs(lg.ModelGraphs):
         kept.forward = entry.forward[key] = graph
         self.kept[id(layer)] = kept
         return kept
-
-    @contextmanager
-    def _on_capture_stream(self):
-        """Run the body on the capture stream, after the current stream's work and before its next;
-        yields the current stream (None off CUDA, where there are no streams)."""
-        if self.device.type != "cuda":
-            yield None
-            return
-        main = torch.cuda.current_stream(self.device)
-        stream = self.capture_stream()
-        stream.wait_stream(main)
-        try:
-            with torch.cuda.stream(stream):
-                yield main
-        finally:
-            main.wait_stream(stream)
 
     @staticmethod
     def _forward_output(run_layer, kept: _Kept, statics: lg._Statics, autocast) -> torch.Tensor:

@@ -32,6 +32,7 @@ recompute), layers whose backward would reach a trainable tensor they do not own
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -342,23 +343,37 @@ class ModelGraphs:
                             else torch.cuda.Stream(self.device))
         return self._stream
 
+    @contextmanager
+    def on_capture_stream(self):
+        """Run the body on the capture stream, after the current stream's work and before its next;
+        yields the current stream (None off CUDA, where there are no streams)."""
+        if self.device.type != "cuda":
+            yield None
+            return
+        main = torch.cuda.current_stream(self.device)
+        stream = self.capture_stream()
+        stream.wait_stream(main)
+        try:
+            with torch.cuda.stream(stream):
+                yield main
+        finally:
+            main.wait_stream(stream)
+
     def _capture(self, body, warm, reload):
         """Warm ``body`` up on the capture stream (cuBLAS's workspace for that stream, autograd's lazy
         set-up), then capture it; None (and graphs off from now on) when either fails."""
         with self._lock:
             graph = torch.cuda.CUDAGraph()
             main = torch.cuda.current_stream(self.device)
-            self.capture_stream()
+            stream = self.capture_stream()
             try:
                 self._fresh_casts()
-                self._stream.wait_stream(main)
-                with torch.cuda.stream(self._stream):
+                with self.on_capture_stream():
                     warm()
-                main.wait_stream(self._stream)
                 reload()  # the warm-up wrote over the buffers the graph reads
-                with torch.cuda.graph(graph, pool=self.pool, stream=self._stream, capture_error_mode="thread_local"):
+                with torch.cuda.graph(graph, pool=self.pool, stream=stream, capture_error_mode="thread_local"):
                     body()
-                main.wait_stream(self._stream)
+                main.wait_stream(stream)
             except Exception as exc:  # noqa: BLE001 - any capture failure: run eagerly from now on
                 self.failed = _first_error(exc)
                 torch.cuda.synchronize(self.device)
