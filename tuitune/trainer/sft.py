@@ -234,9 +234,8 @@ def build_trainer(config: Config, plan: Plan, model, tokenizer, train_set, eval_
     from trl import SFTConfig
 
     from tuitune.data import SFT_SETTINGS
-    from tuitune.trainer.deferred_metrics import sft_trainer_class
-
     from tuitune.trainer.arguments import attach_events, common_arguments, graph_buckets
+    from tuitune.trainer.deferred_metrics import sft_trainer_class
 
     args = SFTConfig(
         **common_arguments(config, plan, run, sink, model, eval_on=eval_set is not None),
