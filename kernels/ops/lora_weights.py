@@ -211,7 +211,8 @@ def project_group_backward(dys, x2: torch.Tensor | None, xas, ps, need_dx: bool 
         for i in adapted:
             r = ps[i].lora_a.shape[0]
             torch.mm(dys[i], ps[i].adapter(dtype)[1], out=dyb_all[:, offset:offset + r])
-            grads[i] = (None, _grad(dys[i].t() @ xas[i], ps[i].scaling, ps[i].lora_b.dtype))
+            grads[i] = (None, _grad(matmul_as(dys[i].t(), xas[i], ps[i].lora_b.dtype), ps[i].scaling,
+                                    ps[i].lora_b.dtype))
             offset += r
     dx = None
     if need_dx and live:
@@ -233,7 +234,8 @@ def project_group_backward(dys, x2: torch.Tensor | None, xas, ps, need_dx: bool 
     elif need_dx and dx_out is not None:
         dx = dx_out.zero_()
     if adapted:
-        d_a_all = dyb_all.t() @ x2
+        a_dtypes = {ps[i].lora_a.dtype for i in adapted}
+        d_a_all = matmul_as(dyb_all.t(), x2, a_dtypes.pop()) if len(a_dtypes) == 1 else dyb_all.t() @ x2
         offset = 0
         for i in adapted:
             r = ps[i].lora_a.shape[0]
@@ -247,6 +249,27 @@ def project_backward(dy: torch.Tensor, x2: torch.Tensor | None, xa: torch.Tensor
     """Gradients of one projection: ``(dx or None, dA or None, dB or None)``; see ``project_group_backward``."""
     dx, ((d_a, d_b),) = project_group_backward((dy,), x2, (xa,), (p,), need_dx=need_dx, ws=(w,), dx_out=dx_out)
     return dx, d_a, d_b
+
+
+_WIDE_MM: bool | None = None  # whether this torch's CUDA GEMM writes float32 from 16-bit inputs (mm.dtype)
+
+
+def matmul_as(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``a @ b`` as ``dtype``. An adapter gradient from 16-bit activations, wanted in float32 (PEFT's
+    master copy), comes out of the CUDA GEMM itself in float32: no cast kernel after it (fourteen
+    launches a decoder layer's backward, which a launch-bound step waits for) and no rounding to
+    16 bits on the way."""
+    global _WIDE_MM
+    if (dtype == torch.float32 and a.dtype in (torch.bfloat16, torch.float16) and a.is_cuda
+            and _WIDE_MM is not False):
+        try:
+            out = torch.mm(a, b, out_dtype=torch.float32)
+        except (RuntimeError, TypeError):  # a torch without mm.dtype on CUDA
+            _WIDE_MM = False
+        else:
+            _WIDE_MM = True
+            return out
+    return (a @ b).to(dtype)
 
 
 def _grad(g: torch.Tensor, scaling: float, dtype: torch.dtype) -> torch.Tensor:

@@ -147,6 +147,64 @@ def _decoded(qs, device) -> _Decoded:
     return cached
 
 
+class _WordLaunch:
+    """One weight's launch of the word kernel, worked out once and kept on its quant_state.
+
+    A training step dequantizes every base weight two or three times, and on a launch-bound step
+    (llama-1b: 224 dequantizations a step) the host cost of each launch is what the step waits for:
+    the quant_state reads, the argument list and, above all, Triton's autotuner, which rebuilds its
+    key from every argument on every call. After the autotuner's first pick for an output dtype, the
+    kernel is launched with that pick directly."""
+
+    __slots__ = ("data_ptr", "absmax_ptr", "decoded", "shape", "device", "head", "tail", "n_words", "nested",
+                 "picked")
+
+    def __init__(self, q: torch.Tensor, qs, d: _Decoded, n_elements: int):
+        self.data_ptr, self.absmax_ptr, self.decoded = q.data_ptr(), qs.absmax.data_ptr(), d
+        self.shape, self.device = tuple(qs.shape), q.device
+        self.n_words = n_elements // 8
+        self.nested = d.nested
+        self.head = (q.reshape(-1).view(torch.int32), d.code, qs.absmax, d.code2, d.absmax2)
+        self.tail = (self.n_words, int(qs.blocksize), d.blocksize2, d.offset)
+        self.picked: dict[torch.dtype, tuple[tuple, dict]] = {}
+
+    def fits(self, q: torch.Tensor, qs, d: _Decoded) -> bool:
+        """Whether the weight still lives where, and is read as, this launch was worked out for."""
+        return d is self.decoded and q.data_ptr() == self.data_ptr and qs.absmax.data_ptr() == self.absmax_ptr
+
+    def run(self, out: torch.Tensor) -> None:
+        picked = self.picked.get(out.dtype)
+        if picked is not None:
+            grid, kwargs = picked
+            _dequant_4bit_words.fn.run(*self.head, out, *self.tail, grid=grid, warmup=False, **kwargs)
+            return
+        n_words = self.n_words
+        _dequant_4bit_words[lambda meta: (cdiv(n_words, meta["BLOCK_WORDS"]),)](
+            *self.head, out, *self.tail, NESTED=self.nested)
+        config = _dequant_4bit_words.best_config
+        if config.pre_hook is None:
+            self.picked[out.dtype] = ((cdiv(n_words, config.kwargs["BLOCK_WORDS"]),),
+                                      {**config.all_kwargs(), "NESTED": self.nested})
+
+
+def _word_launch(q: torch.Tensor, qs, d: _Decoded) -> _WordLaunch | None:
+    """The kept word-kernel launch of this weight, or None when the word kernel cannot read it."""
+    launch = getattr(qs, "_tuitune_word_launch", None)
+    if launch is not None and launch.fits(q, qs, d):
+        return launch
+    n_elements = 1
+    for s in qs.shape:
+        n_elements *= s
+    if d.packed or n_elements % 8 or int(qs.blocksize) % 8 or not q.is_contiguous() or q.data_ptr() % 4:
+        return None
+    launch = _WordLaunch(q, qs, d, n_elements)
+    try:
+        qs._tuitune_word_launch = launch
+    except AttributeError:  # a quant_state that takes no new attributes: work it out every time
+        pass
+    return launch
+
+
 def nf4_dequantize(weight, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Dense (N, K) matrix of a bitsandbytes 4-bit weight (``Params4bit`` or a ``Linear4bit``).
 
@@ -158,19 +216,17 @@ def nf4_dequantize(weight, dtype: torch.dtype | None = None) -> torch.Tensor:
     q = data.view(torch.uint8) if data.dtype != torch.uint8 else data
     d = _decoded(qs, q.device)
     out_dtype = dtype or (getattr(qs, "original_dtype", qs.dtype) if d.packed else qs.dtype)
+    launch = _word_launch(q, qs, d)
+    if launch is not None:
+        out = torch.empty(launch.shape, dtype=out_dtype, device=launch.device)
+        launch.run(out)
+        return out
     shape = tuple(qs.shape)
     n_elements = 1
     for s in shape:
         n_elements *= s
     out = torch.empty(shape, dtype=out_dtype, device=q.device)
     blocksize = int(qs.blocksize)
-    if (not d.packed and n_elements % 8 == 0 and blocksize % 8 == 0 and q.is_contiguous()
-            and q.data_ptr() % 4 == 0):
-        n_words = n_elements // 8
-        _dequant_4bit_words[lambda meta: (cdiv(n_words, meta["BLOCK_WORDS"]),)](
-            q.reshape(-1).view(torch.int32), d.code, qs.absmax, d.code2, d.absmax2, out, n_words, blocksize, d.blocksize2,
-            d.offset, NESTED=d.nested)
-        return out
     if not d.packed and n_elements % 2 == 0 and blocksize % 2 == 0:
         n_bytes = n_elements // 2
         _dequant_4bit_bytes[lambda meta: (cdiv(n_bytes, meta["BLOCK_BYTES"]),)](

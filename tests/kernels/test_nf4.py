@@ -42,6 +42,26 @@ def test_fp4_uses_the_same_path(device):
           torch.float32)
 
 
+def test_later_dequantizations_reuse_the_kept_launch_and_follow_new_data(device):
+    """Each weight's launch is worked out once (the autotuner's pick included) and kept on its
+    quant_state; every later call, in either output dtype, must still read the weight as it is now."""
+    w, p = _quantized((96, 256), torch.bfloat16, True, device)
+    theirs = bnb.functional.dequantize_4bit(p.data, p.quant_state).double()
+    for dtype in (torch.bfloat16, torch.float32):
+        first = nf4_dequantize(p, dtype)  # this dtype's first launch goes through the autotuner
+        assert p.quant_state._tuitune_word_launch.picked.get(dtype) is not None
+        again = nf4_dequantize(p, dtype)  # later ones launch its pick directly
+        assert again.dtype == dtype and torch.equal(again, first)
+        check("nf4_dequantize.vs_bnb", again, theirs, torch.bfloat16)
+    w2, p2 = _quantized((96, 256), torch.bfloat16, True, device)
+    p.data, p.quant_state = p2.data, p2.quant_state  # a re-quantized weight: new storage, new state
+    check("nf4_dequantize.vs_bnb", nf4_dequantize(p), bnb.functional.dequantize_4bit(p2.data, p2.quant_state).double(),
+          torch.bfloat16)
+    p.data = p.data.clone().bitwise_xor_(0x35)  # the same state over other codes, in new storage
+    check("nf4_dequantize.vs_bnb", nf4_dequantize(p), bnb.functional.dequantize_4bit(p.data, p.quant_state).double(),
+          torch.bfloat16)
+
+
 @pytest.mark.skipif(ON_GPU, reason="bitsandbytes' CPU packed layout only exists on the CPU")
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_nf4_reads_the_cpu_packed_layout(dtype):
