@@ -50,13 +50,9 @@ def _key(t: torch.Tensor, dtype: torch.dtype) -> tuple:
 
 def cast_adapter(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``t`` in ``dtype``, cast once and reused until ``t`` changes (see ``_key``)."""
-    global _step_hook
     if t.dtype == dtype:
         return t
-    if _step_hook is None:
-        from torch.optim.optimizer import register_optimizer_step_post_hook
-
-        _step_hook = register_optimizer_step_post_hook(_count_step)
+    _ensure_step_hook()
     kept = getattr(t, "_tuitune_cast", None)
     if kept is not None and kept[0] == _key(t, dtype):
         return kept[1]
@@ -68,6 +64,14 @@ def cast_adapter(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         group[id(t)] = t
     _recast(group, dtype)
     return t._tuitune_cast[1]
+
+
+def _ensure_step_hook() -> None:
+    global _step_hook
+    if _step_hook is None:
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        _step_hook = register_optimizer_step_post_hook(_count_step)
 
 
 def optimizer_steps() -> int:
@@ -137,8 +141,58 @@ def _uniform_scaling(ps) -> float | None:
     return scalings.pop() if len(scalings) == 1 else None
 
 
-def _stacked(mats: list[torch.Tensor]) -> torch.Tensor:
-    return mats[0] if len(mats) == 1 else torch.cat(mats)
+_STACK = "_tuitune_stack"  # on a group's first adapter: (the group's ids, the stacked buffer)
+_IN_STACK = "_tuitune_in_stack"  # on every adapter whose kept cast is a view of a stacked buffer
+
+
+def stacked_casts(ts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    """The casts of adapter matrices that share an input (q, k and v's A; gate and up's A), stacked by
+    rows, without a concatenation per call: the kept casts are row views of one buffer, so refreshing
+    them (``cast_adapter``, or ``refresh_kept_casts`` before a CUDA graph replays) refreshes the stack,
+    and a graph that read the stack reads the current adapters. Concatenates when the casts cannot
+    be views of one buffer (no cast needed, a DTensor, an adapter already in another group's stack)."""
+    if len(ts) == 1:
+        return cast_adapter(ts[0], dtype)
+    if any(type(t) not in (torch.Tensor, torch.nn.Parameter) or t.dtype == dtype or t.dim() != 2 for t in ts):
+        return torch.cat([cast_adapter(t, dtype) for t in ts])
+    ids = tuple(id(t) for t in ts)
+    kept = ts[0].__dict__.get(_STACK)
+    buffer = kept[1] if kept is not None and kept[0] == ids else None
+    if buffer is None or buffer.dtype != dtype or not _views_of(ts, buffer):
+        if any(t.__dict__.get(_IN_STACK) for t in ts):
+            return torch.cat([cast_adapter(t, dtype) for t in ts])
+        buffer = _new_stack(ts, dtype)
+    for t in ts:
+        cast_adapter(t, dtype)  # brings stale views up to date, in place
+    return buffer
+
+
+def _views_of(ts: list[torch.Tensor], buffer: torch.Tensor) -> bool:
+    """Whether each adapter's kept cast is still its rows of ``buffer``."""
+    offset = 0
+    for t in ts:
+        kept = getattr(t, "_tuitune_cast", None)
+        if (kept is None or kept[1].dtype != buffer.dtype or kept[1].shape != t.shape
+                or kept[1].data_ptr() != buffer[offset].data_ptr()):
+            return False
+        offset += t.shape[0]
+    return True
+
+
+def _new_stack(ts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    """One buffer for the group's casts; each adapter's kept cast becomes its (stale) rows of it."""
+    _ensure_step_hook()
+    first = ts[0]
+    buffer = torch.empty((sum(t.shape[0] for t in ts), first.shape[1]), dtype=dtype, device=first.device)
+    group = _KEPT.setdefault((first.device, first.dtype, dtype), weakref.WeakValueDictionary())
+    offset = 0
+    for t in ts:
+        t._tuitune_cast = (None, buffer[offset:offset + t.shape[0]])
+        t.__dict__[_IN_STACK] = True
+        group[id(t)] = t
+        offset += t.shape[0]
+    first.__dict__[_STACK] = (tuple(id(t) for t in ts), buffer)
+    return buffer
 
 
 def project_group(x2: torch.Tensor, ps, ws=None):
@@ -156,7 +210,7 @@ def project_group(x2: torch.Tensor, ps, ws=None):
     with_adapter = [p for p in ps if p.lora_a is not None]
     xas: list[torch.Tensor | None] = [None] * len(ps)
     if with_adapter:
-        xa_all = x2 @ _stacked([p.adapter(x2.dtype)[0] for p in with_adapter]).t()
+        xa_all = x2 @ stacked_casts([p.lora_a for p in with_adapter], x2.dtype).t()
         offset = 0
         for i, p in enumerate(ps):
             if p.lora_a is not None:
@@ -170,7 +224,7 @@ def project_group(x2: torch.Tensor, ps, ws=None):
         if xa is None:
             ys.append(torch.addmm(bias, x2, w.t()) if bias is not None else x2 @ w.t())
             continue
-        b = p.adapter(x2.dtype)[1]
+        b = cast_adapter(p.lora_b, x2.dtype)
         if bias is not None:
             y = torch.addmm(bias, xa, b.t(), alpha=p.scaling)
         else:
@@ -210,7 +264,7 @@ def project_group_backward(dys, x2: torch.Tensor | None, xas, ps, need_dx: bool 
         offset = 0
         for i in adapted:
             r = ps[i].lora_a.shape[0]
-            torch.mm(dys[i], ps[i].adapter(dtype)[1], out=dyb_all[:, offset:offset + r])
+            torch.mm(dys[i], cast_adapter(ps[i].lora_b, dtype), out=dyb_all[:, offset:offset + r])
             grads[i] = (None, _grad(matmul_as(dys[i].t(), xas[i], ps[i].lora_b.dtype), ps[i].scaling,
                                     ps[i].lora_b.dtype))
             offset += r
@@ -222,9 +276,9 @@ def project_group_backward(dys, x2: torch.Tensor | None, xas, ps, need_dx: bool 
         if adapted:
             scaling = _uniform_scaling([ps[i] for i in adapted])
             if scaling is not None:
-                a_all = _stacked([ps[i].adapter(dtype)[0] for i in adapted])
+                a_all = stacked_casts([ps[i].lora_a for i in adapted], dtype)
             else:
-                a_all, scaling = torch.cat([ps[i].adapter(dtype)[0] * ps[i].scaling for i in adapted]), 1.0
+                a_all, scaling = torch.cat([cast_adapter(ps[i].lora_a, dtype) * ps[i].scaling for i in adapted]), 1.0
             dx.addmm_(dyb_all, a_all, beta=0.0, alpha=scaling)
             first = False
         for i in live:

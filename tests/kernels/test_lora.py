@@ -208,3 +208,43 @@ def test_adapter_casts_are_retired_by_any_optimizer_step_even_without_a_version_
     want = ref.lora_linear(x.double(), w64, None, p.lora_a.double(), p.lora_b.double(), p.scaling)
     check("lora_o.after_raw_write", after, want, dtype)
     assert not torch.equal(before, after)
+
+
+def test_a_groups_stacked_adapter_casts_are_one_buffer_that_a_refresh_alone_brings_up_to_date(device):
+    """q, k and v's A casts are row views of one kept buffer: a forward concatenates nothing, and after
+    an optimizer step the casts' refresh alone (all a CUDA graph's replay gets) updates the stack the
+    graph reads."""
+    from tuitune.kernels.ops.lora_weights import refresh_kept_casts, stacked_casts
+
+    dtype = torch.bfloat16
+    projs = [_proj(o, 64, dtype, device, "dense", 8, torch.float32)[0] for o in (64, 24, 24)]
+    optimizer = torch.optim.SGD([t for p in projs for t in (p.lora_a, p.lora_b)], lr=0.5)
+    x = torch.randn(2, 5, 64, device=device, dtype=dtype, requires_grad=True)
+    outs = lora_qkv(x, *projs)
+    torch.autograd.backward(outs, [torch.ones_like(o) for o in outs])
+    a_mats = [p.lora_a for p in projs]
+    stack = stacked_casts(a_mats, dtype)
+    forward = _OpCount()
+    with forward:
+        lora_qkv(x, *projs)
+    assert "cat" not in forward.ops
+    assert stacked_casts(a_mats, dtype).data_ptr() == stack.data_ptr()
+    before = stack.clone()
+    optimizer.step()
+    refresh_kept_casts()
+    assert not torch.equal(stack, before)
+    assert torch.equal(stack, torch.cat([a.detach().to(dtype) for a in a_mats]))
+
+
+def test_an_adapter_in_one_groups_stack_is_concatenated_in_another_group(device):
+    """An adapter's cast is a view of one stack only; asked for in another grouping, the casts are
+    concatenated (the first stack stays what its graphs read) and the values are the adapters'."""
+    from tuitune.kernels.ops.lora_weights import stacked_casts
+
+    dtype = torch.bfloat16
+    a = [(torch.randn(4, 32, device=device) / 6).requires_grad_() for _ in range(3)]
+    first = stacked_casts(a[:2], dtype)
+    other = stacked_casts([a[1], a[2]], dtype)
+    assert torch.equal(other, torch.cat([a[1].detach().to(dtype), a[2].detach().to(dtype)]))
+    assert stacked_casts(a[:2], dtype).data_ptr() == first.data_ptr()
+    assert torch.equal(first, torch.cat([a[0].detach().to(dtype), a[1].detach().to(dtype)]))
