@@ -23,7 +23,7 @@ import torch
 
 from .geglu import geglu_backward, geglu_forward
 from .swiglu import swiglu_backward, swiglu_forward
-from .lora_weights import (LoRAWeights, adapters, as_2d, matmul_as, project, project_group,
+from .lora_weights import (LoRAWeights, adapter_grad, adapters, as_2d, project, project_group,
                            project_group_backward)
 
 ACTIVATIONS = ("swiglu", "geglu", "geglu_tanh")
@@ -156,18 +156,13 @@ def _backward_rows(activation, dy, x, g, u, xa_g, xa_u, ha_d, gate, up, down, gr
     if down.lora_a is not None:
         if ha_d is None:
             ha_d = h @ a_d.t()
-        grads.add("db", _scaled(matmul_as(dy.t(), ha_d, down.lora_b.dtype), down.scaling, down.lora_b.dtype))
-        grads.add("da", _scaled(matmul_as(dyb.t(), h, down.lora_a.dtype), down.scaling, down.lora_a.dtype))
+        grads.add("db", adapter_grad(dy.t(), ha_d, down.scaling, down.lora_b.dtype))
+        grads.add("da", adapter_grad(dyb.t(), h, down.scaling, down.lora_a.dtype))
     del h, dh
     _, ((da_g, db_g), (da_u, db_u)) = project_group_backward(
         (dg, du), x, (xa_g, xa_u), (gate, up), need_dx=dx_out is not None, ws=(wg, wu), dx_out=dx_out)
     for key, value in (("ga", da_g), ("gb", db_g), ("ua", da_u), ("ub", db_u)):
         grads.add(key, value)
-
-
-def _scaled(g: torch.Tensor, scaling: float, dtype: torch.dtype) -> torch.Tensor:
-    g = g.to(dtype)
-    return g.mul_(scaling) if scaling != 1.0 else g
 
 
 def lora_mlp(x: torch.Tensor, gate: LoRAWeights, up: LoRAWeights, down: LoRAWeights,

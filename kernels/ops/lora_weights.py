@@ -58,12 +58,17 @@ def cast_adapter(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return kept[1]
     if type(t) not in (torch.Tensor, torch.nn.Parameter):  # e.g. a DTensor: cast on its own, every time
         return t.detach().to(dtype)
-    group = _KEPT.setdefault((t.device, t.dtype, dtype), weakref.WeakValueDictionary())
+    group = _kept_group(t, dtype)
     if not _holds_cast(kept, t, dtype) or group.get(id(t)) is not t:
         t._tuitune_cast = (None, torch.empty(t.shape, dtype=dtype, device=t.device))
         group[id(t)] = t
     _recast(group, dtype)
     return t._tuitune_cast[1]
+
+
+def _kept_group(t: torch.Tensor, dtype: torch.dtype) -> weakref.WeakValueDictionary:
+    """The adapters whose casts to ``dtype`` are refreshed together with ``t``'s."""
+    return _KEPT.setdefault((t.device, t.dtype, dtype), weakref.WeakValueDictionary())
 
 
 def _ensure_step_hook() -> None:
@@ -161,7 +166,7 @@ def stacked_casts(ts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
     if buffer is None or buffer.dtype != dtype or not _views_of(ts, buffer):
         if any(t.__dict__.get(_IN_STACK) for t in ts):
             return torch.cat([cast_adapter(t, dtype) for t in ts])
-        buffer = _new_stack(ts, dtype)
+        buffer = _new_stack(ts, ids, dtype)
     for t in ts:
         cast_adapter(t, dtype)  # brings stale views up to date, in place
     return buffer
@@ -179,19 +184,19 @@ def _views_of(ts: list[torch.Tensor], buffer: torch.Tensor) -> bool:
     return True
 
 
-def _new_stack(ts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+def _new_stack(ts: list[torch.Tensor], ids: tuple, dtype: torch.dtype) -> torch.Tensor:
     """One buffer for the group's casts; each adapter's kept cast becomes its (stale) rows of it."""
     _ensure_step_hook()
     first = ts[0]
     buffer = torch.empty((sum(t.shape[0] for t in ts), first.shape[1]), dtype=dtype, device=first.device)
-    group = _KEPT.setdefault((first.device, first.dtype, dtype), weakref.WeakValueDictionary())
+    group = _kept_group(first, dtype)
     offset = 0
     for t in ts:
         t._tuitune_cast = (None, buffer[offset:offset + t.shape[0]])
         t.__dict__[_IN_STACK] = True
         group[id(t)] = t
         offset += t.shape[0]
-    first.__dict__[_STACK] = (tuple(id(t) for t in ts), buffer)
+    first.__dict__[_STACK] = (ids, buffer)
     return buffer
 
 
@@ -265,8 +270,7 @@ def project_group_backward(dys, x2: torch.Tensor | None, xas, ps, need_dx: bool 
         for i in adapted:
             r = ps[i].lora_a.shape[0]
             torch.mm(dys[i], cast_adapter(ps[i].lora_b, dtype), out=dyb_all[:, offset:offset + r])
-            grads[i] = (None, _grad(matmul_as(dys[i].t(), xas[i], ps[i].lora_b.dtype), ps[i].scaling,
-                                    ps[i].lora_b.dtype))
+            grads[i] = (None, adapter_grad(dys[i].t(), xas[i], ps[i].scaling, ps[i].lora_b.dtype))
             offset += r
     dx = None
     if need_dx and live:
@@ -324,6 +328,11 @@ def matmul_as(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Ten
             _WIDE_MM = True
             return out
     return (a @ b).to(dtype)
+
+
+def adapter_grad(a: torch.Tensor, b: torch.Tensor, scaling: float, dtype: torch.dtype) -> torch.Tensor:
+    """An adapter matrix's gradient ``scaling * a @ b`` in the adapter's ``dtype``."""
+    return _grad(matmul_as(a, b, dtype), scaling, dtype)
 
 
 def _grad(g: torch.Tensor, scaling: float, dtype: torch.dtype) -> torch.Tensor:

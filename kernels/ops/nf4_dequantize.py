@@ -13,6 +13,8 @@ layouts are read here; the result is the same dense matrix.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
@@ -156,14 +158,12 @@ class _WordLaunch:
     key from every argument on every call. After the autotuner's first pick for an output dtype, the
     kernel is launched with that pick directly."""
 
-    __slots__ = ("data_ptr", "absmax_ptr", "decoded", "shape", "device", "head", "tail", "n_words", "nested",
-                 "picked")
+    __slots__ = ("data_ptr", "absmax_ptr", "decoded", "shape", "device", "head", "tail", "n_words", "picked")
 
     def __init__(self, q: torch.Tensor, qs, d: _Decoded, n_elements: int):
         self.data_ptr, self.absmax_ptr, self.decoded = q.data_ptr(), qs.absmax.data_ptr(), d
         self.shape, self.device = tuple(qs.shape), q.device
         self.n_words = n_elements // 8
-        self.nested = d.nested
         self.head = (q.reshape(-1).view(torch.int32), d.code, qs.absmax, d.code2, d.absmax2)
         self.tail = (self.n_words, int(qs.blocksize), d.blocksize2, d.offset)
         self.picked: dict[torch.dtype, tuple[tuple, dict]] = {}
@@ -180,11 +180,11 @@ class _WordLaunch:
             return
         n_words = self.n_words
         _dequant_4bit_words[lambda meta: (cdiv(n_words, meta["BLOCK_WORDS"]),)](
-            *self.head, out, *self.tail, NESTED=self.nested)
+            *self.head, out, *self.tail, NESTED=self.decoded.nested)
         config = _dequant_4bit_words.best_config
         if config.pre_hook is None:
             self.picked[out.dtype] = ((cdiv(n_words, config.kwargs["BLOCK_WORDS"]),),
-                                      {**config.all_kwargs(), "NESTED": self.nested})
+                                      {**config.all_kwargs(), "NESTED": self.decoded.nested})
 
 
 def _word_launch(q: torch.Tensor, qs, d: _Decoded) -> _WordLaunch | None:
@@ -192,9 +192,7 @@ def _word_launch(q: torch.Tensor, qs, d: _Decoded) -> _WordLaunch | None:
     launch = getattr(qs, "_tuitune_word_launch", None)
     if launch is not None and launch.fits(q, qs, d):
         return launch
-    n_elements = 1
-    for s in qs.shape:
-        n_elements *= s
+    n_elements = math.prod(qs.shape)
     if d.packed or n_elements % 8 or int(qs.blocksize) % 8 or not q.is_contiguous() or q.data_ptr() % 4:
         return None
     launch = _WordLaunch(q, qs, d, n_elements)
@@ -222,9 +220,7 @@ def nf4_dequantize(weight, dtype: torch.dtype | None = None) -> torch.Tensor:
         launch.run(out)
         return out
     shape = tuple(qs.shape)
-    n_elements = 1
-    for s in shape:
-        n_elements *= s
+    n_elements = math.prod(shape)
     out = torch.empty(shape, dtype=out_dtype, device=q.device)
     blocksize = int(qs.blocksize)
     if not d.packed and n_elements % 2 == 0 and blocksize % 2 == 0:

@@ -171,15 +171,22 @@ class _OpCount(torch.utils._python_dispatch.TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+def _qkv_after_one_backward(device, dtype, lr: float):
+    """q, k, v projections with float32 adapters used in ``dtype``, their SGD optimizer and the input,
+    after one forward and backward (gradients in place, no step taken)."""
+    projs = [_proj(o, 64, dtype, device, "dense", 8, torch.float32)[0] for o in (64, 24, 24)]
+    optimizer = torch.optim.SGD([t for p in projs for t in (p.lora_a, p.lora_b)], lr=lr)
+    x = torch.randn(2, 5, 64, device=device, dtype=dtype, requires_grad=True)
+    outs = lora_qkv(x, *projs)
+    torch.autograd.backward(outs, [torch.ones_like(o) for o in outs])
+    return projs, optimizer, x
+
+
 def test_after_an_optimizer_step_one_batched_copy_recasts_every_adapter(device):
     """float32 adapters used in bf16: the first forward after a step re-casts all six q/k/v adapter
     tensors in one copy (one launch, not six), later uses reuse them, and the new values are used."""
     dtype = torch.bfloat16
-    projs = [_proj(o, 64, dtype, device, "dense", 8, torch.float32)[0] for o in (64, 24, 24)]
-    optimizer = torch.optim.SGD([t for p in projs for t in (p.lora_a, p.lora_b)], lr=0.1)
-    x = torch.randn(2, 5, 64, device=device, dtype=dtype, requires_grad=True)
-    outs = lora_qkv(x, *projs)
-    torch.autograd.backward(outs, [torch.ones_like(o) for o in outs])
+    projs, optimizer, x = _qkv_after_one_backward(device, dtype, lr=0.1)
     optimizer.step()
     after_step = _OpCount()
     with after_step:
@@ -217,11 +224,7 @@ def test_a_groups_stacked_adapter_casts_are_one_buffer_that_a_refresh_alone_brin
     from tuitune.kernels.ops.lora_weights import refresh_kept_casts, stacked_casts
 
     dtype = torch.bfloat16
-    projs = [_proj(o, 64, dtype, device, "dense", 8, torch.float32)[0] for o in (64, 24, 24)]
-    optimizer = torch.optim.SGD([t for p in projs for t in (p.lora_a, p.lora_b)], lr=0.5)
-    x = torch.randn(2, 5, 64, device=device, dtype=dtype, requires_grad=True)
-    outs = lora_qkv(x, *projs)
-    torch.autograd.backward(outs, [torch.ones_like(o) for o in outs])
+    projs, optimizer, x = _qkv_after_one_backward(device, dtype, lr=0.5)
     a_mats = [p.lora_a for p in projs]
     stack = stacked_casts(a_mats, dtype)
     forward = _OpCount()
