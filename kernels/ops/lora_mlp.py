@@ -23,7 +23,7 @@ import torch
 
 from .geglu import geglu_backward, geglu_forward
 from .swiglu import swiglu_backward, swiglu_forward
-from .lora_weights import (LoRAWeights, adapter_grad, adapters, as_2d, project, project_group,
+from .lora_weights import (LoRAWeights, adapters, as_2d, matmul_as, project, project_group,
                            project_group_backward)
 
 ACTIVATIONS = ("swiglu", "geglu", "geglu_tanh")
@@ -146,8 +146,8 @@ def _backward_rows(activation, dy, x, g, u, xa_g, xa_u, ha_d, gate, up, down, gr
     if down.lora_a is not None:
         # the adapter's share first, written (beta=0); the compute-bound base GEMM then adds into it
         a_d, b_d = down.adapter(dy.dtype)
-        dyb = dy @ b_d
-        dh = dy.new_empty((dy.shape[0], down.in_features)).addmm_(dyb, a_d, beta=0.0, alpha=down.scaling)
+        dyb = dy.new_empty((dy.shape[0], b_d.shape[1])).addmm_(dy, b_d, beta=0.0, alpha=down.scaling)
+        dh = dy.new_empty((dy.shape[0], down.in_features)).addmm_(dyb, a_d, beta=0.0)
         dh.addmm_(dy, wd)
     else:
         dh = dy @ wd
@@ -155,9 +155,9 @@ def _backward_rows(activation, dy, x, g, u, xa_g, xa_u, ha_d, gate, up, down, gr
     dg, du, h = _act_backward_in_place(activation, dh, g, u)
     if down.lora_a is not None:
         if ha_d is None:
-            ha_d = h @ a_d.t()
-        grads.add("db", adapter_grad(dy.t(), ha_d, down.scaling, down.lora_b.dtype))
-        grads.add("da", adapter_grad(dyb.t(), h, down.scaling, down.lora_a.dtype))
+            ha_d = h.new_empty((h.shape[0], a_d.shape[0])).addmm_(h, a_d.t(), beta=0.0, alpha=down.scaling)
+        grads.add("db", matmul_as(dy.t(), ha_d, down.lora_b.dtype))
+        grads.add("da", matmul_as(dyb.t(), h, down.lora_a.dtype))
     del h, dh
     _, ((da_g, db_g), (da_u, db_u)) = project_group_backward(
         (dg, du), x, (xa_g, xa_u), (gate, up), need_dx=dx_out is not None, ws=(wg, wu), dx_out=dx_out)

@@ -17,6 +17,11 @@ The adapter's rank-r GEMM writes the output first and the base GEMM adds into it
 the adapter last would be a memory-bound pass reading and writing the whole output. Projections
 that share an input (q, k and v; gate and up) get their rank-r products from one GEMM, and in the
 backward pass their dA from one GEMM and their input-gradient shares from one GEMM.
+
+The LoRA scaling rides on the two rank-r products, ``xa = scaling * x @ A.T`` in the forward and
+``dyb = scaling * dy @ B`` in the backward (the GEMMs' ``alpha``), so every gradient GEMM gives its
+gradient as it is: no scaling pass over dA, dB or dx afterwards (two launches per projection on a
+launch-bound step).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .nf4_dequantize import base_weight
+from .nf4_dequantize import _KEPT_DENSE, base_weight, nf4_dequantize
 
 _optimizer_steps = 0
 _step_hook = None
@@ -200,28 +205,69 @@ def _new_stack(ts: list[torch.Tensor], ids: tuple, dtype: torch.dtype) -> torch.
     return buffer
 
 
-def project_group(x2: torch.Tensor, ps, ws=None):
+def stacked_dense(ps, dtype: torch.dtype) -> torch.Tensor | None:
+    """The dense weights of 4-bit projections that share an input, dequantized into the row blocks of
+    one (sum of outputs, in) buffer, so that ``project_group(..., stacked=...)`` runs one base GEMM for
+    the group; None when any weight is not 4-bit or is kept dense already (a stack would be a copy)."""
+    if len(ps) < 2:
+        return None
+    weights = [p.weight for p in ps]
+    if any(getattr(w, "quant_state", None) is None or getattr(w, _KEPT_DENSE, None) is not None for w in weights):
+        return None
+    buffer = torch.empty((sum(p.out_features for p in ps), ps[0].in_features), dtype=dtype,
+                         device=weights[0].device)
+    offset = 0
+    for p, w in zip(ps, weights):
+        nf4_dequantize(w, dtype, out=buffer[offset:offset + p.out_features])
+        offset += p.out_features
+    return buffer
+
+
+def row_blocks(stacked: torch.Tensor, ps) -> list[torch.Tensor]:
+    """Each projection's weight as its rows of a ``stacked_dense`` buffer."""
+    blocks, offset = [], 0
+    for p in ps:
+        blocks.append(stacked[offset:offset + p.out_features])
+        offset += p.out_features
+    return blocks
+
+
+def project_group(x2: torch.Tensor, ps, ws=None, stacked: torch.Tensor | None = None):
     """Forward of projections that share the input ``x2`` (q, k, v; gate and up; or one alone).
 
-    Returns ``(ys, xas)``: each projection's output and its ``x @ A.T`` (None without adapter).
+    Returns ``(ys, xas)``: each projection's output and its ``scaling * x @ A.T`` (None without adapter).
     The rank-r products of all adapters come from one GEMM (``x2`` is read once; each ``xa`` is a
     column slice of its result). Each output is first written by its adapter's rank-r GEMM, then the
     base GEMM adds into it (``beta=1``): the base GEMM is compute-bound and reads the output in its
     epilogue at no visible cost, where adding the adapter afterwards would be a separate,
     memory-bound pass reading and writing the whole output. ``ws``: dense weights the caller holds
-    (or None entries: dequantized here, one at a time, and dropped after use).
+    (or None entries: dequantized here, one at a time, and dropped after use). ``stacked``: the group's
+    weights as one ``stacked_dense`` buffer; when every projection has an adapter and no bias, the
+    outputs are then column blocks of one buffer written by one base GEMM (fewer, larger launches; a
+    caller must accept outputs whose rows are strided, and that any one of them keeps all alive).
     """
+    if stacked is not None:
+        ws = row_blocks(stacked, ps)
+        if len(ps) < 2 or any(p.lora_a is None or p.bias is not None for p in ps):
+            stacked = None
     ws = ws if ws is not None else (None,) * len(ps)
     with_adapter = [p for p in ps if p.lora_a is not None]
     xas: list[torch.Tensor | None] = [None] * len(ps)
     if with_adapter:
-        xa_all = x2 @ stacked_casts([p.lora_a for p in with_adapter], x2.dtype).t()
+        a_all = stacked_casts([p.lora_a for p in with_adapter], x2.dtype)
+        scaling = _uniform_scaling(with_adapter)
+        xa_all = x2.new_empty((x2.shape[0], a_all.shape[0])).addmm_(
+            x2, a_all.t(), beta=0.0, alpha=1.0 if scaling is None else scaling)
         offset = 0
         for i, p in enumerate(ps):
             if p.lora_a is not None:
                 r = p.lora_a.shape[0]
                 xas[i] = xa_all[:, offset:offset + r]
+                if scaling is None and p.scaling != 1.0:
+                    xas[i].mul_(p.scaling)
                 offset += r
+    if stacked is not None:
+        return _project_stacked(x2, ps, xas, stacked), xas
     ys = []
     for p, w, xa in zip(ps, ws, xas):
         w = p.dense(x2.dtype) if w is None else w
@@ -231,11 +277,25 @@ def project_group(x2: torch.Tensor, ps, ws=None):
             continue
         b = cast_adapter(p.lora_b, x2.dtype)
         if bias is not None:
-            y = torch.addmm(bias, xa, b.t(), alpha=p.scaling)
+            y = torch.addmm(bias, xa, b.t())
         else:
-            y = x2.new_empty((x2.shape[0], p.out_features)).addmm_(xa, b.t(), beta=0.0, alpha=p.scaling)
+            y = x2.new_empty((x2.shape[0], p.out_features)).addmm_(xa, b.t(), beta=0.0)
         ys.append(y.addmm_(x2, w.t()))
     return ys, xas
+
+
+def _project_stacked(x2: torch.Tensor, ps, xas, stacked: torch.Tensor) -> list[torch.Tensor]:
+    """The outputs of adapted projections as column blocks of one buffer: each adapter's rank-r GEMM
+    writes its block, then one base GEMM over the stacked weights adds into all of them."""
+    y = x2.new_empty((x2.shape[0], stacked.shape[0]))
+    ys, offset = [], 0
+    for p, xa in zip(ps, xas):
+        block = y[:, offset:offset + p.out_features]
+        block.addmm_(xa, cast_adapter(p.lora_b, x2.dtype).t(), beta=0.0)
+        ys.append(block)
+        offset += p.out_features
+    y.addmm_(x2, stacked.t())
+    return ys
 
 
 def project(x2: torch.Tensor, p: LoRAWeights, w: torch.Tensor | None = None):
@@ -269,8 +329,9 @@ def project_group_backward(dys, x2: torch.Tensor | None, xas, ps, need_dx: bool 
         offset = 0
         for i in adapted:
             r = ps[i].lora_a.shape[0]
-            torch.mm(dys[i], cast_adapter(ps[i].lora_b, dtype), out=dyb_all[:, offset:offset + r])
-            grads[i] = (None, adapter_grad(dys[i].t(), xas[i], ps[i].scaling, ps[i].lora_b.dtype))
+            dyb_all[:, offset:offset + r].addmm_(dys[i], cast_adapter(ps[i].lora_b, dtype), beta=0.0,
+                                                 alpha=ps[i].scaling)
+            grads[i] = (None, matmul_as(dys[i].t(), xas[i], ps[i].lora_b.dtype))
             offset += r
     dx = None
     if need_dx and live:
@@ -278,12 +339,7 @@ def project_group_backward(dys, x2: torch.Tensor | None, xas, ps, need_dx: bool 
         dx = dx_out if dx_out is not None else dys[live[0]].new_empty((n, ps[live[0]].in_features))
         first = True
         if adapted:
-            scaling = _uniform_scaling([ps[i] for i in adapted])
-            if scaling is not None:
-                a_all = stacked_casts([ps[i].lora_a for i in adapted], dtype)
-            else:
-                a_all, scaling = torch.cat([cast_adapter(ps[i].lora_a, dtype) * ps[i].scaling for i in adapted]), 1.0
-            dx.addmm_(dyb_all, a_all, beta=0.0, alpha=scaling)
+            dx.addmm_(dyb_all, stacked_casts([ps[i].lora_a for i in adapted], dtype), beta=0.0)
             first = False
         for i in live:
             w = ws[i] if ws[i] is not None else ps[i].dense(dtype)
@@ -297,7 +353,7 @@ def project_group_backward(dys, x2: torch.Tensor | None, xas, ps, need_dx: bool 
         offset = 0
         for i in adapted:
             r = ps[i].lora_a.shape[0]
-            grads[i] = (_grad(d_a_all[offset:offset + r], ps[i].scaling, ps[i].lora_a.dtype), grads[i][1])
+            grads[i] = (d_a_all[offset:offset + r].to(ps[i].lora_a.dtype), grads[i][1])
             offset += r
     return dx, grads
 
@@ -328,16 +384,6 @@ def matmul_as(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Ten
             _WIDE_MM = True
             return out
     return (a @ b).to(dtype)
-
-
-def adapter_grad(a: torch.Tensor, b: torch.Tensor, scaling: float, dtype: torch.dtype) -> torch.Tensor:
-    """An adapter matrix's gradient ``scaling * a @ b`` in the adapter's ``dtype``."""
-    return _grad(matmul_as(a, b, dtype), scaling, dtype)
-
-
-def _grad(g: torch.Tensor, scaling: float, dtype: torch.dtype) -> torch.Tensor:
-    g = g.to(dtype)
-    return g.mul_(scaling) if scaling != 1.0 else g
 
 
 def adapters(*projections: LoRAWeights) -> list[torch.Tensor | None]:

@@ -203,25 +203,32 @@ def _word_launch(q: torch.Tensor, qs, d: _Decoded) -> _WordLaunch | None:
     return launch
 
 
-def nf4_dequantize(weight, dtype: torch.dtype | None = None) -> torch.Tensor:
+def nf4_dequantize(weight, dtype: torch.dtype | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
     """Dense (N, K) matrix of a bitsandbytes 4-bit weight (``Params4bit`` or a ``Linear4bit``).
 
     Reads ``quant_state`` as bitsandbytes keeps it: block scales in float32 or double-quantized
     (8-bit codes with a second level of scales and an offset), the CUDA/default byte layout or the
     CPU AVX512 packed layout. ``dtype`` defaults to the dtype the weight was quantized from.
+    ``out``: a contiguous (N, K) tensor to write into (its dtype wins over ``dtype``), for example
+    rows of a buffer that stacks several weights.
     """
     data, qs = _quant_state(weight)
     q = data.view(torch.uint8) if data.dtype != torch.uint8 else data
     d = _decoded(qs, q.device)
     out_dtype = dtype or (getattr(qs, "original_dtype", qs.dtype) if d.packed else qs.dtype)
+    shape = tuple(qs.shape)
+    if out is not None:
+        if tuple(out.shape) != shape or not out.is_contiguous() or out.device != q.device:
+            raise ValueError(f"nf4_dequantize: out must be a contiguous {shape} tensor on {q.device}, "
+                             f"got {tuple(out.shape)} on {out.device}")
+        out_dtype = out.dtype
     launch = _word_launch(q, qs, d)
     if launch is not None:
-        out = torch.empty(launch.shape, dtype=out_dtype, device=launch.device)
+        out = torch.empty(launch.shape, dtype=out_dtype, device=launch.device) if out is None else out
         launch.run(out)
         return out
-    shape = tuple(qs.shape)
     n_elements = math.prod(shape)
-    out = torch.empty(shape, dtype=out_dtype, device=q.device)
+    out = torch.empty(shape, dtype=out_dtype, device=q.device) if out is None else out
     blocksize = int(qs.blocksize)
     if not d.packed and n_elements % 2 == 0 and blocksize % 2 == 0:
         n_bytes = n_elements // 2

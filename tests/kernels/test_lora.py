@@ -82,6 +82,42 @@ def test_lora_qkv_with_bias(device, dtype, base, adapter, shape):
     check(f"lora_qkv.{base}.dx", x.grad, x64.grad, dtype)
 
 
+NF4_CASES = [c for c in CASES if c[1] == "nf4"]
+
+
+@pytest.mark.parametrize("dtype,base,adapter", NF4_CASES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_lora_qkv_stacked_4bit_weights(device, dtype, base, adapter, shape):
+    """Under recomputation (keep_dense) and without autograd, 4-bit q, k and v are dequantized into one
+    buffer and projected by one base GEMM: the outputs are column blocks of one tensor, and outputs and
+    gradients still match the float64 reference."""
+    n, hidden, _, r = shape
+    ad = dtype if adapter == "same" else torch.float32
+    kv = hidden // 4 + 8
+    projs = [_proj(o, hidden, dtype, device, base, r, ad) for o in (hidden, kv, kv)]
+    ps = [p for p, _ in projs]
+    x = torch.randn(2, n, hidden, device=device, dtype=dtype, requires_grad=True)
+    outs = lora_qkv(x, *ps, keep_dense=True)
+    assert len({o.untyped_storage().data_ptr() for o in outs}) == 1, "q, k and v should share one output"
+    grads = [torch.randn_like(o) for o in outs]
+    torch.autograd.backward(outs, grads)
+    x64 = ref.up(x)
+    refs = [_ref_proj(x64, p, w64) for p, w64 in projs]
+    torch.autograd.backward([y for y, _ in refs], [g.double() for g in grads])
+    for name, out, p, (y64, (a64, b64)) in zip("qkv", outs, ps, refs):
+        check(f"lora_qkv.{base}.{name}", out, y64, dtype)
+        check(f"lora_qkv.{base}.dA", p.lora_a.grad, a64.grad, dtype)
+        check(f"lora_qkv.{base}.dB", p.lora_b.grad, b64.grad, dtype)
+    check(f"lora_qkv.{base}.dx", x.grad, x64.grad, dtype)
+    with torch.no_grad():
+        plain = lora_qkv(x, *ps)
+    assert len({o.untyped_storage().data_ptr() for o in plain}) == 1
+    for out, want in zip(plain, outs):
+        assert torch.equal(out, want)
+    kept_for_the_step = lora_qkv(x, *ps)  # autograd on, no recomputation: separate outputs
+    assert len({o.untyped_storage().data_ptr() for o in kept_for_the_step}) == 3
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_lora_qkv_mixed_group(device, dtype):
     """A group whose adapters differ (ranks 8 and 4, scalings 2 and 0.5), one projection without an

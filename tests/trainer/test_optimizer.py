@@ -150,3 +150,31 @@ def test_direct_updates_on_the_gpu_are_bitsandbytes_updates_exactly(grad_dtype):
     for params in (ours, theirs):
         manager.pid2config.pop(id(params[3]), None)
     manager.index2config.update(left)
+
+
+def test_kept_update_arguments_follow_the_parameter_its_states_and_the_group():
+    """The direct update's ctypes arguments are built once per parameter; only the gradient's address,
+    the step and the learning rate are rewritten per step, and anything else that moves rebuilds them."""
+    from tuitune.trainer.optimizer import _UpdateArguments
+
+    params = _params(4)
+    opt = adamw_8bit(params, lr=1e-2)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    group, p = opt.param_groups[0], params[2]
+    state = opt.state[p]
+    kept = _UpdateArguments(opt, group, p, state)
+    grad = torch.zeros_like(p)
+    arguments = kept.for_step(grad, 7, 0.25)
+    assert arguments[1].value == grad.data_ptr() and arguments[9].value == 7 and arguments[10].value == 0.25
+    assert arguments[0].value == p.data_ptr() and arguments[-1].value == p.numel()
+    group["lr"] = 0.5
+    assert kept.fits(opt, group, p, state)  # the learning rate is written per step
+    group["betas"] = (0.8, 0.95)
+    assert not kept.fits(opt, group, p, state)
+    kept = _UpdateArguments(opt, group, p, state)
+    state["state1"] = state["state1"].clone()  # a loaded checkpoint's states
+    assert not kept.fits(opt, group, p, state)
+    kept = _UpdateArguments(opt, group, p, state)
+    assert not kept.fits(opt, group, params[1], opt.state[params[1]])
