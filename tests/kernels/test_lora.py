@@ -118,6 +118,25 @@ def test_lora_qkv_stacked_4bit_weights(device, dtype, base, adapter, shape):
     assert len({o.untyped_storage().data_ptr() for o in kept_for_the_step}) == 3
 
 
+def test_a_stacked_group_with_a_projection_without_adapter_projects_one_by_one(device):
+    """The one-GEMM path needs every output written first by its adapter; with a projection that has
+    none, the group's stacked weights are used as row blocks by separate GEMMs, with the same result."""
+    from tuitune.kernels.ops.lora_weights import project_group, stacked_dense
+
+    dtype = torch.bfloat16 if ON_GPU else torch.float32
+    (q, q64), (k, k64) = (_proj(o, 64, dtype, device, "nf4", 8, dtype) for o in (64, 24))
+    v = LoRAWeights(_proj(24, 64, dtype, device, "nf4", 8, dtype)[0].weight)
+    x = torch.randn(5, 64, device=device, dtype=dtype)
+    with torch.no_grad():
+        stacked = stacked_dense((q, k, v), dtype)
+        assert stacked is not None and stacked.shape == (112, 64)
+        ys, xas = project_group(x, (q, k, v), stacked=stacked)
+        want, _ = project_group(x, (q, k, v))
+    assert xas[2] is None and len({y.untyped_storage().data_ptr() for y in ys}) == 3
+    for y, w in zip(ys, want):
+        check("lora_qkv.nf4.q", y, w.double(), dtype)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_lora_qkv_mixed_group(device, dtype):
     """A group whose adapters differ (ranks 8 and 4, scalings 2 and 0.5), one projection without an
