@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .nf4_dequantize import _KEPT_DENSE, base_weight, nf4_dequantize
+from .nf4_dequantize import base_weight, has_kept_dense, nf4_dequantize
 
 _optimizer_steps = 0
 _step_hook = None
@@ -212,7 +212,7 @@ def stacked_dense(ps, dtype: torch.dtype) -> torch.Tensor | None:
     if len(ps) < 2:
         return None
     weights = [p.weight for p in ps]
-    if any(getattr(w, "quant_state", None) is None or getattr(w, _KEPT_DENSE, None) is not None for w in weights):
+    if any(getattr(w, "quant_state", None) is None or has_kept_dense(w) for w in weights):
         return None
     buffer = torch.empty((sum(p.out_features for p in ps), ps[0].in_features), dtype=dtype,
                          device=weights[0].device)

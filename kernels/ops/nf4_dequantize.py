@@ -257,6 +257,11 @@ def keep_dequantized(weight, dtype: torch.dtype) -> int:
     return dense.numel() * dense.element_size()
 
 
+def has_kept_dense(weight) -> bool:
+    """Whether ``keep_dequantized`` left a dense copy on this weight."""
+    return getattr(weight, _KEPT_DENSE, None) is not None
+
+
 def drop_dequantized(weight) -> None:
     weight.__dict__.pop(_KEPT_DENSE, None)
 

@@ -122,6 +122,7 @@ def test_a_stacked_group_with_a_projection_without_adapter_projects_one_by_one(d
     """The one-GEMM path needs every output written first by its adapter; with a projection that has
     none, the group's stacked weights are used as row blocks by separate GEMMs, with the same result."""
     from tuitune.kernels.ops.lora_weights import project_group, stacked_dense
+    from tuitune.kernels.ops.nf4_dequantize import drop_dequantized, keep_dequantized
 
     dtype = torch.bfloat16 if ON_GPU else torch.float32
     (q, q64), (k, k64) = (_proj(o, 64, dtype, device, "nf4", 8, dtype) for o in (64, 24))
@@ -135,6 +136,11 @@ def test_a_stacked_group_with_a_projection_without_adapter_projects_one_by_one(d
     assert xas[2] is None and len({y.untyped_storage().data_ptr() for y in ys}) == 3
     for y, w in zip(ys, want):
         check("lora_qkv.nf4.q", y, w.double(), dtype)
+    keep_dequantized(k.weight, dtype)  # dequantized once already: stacking would copy it every call
+    try:
+        assert stacked_dense((q, k, v), dtype) is None
+    finally:
+        drop_dequantized(k.weight)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -111,6 +111,9 @@ def update_directly(optimizer, kernels, group: dict, p: torch.Tensor, state: dic
     return True
 
 
+_STATE_TENSORS = ("state1", "state2", "qmap1", "qmap2", "absmax1", "absmax2")
+
+
 class _UpdateArguments:
     """The ctypes argument list of one parameter's update, built once: only the gradient's address,
     the step and the learning rate change from step to step (the 224 updates of a llama-1b step
@@ -135,7 +138,7 @@ class _UpdateArguments:
 
     @staticmethod
     def _sources(p: torch.Tensor, state: dict) -> tuple:
-        return (p.data_ptr(), p.numel(), *(state.get(k) for k in ("state1", "state2", "qmap1", "qmap2", "absmax1", "absmax2")))
+        return (p.data_ptr(), p.numel(), *(state.get(k) for k in _STATE_TENSORS))
 
     @staticmethod
     def _settings(optimizer, group: dict) -> tuple:
