@@ -24,7 +24,7 @@ import torch
 from .geglu import geglu_backward, geglu_forward
 from .swiglu import swiglu_backward, swiglu_forward
 from .lora_weights import (LoRAWeights, adapters, as_2d, matmul_as, project, project_group,
-                           project_group_backward)
+                           project_group_backward, scaled_mm)
 
 ACTIVATIONS = ("swiglu", "geglu", "geglu_tanh")
 MODES = ("saved", "deferred")
@@ -146,8 +146,8 @@ def _backward_rows(activation, dy, x, g, u, xa_g, xa_u, ha_d, gate, up, down, gr
     if down.lora_a is not None:
         # the adapter's share first, written (beta=0); the compute-bound base GEMM then adds into it
         a_d, b_d = down.adapter(dy.dtype)
-        dyb = dy.new_empty((dy.shape[0], b_d.shape[1])).addmm_(dy, b_d, beta=0.0, alpha=down.scaling)
-        dh = dy.new_empty((dy.shape[0], down.in_features)).addmm_(dyb, a_d, beta=0.0)
+        dyb = scaled_mm(dy, b_d, down.scaling)
+        dh = scaled_mm(dyb, a_d)
         dh.addmm_(dy, wd)
     else:
         dh = dy @ wd
@@ -155,7 +155,7 @@ def _backward_rows(activation, dy, x, g, u, xa_g, xa_u, ha_d, gate, up, down, gr
     dg, du, h = _act_backward_in_place(activation, dh, g, u)
     if down.lora_a is not None:
         if ha_d is None:
-            ha_d = h.new_empty((h.shape[0], a_d.shape[0])).addmm_(h, a_d.t(), beta=0.0, alpha=down.scaling)
+            ha_d = scaled_mm(h, a_d.t(), down.scaling)
         grads.add("db", matmul_as(dy.t(), ha_d, down.lora_b.dtype))
         grads.add("da", matmul_as(dyb.t(), h, down.lora_a.dtype))
     del h, dh

@@ -205,6 +205,12 @@ def _new_stack(ts: list[torch.Tensor], ids: tuple, dtype: torch.dtype) -> torch.
     return buffer
 
 
+def scaled_mm(a: torch.Tensor, b: torch.Tensor, scaling: float = 1.0) -> torch.Tensor:
+    """``scaling * a @ b`` in a new buffer, by one GEMM (its ``alpha``). The buffer is never read
+    (``beta=0`` ignores its uninitialised values), and a base GEMM may add into it afterwards."""
+    return a.new_empty((a.shape[0], b.shape[1])).addmm_(a, b, beta=0.0, alpha=scaling)
+
+
 def stacked_dense(ps, dtype: torch.dtype) -> torch.Tensor | None:
     """The dense weights of 4-bit projections that share an input, dequantized into the row blocks of
     one (sum of outputs, in) buffer, so that ``project_group(..., stacked=...)`` runs one base GEMM for
@@ -216,10 +222,8 @@ def stacked_dense(ps, dtype: torch.dtype) -> torch.Tensor | None:
         return None
     buffer = torch.empty((sum(p.out_features for p in ps), ps[0].in_features), dtype=dtype,
                          device=weights[0].device)
-    offset = 0
-    for p, w in zip(ps, weights):
-        nf4_dequantize(w, dtype, out=buffer[offset:offset + p.out_features])
-        offset += p.out_features
+    for w, block in zip(weights, row_blocks(buffer, ps)):
+        nf4_dequantize(w, dtype, out=block)
     return buffer
 
 
@@ -242,13 +246,14 @@ def project_group(x2: torch.Tensor, ps, ws=None, stacked: torch.Tensor | None = 
     epilogue at no visible cost, where adding the adapter afterwards would be a separate,
     memory-bound pass reading and writing the whole output. ``ws``: dense weights the caller holds
     (or None entries: dequantized here, one at a time, and dropped after use). ``stacked``: the group's
-    weights as one ``stacked_dense`` buffer; when every projection has an adapter and no bias, the
-    outputs are then column blocks of one buffer written by one base GEMM (fewer, larger launches; a
-    caller must accept outputs whose rows are strided, and that any one of them keeps all alive).
+    weights as one ``stacked_dense`` buffer (``ws`` default to its row blocks); when every projection
+    has an adapter and no bias, the outputs are then column blocks of one buffer written by one base
+    GEMM (fewer, larger launches; a caller must accept outputs whose rows are strided, and that any
+    one of them keeps all alive).
     """
     if stacked is not None:
-        ws = row_blocks(stacked, ps)
-        if len(ps) < 2 or any(p.lora_a is None or p.bias is not None for p in ps):
+        ws = ws if ws is not None else row_blocks(stacked, ps)
+        if any(p.lora_a is None or p.bias is not None for p in ps):
             stacked = None
     ws = ws if ws is not None else (None,) * len(ps)
     with_adapter = [p for p in ps if p.lora_a is not None]
@@ -256,8 +261,7 @@ def project_group(x2: torch.Tensor, ps, ws=None, stacked: torch.Tensor | None = 
     if with_adapter:
         a_all = stacked_casts([p.lora_a for p in with_adapter], x2.dtype)
         scaling = _uniform_scaling(with_adapter)
-        xa_all = x2.new_empty((x2.shape[0], a_all.shape[0])).addmm_(
-            x2, a_all.t(), beta=0.0, alpha=1.0 if scaling is None else scaling)
+        xa_all = scaled_mm(x2, a_all.t(), 1.0 if scaling is None else scaling)
         offset = 0
         for i, p in enumerate(ps):
             if p.lora_a is not None:
@@ -279,7 +283,7 @@ def project_group(x2: torch.Tensor, ps, ws=None, stacked: torch.Tensor | None = 
         if bias is not None:
             y = torch.addmm(bias, xa, b.t())
         else:
-            y = x2.new_empty((x2.shape[0], p.out_features)).addmm_(xa, b.t(), beta=0.0)
+            y = scaled_mm(xa, b.t())
         ys.append(y.addmm_(x2, w.t()))
     return ys, xas
 
