@@ -39,16 +39,41 @@ def test_checkpointing_matches_no_checkpointing(kernels):
     reference = _model(kernels, device)
     assert enable_checkpointing(reference, "none") == "none"
     loss0, grads0, saved0 = _run(reference, inputs)
-    modes = ["standard", "offloaded"]
-    for mode in modes:
+    for mode, keep in [("standard", None), ("offloaded", None), ("standard", True)]:
         model = _model(kernels, device)
-        applied = enable_checkpointing(model, mode)
+        applied = enable_checkpointing(model, mode, keep_block_outputs=keep)
         assert applied == (mode if ON_GPU or mode != "offloaded" else "standard")
         loss, grads, saved = _run(model, inputs)
         check_model(f"checkpointing.{mode}.loss", loss, loss0, torch.float32)
         for name in grads0:
             check_model(f"checkpointing.{mode}.lora_grad", grads[name], grads0[name], torch.float32)
         assert saved < saved0 / 2, f"{mode}: saved {saved} bytes vs {saved0} without checkpointing"
+
+
+def test_a_kept_attention_output_is_replayed_by_the_recompute(monkeypatch):
+    """With block outputs kept, each layer's recompute gets its o_proj output back (no base GEMM)
+    and the gradients stay those of plain checkpointing."""
+    import tuitune.trainer.activation_checkpointing as ac
+
+    replayed = []
+    original = ac.replayed_block_output
+
+    def spy():
+        t = original()
+        replayed.append(t)
+        return t
+
+    monkeypatch.setattr(ac, "replayed_block_output", spy)
+    inputs = batch(seq=16)
+    grads = {}
+    for keep in (False, True):
+        model = _model(True, "cpu")
+        enable_checkpointing(model, "standard", keep_block_outputs=keep)
+        replayed.clear()
+        grads[keep] = _run(model, inputs)[1]
+    assert len(replayed) == 3 and all(t is not None and t.shape[-1] == 64 for t in replayed)
+    for name in grads[False]:
+        check_model("checkpointing.replayed.lora_grad", grads[True][name], grads[False][name], torch.float32)
 
 
 def test_checkpointing_can_be_switched_off_again_and_eval_is_untouched():

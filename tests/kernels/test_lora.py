@@ -63,6 +63,34 @@ def test_lora_o(device, dtype, base, adapter, shape):
 
 @pytest.mark.parametrize("dtype,base,adapter", CASES)
 @pytest.mark.parametrize("shape", SHAPES)
+def test_lora_o_replaying_its_kept_output_computes_only_the_backward(device, dtype, base, adapter, shape):
+    n, hidden, inter, r = shape
+    ad = dtype if adapter == "same" else torch.float32
+    p, w64 = _proj(hidden, inter, dtype, device, base, r, ad)
+    x = torch.randn(n, inter, device=device, dtype=dtype)
+    with torch.no_grad():
+        kept = lora_o(x, p)
+    x.requires_grad_()
+    y = lora_o(x, p, replay=kept)
+    assert torch.equal(y, kept)
+    dy = torch.randn_like(y)
+    (y * 1.0).backward(dy)
+    x64 = ref.up(x)
+    y64, (a64, b64) = _ref_proj(x64, p, w64)
+    y64.backward(dy.double())
+    check(f"lora_o.replay.{base}.dx", x.grad, x64.grad, dtype)
+    check(f"lora_o.replay.{base}.dA", p.lora_a.grad, a64.grad, dtype)
+    check(f"lora_o.replay.{base}.dB", p.lora_b.grad, b64.grad, dtype)
+
+
+def test_lora_o_refuses_a_replay_of_another_width(device):
+    p, _ = _proj(8, 16, torch.float32, device, "dense", 4, torch.float32)
+    with pytest.raises(ValueError, match="replay has 9 features, the projection 8"):
+        lora_o(torch.randn(3, 16, device=device), p, replay=torch.zeros(3, 9, device=device))
+
+
+@pytest.mark.parametrize("dtype,base,adapter", CASES)
+@pytest.mark.parametrize("shape", SHAPES)
 def test_lora_qkv_with_bias(device, dtype, base, adapter, shape):
     n, hidden, _, r = shape
     ad = dtype if adapter == "same" else torch.float32

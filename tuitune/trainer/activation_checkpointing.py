@@ -11,7 +11,9 @@
 - ``"offloaded"``: as standard, but the kept input is copied to pinned CPU memory on a side CUDA
   stream while the next layers compute, and copied back on that stream one layer ahead of the
   backward pass (while layer i recomputes, layer i-1's input is already on its way). With no CUDA
-  device it falls back to ``"standard"``.
+  device it falls back to ``"standard"``. The layer's attention output projection also goes to the
+  CPU with the input (``keep_block_output``): the layer then has two checkpoints, one per residual
+  block, and the recompute pass replays that output instead of running its base GEMM.
 
 It returns the mode actually applied, so the caller can warn when it differs from the request.
 transformers' own ``gradient_checkpointing_enable`` must not also be on: it is turned off here.
@@ -41,13 +43,17 @@ def _turn_off_transformers_checkpointing(base) -> None:
         (getattr(base, "activation_checkpointing_disable", None) or base.gradient_checkpointing_disable)()
 
 
-def enable_checkpointing(model, mode: str, *, cuda_graphs: bool = False, graph_tokens: int | None = None) -> str:
+def enable_checkpointing(model, mode: str, *, cuda_graphs: bool = False, graph_tokens: int | None = None,
+                         keep_block_outputs: bool | None = None) -> str:
     """Set the activation checkpointing of ``model`` (a PEFT model or a transformers causal LM).
 
     ``cuda_graphs``: replay each checkpointed layer's forward and recompute + backward as CUDA
     graphs (tuitune.trainer.layer_graphs), or without recomputation each layer's forward and
     backward (tuitune.trainer.kept_layer_graphs); only on a CUDA device.
     ``graph_tokens``: the most tokens one batch holds, when known (sizes the graphs' shared buffers).
+    ``keep_block_outputs``: keep the outputs the patched layers offer (`keep_block_output`) beside
+    each layer's input, for the recompute pass to replay. Default: in offloaded mode without graphs,
+    where they wait in CPU memory; standard mode would hold them on the GPU (tests ask for that).
     """
     if mode not in MODES:
         raise ValueError(f"gradient checkpointing mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -63,13 +69,16 @@ def enable_checkpointing(model, mode: str, *, cuda_graphs: bool = False, graph_t
             from . import kept_layer_graphs as kg
 
             graphs = kg.KeptGraphs(device, capacity_tokens=graph_tokens)
-            wrapper = kg.make_forward(graphs, checkpointed=_make_forward(None, graphs.others))
+            wrapper = kg.make_forward(graphs, checkpointed=_make_forward(_OnDevice(), graphs.others))
         else:
             from . import layer_graphs as lg
 
             graphs = lg.ModelGraphs(device, capacity_tokens=graph_tokens)
+    if keep_block_outputs is None:
+        keep_block_outputs = applied == "offloaded"
+    keep_block_outputs = keep_block_outputs and applied != "none" and graphs is None
     if applied != "none":
-        wrapper = _make_forward(offloader, graphs)
+        wrapper = _make_forward(offloader if offloader is not None else _OnDevice(), graphs, keep_block_outputs)
     for layer in layers:
         inner = layer.__dict__.pop(_INNER, None)  # undo an earlier wrapping
         if inner is _CLASS_FORWARD:
@@ -111,6 +120,23 @@ def recomputing() -> bool:
     return getattr(_STATE, "depth", 0) > 0
 
 
+def keep_block_output(t: torch.Tensor) -> bool:
+    """Offer ``t``, an output computed inside a checkpointed layer's first pass, to be kept with the
+    layer's input. True when kept: the recompute pass then gets it back from `replayed_block_output`,
+    in the order offered. Only for outputs the recompute would compute again bit for bit."""
+    kept = getattr(_STATE, "kept", None)
+    if kept is None:
+        return False
+    kept.append(t)
+    return True
+
+
+def replayed_block_output() -> torch.Tensor | None:
+    """In a recompute pass, the next output its layer's first pass kept (`keep_block_output`), else None."""
+    replay = getattr(_STATE, "replay", None)
+    return replay.pop(0) if replay else None
+
+
 def decoder_layers(base) -> list[torch.nn.Module]:
     backbone = getattr(base, "model", base)
     layers = getattr(backbone, "layers", None)
@@ -119,7 +145,7 @@ def decoder_layers(base) -> list[torch.nn.Module]:
     return list(layers)
 
 
-def _make_forward(offloader, graphs=None):
+def _make_forward(store, graphs=None, keep_block_outputs: bool = False):
     def forward(self, *args, **kwargs):
         run_layer = inner_forward(self)
         if not (self.training and torch.is_grad_enabled()):
@@ -130,16 +156,28 @@ def _make_forward(offloader, graphs=None):
             return run_layer(h, *rest, **kwargs)
 
         graphed = None if graphs is None else (graphs, self, run_layer, rest, kwargs)
-        return _LayerCheckpoint.apply(run, offloader, graphed, anchor(hidden.device), hidden)
+        return _LayerCheckpoint.apply(run, store, graphed, keep_block_outputs, anchor(hidden.device), hidden)
 
     return forward
 
 
+class _OnDevice:
+    """Keeps a checkpoint's tensors where they are (standard mode); the interface of `_Offloader`."""
+
+    @staticmethod
+    def save(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        return tensors
+
+    @staticmethod
+    def load(entry: list[torch.Tensor]) -> list[torch.Tensor]:
+        return entry
+
+
 class _LayerCheckpoint(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, run, offloader, graphed, anchor, hidden):
+    def forward(ctx, run, store, graphed, keep_block_outputs, anchor, hidden):
         dev = hidden.device
-        ctx.run, ctx.offloader, ctx.graphed = run, offloader, graphed
+        ctx.run, ctx.store, ctx.graphed = run, store, graphed
         ctx.cpu_rng = torch.get_rng_state()
         ctx.cuda_rng = torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None
         ctx.autocast = autocast_state(dev.type)
@@ -147,27 +185,30 @@ class _LayerCheckpoint(torch.autograd.Function):
         if graphed is not None:
             graphs, layer, run_layer, rest, kwargs = graphed
             out = graphs.forward(layer, run_layer, hidden, rest, kwargs, ctx.autocast)
+        kept: list[torch.Tensor] = []
         if out is None:
-            with torch.no_grad():
-                out = run(hidden)
+            _STATE.kept = kept if keep_block_outputs else None
+            try:
+                with torch.no_grad():
+                    out = run(hidden)
+            finally:
+                _STATE.kept = None
         if not isinstance(out, torch.Tensor):
             raise OutputNotATensor(out)
-        if offloader is not None:
-            ctx.entry = offloader.save(hidden)
-        else:
-            ctx.save_for_backward(hidden)
+        ctx.entry = store.save([hidden, *kept])
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        hidden = ctx.offloader.load(ctx.entry) if ctx.offloader is not None else ctx.saved_tensors[0]
+        hidden, *kept = ctx.store.load(ctx.entry)
+        ctx.entry = None
         if ctx.graphed is not None:
             graphs, layer, run_layer, rest, kwargs = ctx.graphed
             ctx.graphed = None
             dx = graphs.backward(layer, run_layer, hidden, grad_out, rest, kwargs, ctx.autocast, _enter_recompute,
                                  _leave_recompute)
             if dx is not None:
-                return None, None, None, None, (dx if ctx.needs_input_grad[4] else None)
+                return None, None, None, None, None, (dx if ctx.needs_input_grad[5] else None)
         h = hidden.detach().requires_grad_(True)
         device_type, enabled, dtype = ctx.autocast
         devices = [h.device] if h.device.type == "cuda" else []
@@ -175,22 +216,25 @@ class _LayerCheckpoint(torch.autograd.Function):
             torch.set_rng_state(ctx.cpu_rng)
             if ctx.cuda_rng is not None:
                 torch.cuda.set_rng_state(ctx.cuda_rng, h.device)
-            _enter_recompute()
+            _enter_recompute(kept)
             try:
                 with torch.enable_grad(), torch.autocast(device_type, dtype=dtype, enabled=enabled):
                     out = ctx.run(h)
             finally:
                 _leave_recompute()
+        del kept
         torch.autograd.backward(out, grad_out)
-        return None, None, None, None, (h.grad if ctx.needs_input_grad[4] else None)
+        return None, None, None, None, None, (h.grad if ctx.needs_input_grad[5] else None)
 
 
-def _enter_recompute() -> None:
+def _enter_recompute(replay: list[torch.Tensor] | None = None) -> None:
     _STATE.depth = getattr(_STATE, "depth", 0) + 1
+    _STATE.replay = replay
 
 
 def _leave_recompute() -> None:
     _STATE.depth -= 1
+    _STATE.replay = None
 
 
 def _buffer_bytes(nbytes: int) -> int:
@@ -204,16 +248,28 @@ class _Entry:
     __slots__ = ("buffer", "cpu", "copied", "gpu", "fetched", "prev", "device")
 
 
+_ALIGN = 512  # bytes: each tensor of an entry starts at this alignment in the entry's pinned buffer
+
+
+def _offsets(tensors: list[torch.Tensor]) -> tuple[list[int], int]:
+    offsets, end = [], 0
+    for t in tensors:
+        offsets.append(end)
+        end += -(-max(1, t.numel() * t.element_size()) // _ALIGN) * _ALIGN
+    return offsets, end
+
+
 class _Offloader:
-    """Moves saved layer inputs to pinned CPU memory and back on a side stream."""
+    """Moves the tensors a checkpoint keeps (its layer's input, and the block outputs it replays) to
+    pinned CPU memory and back on a side stream."""
 
     def __init__(self, device: torch.device):
         self.device = device
         self.stream = torch.cuda.Stream(device)
         self.last: _Entry | None = None
-        # The input copied back ahead of its layer's backward. Its block belongs to the main stream:
+        # The entry copied back ahead of its layer's backward. Its blocks belong to the main stream:
         # should that backward never run (an aborted step), the main stream must wait for the copy
-        # before the block can be freed and handed out again (see `_settle`).
+        # before the blocks can be freed and handed out again (see `_settle`).
         self.in_flight: _Entry | None = None
         # Pinned host buffers kept across steps. Allocating pinned memory of a new size costs a
         # page-locking call that stalls the GPU's queue: with batches of varying length (unpacked
@@ -221,10 +277,10 @@ class _Offloader:
         self.free_buffers: list[torch.Tensor] = []  # flat uint8, sorted by size
         self.buffers_made = 0
 
-    def _pinned(self, shape, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """(buffer, view of `shape`): the smallest free buffer that holds it, else a new one a little
-        larger than asked, so that later, somewhat longer batches reuse it too."""
-        nbytes = max(1, shape.numel() * dtype.itemsize)
+    def _pinned(self, tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(buffer, a view per tensor): the smallest free buffer that holds them all, else a new one a
+        little larger than asked, so that later, somewhat longer batches reuse it too."""
+        offsets, nbytes = _offsets(tensors)
         for i, buf in enumerate(self.free_buffers):
             if buf.numel() >= nbytes:
                 del self.free_buffers[i]
@@ -232,7 +288,9 @@ class _Offloader:
         else:
             buf = torch.empty(_buffer_bytes(nbytes), dtype=torch.uint8, pin_memory=True)
             self.buffers_made += 1
-        return buf, buf[:nbytes].view(dtype).view(shape)
+        views = [buf[o:o + t.numel() * t.element_size()].view(t.dtype).view(t.shape)
+                 for o, t in zip(offsets, tensors)]
+        return buf, views
 
     def _give_back(self, buf: torch.Tensor) -> None:
         # Safe to reuse at once: the next write into it is a copy queued on self.stream, after the
@@ -246,18 +304,20 @@ class _Offloader:
         if e is not None and e.fetched is not None:
             torch.cuda.current_stream(self.device).wait_event(e.fetched)
 
-    def save(self, t: torch.Tensor) -> _Entry:
+    def save(self, tensors: list[torch.Tensor]) -> _Entry:
         self._settle()
         main = torch.cuda.current_stream(self.device)
         e = _Entry()
-        e.device = t.device
-        e.buffer, e.cpu = self._pinned(t.shape, t.dtype)
-        self.stream.wait_stream(main)  # t is written by work queued so far on the main stream
+        e.device = tensors[0].device
+        e.buffer, e.cpu = self._pinned(tensors)
+        self.stream.wait_stream(main)  # the tensors are written by work queued so far on the main stream
         with torch.cuda.stream(self.stream):
-            e.cpu.copy_(t, non_blocking=True)
+            for cpu, t in zip(e.cpu, tensors):
+                cpu.copy_(t, non_blocking=True)
             e.copied = torch.cuda.Event()
             e.copied.record(self.stream)
-        t.record_stream(self.stream)  # keep t's memory alive until the copy has read it
+        for t in tensors:
+            t.record_stream(self.stream)  # keep t's memory alive until the copy has read it
         e.gpu, e.fetched, e.prev = None, None, self.last
         self.last = e
         return e
@@ -265,23 +325,24 @@ class _Offloader:
     def _fetch(self, e: _Entry) -> None:
         if e.gpu is not None or e.cpu is None:
             return
-        # Allocated on the main stream, which reads and frees it: a block allocated on the side stream
+        # Allocated on the main stream, which reads and frees them: a block allocated on the side stream
         # and used on the main one (record_stream) stays allocated until the allocator sees the main
         # stream's use of it done, and the host runs several layers ahead of the GPU, so about eight
-        # fetched inputs were alive at llama-8b's peak (256 MiB; H200, 2026-12-05). The block may
+        # fetched inputs were alive at llama-8b's peak (256 MiB; H200, 2026-12-05). A block may
         # have been freed by the main stream with kernels still queued that read it, so the copy
         # waits for the main stream's work queued so far (one layer's backward ahead: still early).
         main = torch.cuda.current_stream(self.device)
-        e.gpu = torch.empty(e.cpu.shape, dtype=e.cpu.dtype, device=e.device)
+        e.gpu = [torch.empty(c.shape, dtype=c.dtype, device=e.device) for c in e.cpu]
         self.stream.wait_stream(main)
         with torch.cuda.stream(self.stream):
             self.stream.wait_event(e.copied)
-            e.gpu.copy_(e.cpu, non_blocking=True)
+            for gpu, cpu in zip(e.gpu, e.cpu):
+                gpu.copy_(cpu, non_blocking=True)
             e.fetched = torch.cuda.Event()
             e.fetched.record(self.stream)
         self.in_flight = e
 
-    def load(self, e: _Entry) -> torch.Tensor:
+    def load(self, e: _Entry) -> list[torch.Tensor]:
         self._fetch(e)
         torch.cuda.current_stream(self.device).wait_event(e.fetched)
         if self.in_flight is e:
@@ -289,9 +350,9 @@ class _Offloader:
         prev, e.prev = e.prev, None
         if prev is not None:
             self._fetch(prev)  # the layer before runs its backward next: start its copy now
-        t, e.gpu, e.cpu = e.gpu, None, None
+        tensors, e.gpu, e.cpu = e.gpu, None, None
         self._give_back(e.buffer)
         e.buffer = None
         if self.last is e:
             self.last = None
-        return t
+        return tensors

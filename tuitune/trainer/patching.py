@@ -243,7 +243,7 @@ def _project(module, x):
 def _attention_forward(self, hidden_states, position_embeddings=None, attention_mask=None, cache=None, **kwargs):
     from tuitune.kernels import lora_o, lora_qkv, rope
 
-    from .activation_checkpointing import recomputing
+    from .activation_checkpointing import keep_block_output, recomputing, replayed_block_output
     from .varlen_attention import packed_attention
 
     if "past_key_values" in kwargs:
@@ -293,7 +293,12 @@ def _attention_forward(self, hidden_states, position_embeddings=None, attention_
                                                scaling=self.scaling, **extra, **kwargs)
     out = out.reshape(*input_shape, -1).contiguous()
     w_o = lora_weights_of(self.o_proj)
-    out = self.o_proj(out) if w_o is None else lora_o(out, w_o, keep_dense=recomputing())
+    if w_o is None:
+        return self.o_proj(out), weights
+    if recomputing():
+        return lora_o(out, w_o, keep_dense=True, replay=replayed_block_output()), weights
+    out = lora_o(out, w_o)
+    keep_block_output(out)
     return out, weights
 
 
