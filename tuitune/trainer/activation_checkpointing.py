@@ -69,7 +69,7 @@ def enable_checkpointing(model, mode: str, *, cuda_graphs: bool = False, graph_t
             from . import kept_layer_graphs as kg
 
             graphs = kg.KeptGraphs(device, capacity_tokens=graph_tokens)
-            wrapper = kg.make_forward(graphs, checkpointed=_make_forward(_OnDevice(), graphs.others))
+            wrapper = kg.make_forward(graphs, checkpointed=_make_forward(None, graphs.others))
         else:
             from . import layer_graphs as lg
 
@@ -78,7 +78,7 @@ def enable_checkpointing(model, mode: str, *, cuda_graphs: bool = False, graph_t
         keep_block_outputs = applied == "offloaded"
     keep_block_outputs = keep_block_outputs and applied != "none" and graphs is None
     if applied != "none":
-        wrapper = _make_forward(offloader if offloader is not None else _OnDevice(), graphs, keep_block_outputs)
+        wrapper = _make_forward(offloader, graphs, keep_block_outputs)
     for layer in layers:
         inner = layer.__dict__.pop(_INNER, None)  # undo an earlier wrapping
         if inner is _CLASS_FORWARD:
@@ -145,7 +145,7 @@ def decoder_layers(base) -> list[torch.nn.Module]:
     return list(layers)
 
 
-def _make_forward(store, graphs=None, keep_block_outputs: bool = False):
+def _make_forward(offloader, graphs=None, keep_block_outputs: bool = False):
     def forward(self, *args, **kwargs):
         run_layer = inner_forward(self)
         if not (self.training and torch.is_grad_enabled()):
@@ -156,28 +156,16 @@ def _make_forward(store, graphs=None, keep_block_outputs: bool = False):
             return run_layer(h, *rest, **kwargs)
 
         graphed = None if graphs is None else (graphs, self, run_layer, rest, kwargs)
-        return _LayerCheckpoint.apply(run, store, graphed, keep_block_outputs, anchor(hidden.device), hidden)
+        return _LayerCheckpoint.apply(run, offloader, graphed, keep_block_outputs, anchor(hidden.device), hidden)
 
     return forward
 
 
-class _OnDevice:
-    """Keeps a checkpoint's tensors where they are (standard mode); the interface of `_Offloader`."""
-
-    @staticmethod
-    def save(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-        return tensors
-
-    @staticmethod
-    def load(entry: list[torch.Tensor]) -> list[torch.Tensor]:
-        return entry
-
-
 class _LayerCheckpoint(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, run, store, graphed, keep_block_outputs, anchor, hidden):
+    def forward(ctx, run, offloader, graphed, keep_block_outputs, anchor, hidden):
         dev = hidden.device
-        ctx.run, ctx.store, ctx.graphed = run, store, graphed
+        ctx.run, ctx.offloader, ctx.graphed = run, offloader, graphed
         ctx.cpu_rng = torch.get_rng_state()
         ctx.cuda_rng = torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None
         ctx.autocast = autocast_state(dev.type)
@@ -195,13 +183,19 @@ class _LayerCheckpoint(torch.autograd.Function):
                 _STATE.kept = None
         if not isinstance(out, torch.Tensor):
             raise OutputNotATensor(out)
-        ctx.entry = store.save([hidden, *kept])
+        if offloader is not None:
+            ctx.entry = offloader.save([hidden, *kept])
+        else:
+            ctx.save_for_backward(hidden, *kept)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        hidden, *kept = ctx.store.load(ctx.entry)
-        ctx.entry = None
+        if ctx.offloader is not None:
+            hidden, *kept = ctx.offloader.load(ctx.entry)
+            ctx.entry = None
+        else:
+            hidden, *kept = ctx.saved_tensors
         if ctx.graphed is not None:
             graphs, layer, run_layer, rest, kwargs = ctx.graphed
             ctx.graphed = None
