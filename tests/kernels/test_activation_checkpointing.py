@@ -50,30 +50,43 @@ def test_checkpointing_matches_no_checkpointing(kernels):
         assert saved < saved0 / 2, f"{mode}: saved {saved} bytes vs {saved0} without checkpointing"
 
 
-def test_a_kept_attention_output_is_replayed_by_the_recompute(monkeypatch):
-    """With block outputs kept, each layer's recompute gets its o_proj output back (no base GEMM)
-    and the gradients stay those of plain checkpointing."""
+@pytest.mark.parametrize("keep_attention", ["1", "0"])
+def test_kept_block_outputs_are_replayed_by_the_recompute(monkeypatch, keep_attention):
+    """With block outputs kept, each layer's recompute gets its attention output (no attention
+    forward) and its o_proj output (no base GEMM) back, and the gradients stay those of plain
+    checkpointing (TUITUNE_KEEP_ATTENTION=0 keeps only the o_proj output)."""
     import tuitune.trainer.activation_checkpointing as ac
 
+    monkeypatch.setenv("TUITUNE_KEEP_ATTENTION", keep_attention)
     replayed = []
     original = ac.replayed_block_output
 
-    def spy():
-        t = original()
-        replayed.append(t)
+    def spy(tag):
+        t = original(tag)
+        if t is not None:
+            replayed.append(tag)
         return t
 
     monkeypatch.setattr(ac, "replayed_block_output", spy)
-    inputs = batch(seq=16)
-    grads = {}
+    device = "cuda" if ON_GPU else "cpu"
+    dtype = torch.bfloat16 if ON_GPU else torch.float32  # flash attention on a GPU computes in 16 bits
+    inputs = batch(seq=16, device=device)
+    inputs["attention_mask"] = torch.ones_like(inputs["attention_mask"])  # no mask: causal flash attention
+    runs = {}
     for keep in (False, True):
-        model = _model(True, "cpu")
-        enable_checkpointing(model, "standard", keep_block_outputs=keep)
+        model = with_lora(build_base("llama", dtype=dtype, num_hidden_layers=3), "llama").to(device)
+        apply_kernels(model, allow_cpu=True)
+        model.train()
+        # On a GPU the outputs go through the offloader (several tensors per layer, pinned buffers).
+        mode = "offloaded" if ON_GPU and keep else "standard"
+        assert enable_checkpointing(model, mode, keep_block_outputs=keep) == mode
         replayed.clear()
-        grads[keep] = _run(model, inputs)[1]
-    assert len(replayed) == 3 and all(t is not None and t.shape[-1] == 64 for t in replayed)
-    for name in grads[False]:
-        check_model("checkpointing.replayed.lora_grad", grads[True][name], grads[False][name], torch.float32)
+        runs[keep] = _run(model, inputs)
+    expected = ["attention", "o_proj"] * 3 if keep_attention == "1" else ["o_proj"] * 3
+    assert replayed == expected
+    check_model("checkpointing.replayed.loss", runs[True][0], runs[False][0], dtype)
+    for name in runs[False][1]:
+        check_model("checkpointing.replayed.lora_grad", runs[True][1][name], runs[False][1][name], dtype)
 
 
 def test_checkpointing_can_be_switched_off_again_and_eval_is_untouched():

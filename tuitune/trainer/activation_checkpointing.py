@@ -120,21 +120,42 @@ def recomputing() -> bool:
     return getattr(_STATE, "depth", 0) > 0
 
 
-def keep_block_output(t: torch.Tensor) -> bool:
-    """Offer ``t``, an output computed inside a checkpointed layer's first pass, to be kept with the
-    layer's input. True when kept: the recompute pass then gets it back from `replayed_block_output`,
-    in the order offered. Only for outputs the recompute would compute again bit for bit."""
+def keep_block_output(tag: str, tensors: tuple[torch.Tensor, ...]) -> bool:
+    """Offer ``tensors``, computed inside a checkpointed layer's first pass, to be kept with the
+    layer's input. True when kept: the recompute pass then gets them back from
+    `replayed_block_output(tag)`, in the order offered. Only for values the recompute would compute
+    again bit for bit."""
     kept = getattr(_STATE, "kept", None)
     if kept is None:
         return False
-    kept.append(t)
+    kept.append((tag, tuple(tensors)))
     return True
 
 
-def replayed_block_output() -> torch.Tensor | None:
-    """In a recompute pass, the next output its layer's first pass kept (`keep_block_output`), else None."""
+def keeping_block_outputs() -> bool:
+    """True inside a checkpointed layer's first pass whose outputs `keep_block_output` would keep."""
+    return getattr(_STATE, "kept", None) is not None
+
+
+def replayed_block_output(tag: str) -> tuple[torch.Tensor, ...] | None:
+    """In a recompute pass, what its layer's first pass kept under ``tag`` next, else None."""
     replay = getattr(_STATE, "replay", None)
-    return replay.pop(0) if replay else None
+    if not replay or replay[0][0] != tag:
+        return None
+    return replay.pop(0)[1]
+
+
+def _flatten(kept: list) -> tuple[list[torch.Tensor], list[tuple[str, int]]]:
+    tensors = [t for _, ts in kept for t in ts]
+    return tensors, [(tag, len(ts)) for tag, ts in kept]
+
+
+def _unflatten(tensors, layout) -> list:
+    kept, i = [], 0
+    for tag, n in layout:
+        kept.append((tag, tuple(tensors[i:i + n])))
+        i += n
+    return kept
 
 
 def decoder_layers(base) -> list[torch.nn.Module]:
@@ -173,7 +194,7 @@ class _LayerCheckpoint(torch.autograd.Function):
         if graphed is not None:
             graphs, layer, run_layer, rest, kwargs = graphed
             out = graphs.forward(layer, run_layer, hidden, rest, kwargs, ctx.autocast)
-        kept: list[torch.Tensor] = []
+        kept: list = []
         if out is None:
             _STATE.kept = kept if keep_block_outputs else None
             try:
@@ -183,10 +204,11 @@ class _LayerCheckpoint(torch.autograd.Function):
                 _STATE.kept = None
         if not isinstance(out, torch.Tensor):
             raise OutputNotATensor(out)
+        tensors, ctx.kept_layout = _flatten(kept)
         if offloader is not None:
-            ctx.entry = offloader.save([hidden, *kept])
+            ctx.entry = offloader.save([hidden, *tensors])
         else:
-            ctx.save_for_backward(hidden, *kept)
+            ctx.save_for_backward(hidden, *tensors)
         return out
 
     @staticmethod
@@ -196,6 +218,7 @@ class _LayerCheckpoint(torch.autograd.Function):
             ctx.entry = None
         else:
             hidden, *kept = ctx.saved_tensors
+        kept = _unflatten(kept, ctx.kept_layout)
         if ctx.graphed is not None:
             graphs, layer, run_layer, rest, kwargs = ctx.graphed
             ctx.graphed = None
@@ -221,7 +244,7 @@ class _LayerCheckpoint(torch.autograd.Function):
         return None, None, None, None, None, (h.grad if ctx.needs_input_grad[5] else None)
 
 
-def _enter_recompute(replay: list[torch.Tensor] | None = None) -> None:
+def _enter_recompute(replay: list | None = None) -> None:
     _STATE.depth = getattr(_STATE, "depth", 0) + 1
     _STATE.replay = replay
 

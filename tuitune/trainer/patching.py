@@ -244,6 +244,7 @@ def _attention_forward(self, hidden_states, position_embeddings=None, attention_
     from tuitune.kernels import lora_o, lora_qkv, rope
 
     from .activation_checkpointing import keep_block_output, recomputing, replayed_block_output
+    from .kept_attention import keep_or_replay
     from .varlen_attention import packed_attention
 
     if "past_key_values" in kwargs:
@@ -285,7 +286,9 @@ def _attention_forward(self, hidden_states, position_embeddings=None, attention_
     dropout = 0.0 if not self.training else self.attention_dropout
     out = packed_attention(q, k, v, scaling=self.scaling, kwargs=kwargs, dropout=dropout,
                            sliding_window=extra.get("sliding_window"), softcap=extra.get("softcap"))
-    if out is not None:  # packed examples: variable-length flash attention, no mask
+    if out is None:
+        out = keep_or_replay(self, q, k, v, attention_mask, dropout, extra)
+    if out is not None:  # packed examples (variable-length flash attention, no mask) or kept attention
         weights = None
     else:
         with _sdpa_priority(q.device):
@@ -296,9 +299,10 @@ def _attention_forward(self, hidden_states, position_embeddings=None, attention_
     if w_o is None:
         return self.o_proj(out), weights
     if recomputing():
-        return lora_o(out, w_o, keep_dense=True, replay=replayed_block_output()), weights
+        replay = replayed_block_output("o_proj")
+        return lora_o(out, w_o, keep_dense=True, replay=None if replay is None else replay[0]), weights
     out = lora_o(out, w_o)
-    keep_block_output(out)
+    keep_block_output("o_proj", (out,))
     return out, weights
 
 

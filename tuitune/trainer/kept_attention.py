@@ -1,0 +1,101 @@
+"""Causal attention whose output and log-sum-exp a checkpointed layer keeps, so that its recompute
+pass runs only the attention's backward.
+
+Under offloaded checkpointing (tuitune.trainer.activation_checkpointing) the first pass of a layer
+calls PyTorch's flash attention operator itself (`first_pass`), which returns, beside the output,
+the per-row log-sum-exp that its backward needs; both go to the CPU with the layer's input. The
+recompute pass then computes q, k and v again (the backward needs them) but not the attention:
+`replayed` returns the kept output through a node whose backward is the same operator's backward,
+which is what SDPA's own flash path runs. `first_pass` returns None where this does not apply (a
+mask, dropout, a sliding window, soft-capping, another attention implementation, a cuDNN preference,
+32-bit inputs on a GPU), and the caller runs attention as before.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+_TAG = "attention"
+
+
+def _enabled() -> bool:
+    return os.environ.get("TUITUNE_KEEP_ATTENTION", "1") != "0" and os.environ.get("TUITUNE_SDPA", "") != "cudnn"
+
+
+def eligible(module, query: torch.Tensor, key: torch.Tensor, attention_mask, dropout: float, extra: dict) -> bool:
+    if not _enabled() or attention_mask is not None or dropout or any(v is not None for v in extra.values()):
+        return False
+    if getattr(module.config, "_attn_implementation", None) != "sdpa" or not getattr(module, "is_causal", True):
+        return False
+    if query.shape[2] < 2 or query.shape[2] != key.shape[2] or query.shape[-1] > 256:
+        return False
+    if query.shape[1] % key.shape[1]:
+        return False
+    if query.is_cuda:
+        return query.dtype in (torch.float16, torch.bfloat16)
+    return query.device.type == "cpu"
+
+
+def first_pass(query, key, value, scale: float) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]] | None:
+    """Attention of (batch, heads, tokens, head_dim) inputs as (batch, tokens, heads, head_dim), and
+    the tensors to keep for `replayed`; None when the operator refuses these inputs."""
+    try:
+        if query.is_cuda:
+            out, lse, cum_q, cum_k, _, _, seed, offset, _ = torch.ops.aten._scaled_dot_product_flash_attention(
+                query, key, value, 0.0, True, False, scale=scale)
+            kept = (lse, cum_q, cum_k, seed, offset)
+        else:
+            out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, 0.0, True,
+                                                                                   scale=scale)
+            kept = (lse,)
+    except RuntimeError:
+        return None
+    out = out.transpose(1, 2).contiguous()
+    return out, (out, *kept)
+
+
+class _Replayed(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, query, key, value, scale, out, lse, *rest):
+        ctx.scale = scale
+        ctx.save_for_backward(query, key, value, out, lse, *rest)
+        return out
+
+    @staticmethod
+    def backward(ctx, d_out):
+        query, key, value, out, lse, *rest = ctx.saved_tensors
+        d_out, out = d_out.transpose(1, 2), out.transpose(1, 2)  # (batch, heads, tokens, head_dim)
+        if query.is_cuda:
+            cum_q, cum_k, seed, offset = rest
+            dq, dk, dv = torch.ops.aten._scaled_dot_product_flash_attention_backward(
+                d_out.contiguous() if d_out.stride(-1) != 1 else d_out, query, key, value, out, lse, cum_q, cum_k,
+                query.shape[2], key.shape[2], 0.0, True, seed, offset, scale=ctx.scale)
+        else:
+            dq, dk, dv = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+                d_out, query, key, value, out, lse, 0.0, True, scale=ctx.scale)
+        return dq, dk, dv, None, None, None, *([None] * len(rest))
+
+
+def replayed(query, key, value, scale: float, kept: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The kept attention output, (batch, tokens, heads, head_dim), with the operator's backward."""
+    return _Replayed.apply(query, key, value, scale, *kept)
+
+
+def keep_or_replay(module, query, key, value, attention_mask, dropout: float, extra: dict) -> torch.Tensor | None:
+    """In a checkpointed layer's first pass, attention with its output kept; in the recompute pass,
+    the kept output replayed; else None (the caller runs attention as usual)."""
+    from .activation_checkpointing import keep_block_output, keeping_block_outputs, recomputing, replayed_block_output
+
+    if recomputing():
+        kept = replayed_block_output(_TAG)
+        return None if kept is None else replayed(query, key, value, module.scaling, kept)
+    if not keeping_block_outputs() or not eligible(module, query, key, attention_mask, dropout, extra):
+        return None
+    result = first_pass(query, key, value, module.scaling)
+    if result is None:
+        return None
+    out, kept = result
+    keep_block_output(_TAG, kept)
+    return out
