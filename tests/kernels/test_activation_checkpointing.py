@@ -272,3 +272,19 @@ def test_an_lm_head_the_backward_pass_needs_stays_on_the_gpu():
     assert offload_output_head(stock_loss).startswith("kept on the GPU: the loss is not tuitune's fused loss")
     for model in (trained, biased, stock_loss):
         assert head_of(model).weight.numel() > 0 and "_tuitune_head_stash" not in head_of(model).__dict__
+
+
+def test_layers_keep_block_outputs_only_within_the_host_budget():
+    from tuitune.trainer.activation_checkpointing import _buffer_bytes, _Offloader
+
+    offloader = _Offloader.__new__(_Offloader)  # the bookkeeping only: no CUDA stream needed
+    hidden = torch.empty(4, 1 << 18, dtype=torch.bfloat16)  # 2 MiB
+    entry = _buffer_bytes(int(hidden.nbytes * 3.1))
+    offloader.free_buffers, offloader.pinned_bytes, offloader.host_budget = [], 0, 2 * entry
+    assert offloader.room_for(hidden, 2.1)
+    offloader.pinned_bytes = entry
+    assert offloader.room_for(hidden, 2.1)
+    offloader.pinned_bytes = 2 * entry
+    assert not offloader.room_for(hidden, 2.1)
+    offloader.free_buffers = [torch.empty(entry, dtype=torch.uint8)]  # last step's buffer, free again
+    assert offloader.room_for(hidden, 2.1)

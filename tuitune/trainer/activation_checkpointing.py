@@ -11,9 +11,11 @@
 - ``"offloaded"``: as standard, but the kept input is copied to pinned CPU memory on a side CUDA
   stream while the next layers compute, and copied back on that stream one layer ahead of the
   backward pass (while layer i recomputes, layer i-1's input is already on its way). With no CUDA
-  device it falls back to ``"standard"``. The layer's attention output projection also goes to the
-  CPU with the input (``keep_block_output``): the layer then has two checkpoints, one per residual
-  block, and the recompute pass replays that output instead of running its base GEMM.
+  device it falls back to ``"standard"``. The layer's attention output and its output projection's
+  output also go to the CPU with the input (`keep_block_output`), and the recompute pass replays them
+  instead of running the attention forward and that projection's base GEMM; while pinned memory
+  stays within `HOST_SHARE` of the host memory available when checkpointing was set up (past it,
+  layers keep only their input).
 
 It returns the mode actually applied, so the caller can warn when it differs from the request.
 transformers' own ``gradient_checkpointing_enable`` must not also be on: it is turned off here.
@@ -30,6 +32,8 @@ from tuitune.trainer.layer_calls import (_CLASS_FORWARD, _INNER, OutputNotATenso
                                          inner_forward, split_training_call)
 
 MODES = ("none", "standard", "offloaded")
+HOST_SHARE = 0.5  # of the host memory available at set-up, the most pinned memory kept block outputs may take
+_KEPT_PER_INPUT = 2.1  # a layer's kept block outputs, in bytes per byte of its input (attention output, o_proj output, lse)
 _OFFLOADER = "_tuitune_offloader"
 _GRAPHS = "_tuitune_layer_graphs"
 
@@ -195,6 +199,8 @@ class _LayerCheckpoint(torch.autograd.Function):
             graphs, layer, run_layer, rest, kwargs = graphed
             out = graphs.forward(layer, run_layer, hidden, rest, kwargs, ctx.autocast)
         kept: list = []
+        if keep_block_outputs and offloader is not None:
+            keep_block_outputs = offloader.room_for(hidden, _KEPT_PER_INPUT)
         if out is None:
             _STATE.kept = kept if keep_block_outputs else None
             try:
@@ -254,6 +260,12 @@ def _leave_recompute() -> None:
     _STATE.replay = None
 
 
+def _available_host_bytes() -> int:
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
 def _buffer_bytes(nbytes: int) -> int:
     """`nbytes` rounded up to the next of 8 steps per power of two (at most 12.5% more), at least 1 MiB."""
     nbytes = max(nbytes, 1 << 20)
@@ -280,9 +292,11 @@ class _Offloader:
     """Moves the tensors a checkpoint keeps (its layer's input, and the block outputs it replays) to
     pinned CPU memory and back on a side stream."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, host_budget: int | None = None):
         self.device = device
         self.stream = torch.cuda.Stream(device)
+        self.host_budget = _available_host_bytes() * HOST_SHARE if host_budget is None else host_budget
+        self.pinned_bytes = 0  # all pinned buffers made, in use or free
         self.last: _Entry | None = None
         # The entry copied back ahead of its layer's backward. Its blocks belong to the main stream:
         # should that backward never run (an aborted step), the main stream must wait for the copy
@@ -305,9 +319,19 @@ class _Offloader:
         else:
             buf = torch.empty(_buffer_bytes(nbytes), dtype=torch.uint8, pin_memory=True)
             self.buffers_made += 1
+            self.pinned_bytes += buf.numel()
         views = [buf[o:o + t.numel() * t.element_size()].view(t.dtype).view(t.shape)
                  for o, t in zip(offsets, tensors)]
         return buf, views
+
+    def room_for(self, hidden: torch.Tensor, kept_per_input: float) -> bool:
+        """Whether a layer whose input is ``hidden`` may also keep block outputs of about
+        ``kept_per_input`` times its size: a free buffer holds them all, or a new one stays within the
+        host budget. Layers past the budget keep only their input, which always goes to the CPU."""
+        nbytes = int(hidden.numel() * hidden.element_size() * (1 + kept_per_input))
+        if any(buf.numel() >= nbytes for buf in self.free_buffers):
+            return True
+        return self.pinned_bytes + _buffer_bytes(nbytes) <= self.host_budget
 
     def _give_back(self, buf: torch.Tensor) -> None:
         # Safe to reuse at once: the next write into it is a copy queued on self.stream, after the
