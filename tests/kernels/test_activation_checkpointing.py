@@ -288,3 +288,11 @@ def test_layers_keep_block_outputs_only_within_the_host_budget():
     assert not offloader.room_for(hidden, 2.1)
     offloader.free_buffers = [torch.empty(entry, dtype=torch.uint8)]  # last step's buffer, free again
     assert offloader.room_for(hidden, 2.1)
+
+
+def test_an_offload_entry_takes_no_room_for_undefined_tensors():
+    """PyTorch's flash attention returns None for a dense batch's sequence offsets; they ride along."""
+    from tuitune.trainer.activation_checkpointing import _ALIGN, _offsets
+
+    a, b = torch.empty(10, dtype=torch.bfloat16), torch.empty(3, dtype=torch.float32)
+    assert _offsets([a, None, b, None]) == ([0, _ALIGN, _ALIGN, 2 * _ALIGN], 2 * _ALIGN)

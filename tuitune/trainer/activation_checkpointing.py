@@ -280,12 +280,14 @@ class _Entry:
 _ALIGN = 512  # bytes: each tensor of an entry starts at this alignment in the entry's pinned buffer
 
 
-def _offsets(tensors: list[torch.Tensor]) -> tuple[list[int], int]:
+def _offsets(tensors: list[torch.Tensor | None]) -> tuple[list[int], int]:
+    """Where each tensor starts in an entry's buffer, and the bytes it needs (None entries take none)."""
     offsets, end = [], 0
     for t in tensors:
         offsets.append(end)
-        end += -(-max(1, t.numel() * t.element_size()) // _ALIGN) * _ALIGN
-    return offsets, end
+        if t is not None:
+            end += -(-max(1, t.numel() * t.element_size()) // _ALIGN) * _ALIGN
+    return offsets, max(end, 1)
 
 
 class _Offloader:
@@ -320,7 +322,7 @@ class _Offloader:
             buf = torch.empty(_buffer_bytes(nbytes), dtype=torch.uint8, pin_memory=True)
             self.buffers_made += 1
             self.pinned_bytes += buf.numel()
-        views = [buf[o:o + t.numel() * t.element_size()].view(t.dtype).view(t.shape)
+        views = [None if t is None else buf[o:o + t.numel() * t.element_size()].view(t.dtype).view(t.shape)
                  for o, t in zip(offsets, tensors)]
         return buf, views
 
@@ -345,20 +347,24 @@ class _Offloader:
         if e is not None and e.fetched is not None:
             torch.cuda.current_stream(self.device).wait_event(e.fetched)
 
-    def save(self, tensors: list[torch.Tensor]) -> _Entry:
+    def save(self, tensors: list[torch.Tensor | None]) -> _Entry:
+        """Start copying ``tensors`` (the first one a layer's input; None entries stay None) to pinned
+        CPU memory; `load` brings them back."""
         self._settle()
         main = torch.cuda.current_stream(self.device)
         e = _Entry()
-        e.device = tensors[0].device
+        e.device = tensors[0].device  # the layer's input: always a tensor
         e.buffer, e.cpu = self._pinned(tensors)
         self.stream.wait_stream(main)  # the tensors are written by work queued so far on the main stream
         with torch.cuda.stream(self.stream):
             for cpu, t in zip(e.cpu, tensors):
-                cpu.copy_(t, non_blocking=True)
+                if t is not None:
+                    cpu.copy_(t, non_blocking=True)
             e.copied = torch.cuda.Event()
             e.copied.record(self.stream)
         for t in tensors:
-            t.record_stream(self.stream)  # keep t's memory alive until the copy has read it
+            if t is not None:
+                t.record_stream(self.stream)  # keep t's memory alive until the copy has read it
         e.gpu, e.fetched, e.prev = None, None, self.last
         self.last = e
         return e
@@ -373,12 +379,13 @@ class _Offloader:
         # have been freed by the main stream with kernels still queued that read it, so the copy
         # waits for the main stream's work queued so far (one layer's backward ahead: still early).
         main = torch.cuda.current_stream(self.device)
-        e.gpu = [torch.empty(c.shape, dtype=c.dtype, device=e.device) for c in e.cpu]
+        e.gpu = [None if c is None else torch.empty(c.shape, dtype=c.dtype, device=e.device) for c in e.cpu]
         self.stream.wait_stream(main)
         with torch.cuda.stream(self.stream):
             self.stream.wait_event(e.copied)
             for gpu, cpu in zip(e.gpu, e.cpu):
-                gpu.copy_(cpu, non_blocking=True)
+                if cpu is not None:
+                    gpu.copy_(cpu, non_blocking=True)
             e.fetched = torch.cuda.Event()
             e.fetched.record(self.stream)
         self.in_flight = e

@@ -43,6 +43,8 @@ def first_pass(query, key, value, scale: float) -> tuple[torch.Tensor, tuple[tor
     the tensors to keep for `replayed`; None when the operator refuses these inputs."""
     try:
         if query.is_cuda:
+            # Dense batches give undefined (None) sequence offsets, and without dropout the RNG state
+            # may be undefined too; the backward takes them as the forward gave them.
             out, lse, cum_q, cum_k, _, _, seed, offset, _ = torch.ops.aten._scaled_dot_product_flash_attention(
                 query, key, value, 0.0, True, False, scale=scale)
             kept = (lse, cum_q, cum_k, seed, offset)
