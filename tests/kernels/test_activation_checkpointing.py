@@ -296,3 +296,25 @@ def test_an_offload_entry_takes_no_room_for_undefined_tensors():
 
     a, b = torch.empty(10, dtype=torch.bfloat16), torch.empty(3, dtype=torch.float32)
     assert _offsets([a, None, b, None]) == ([0, _ALIGN, _ALIGN, 2 * _ALIGN], 2 * _ALIGN)
+
+
+def test_a_replay_the_attention_backward_refuses_still_trains_and_stops_keeping(monkeypatch):
+    import tuitune.trainer.kept_attention as ka
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no kernel for these inputs")
+
+    monkeypatch.setattr(ka, "_operator_backward", refuse)
+    monkeypatch.setattr(ka, "_REFUSED", [])
+    inputs = batch(seq=16)
+    inputs["attention_mask"] = torch.ones_like(inputs["attention_mask"])
+    runs = {}
+    for keep in (False, True):
+        model = _model(True, "cpu")
+        enable_checkpointing(model, "standard", keep_block_outputs=keep)
+        runs[keep] = _run(model, inputs)
+    assert ka._REFUSED and "no kernel for these inputs" in ka._REFUSED[0]
+    for name in runs[False][1]:
+        check_model("checkpointing.replayed.lora_grad", runs[True][1][name], runs[False][1][name], torch.float32)
+    q = torch.randn(1, 4, 16, 8)
+    assert not ka.eligible(model.get_base_model().model.layers[0].self_attn, q, q, None, 0.0, {})

@@ -8,7 +8,9 @@ recompute pass then computes q, k and v again (the backward needs them) but not 
 `replayed` returns the kept output through a node whose backward is the same operator's backward,
 which is what SDPA's own flash path runs. `first_pass` returns None where this does not apply (a
 mask, dropout, a sliding window, soft-capping, another attention implementation, a cuDNN preference,
-32-bit inputs on a GPU), and the caller runs attention as before.
+32-bit inputs on a GPU), and the caller runs attention as before. Should the operator's backward ever
+refuse a replay, that layer's gradients come from attention run again with autograd, and no layer
+keeps its attention from then on.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import os
 import torch
 
 _TAG = "attention"
+_REFUSED: list[str] = []  # why the flash operator (forward or backward) refused, once it has
 
 
 def _enabled() -> bool:
-    return os.environ.get("TUITUNE_KEEP_ATTENTION", "1") != "0" and os.environ.get("TUITUNE_SDPA", "") != "cudnn"
+    return (os.environ.get("TUITUNE_KEEP_ATTENTION", "1") != "0" and os.environ.get("TUITUNE_SDPA", "") != "cudnn"
+            and not _REFUSED)
 
 
 def eligible(module, query: torch.Tensor, key: torch.Tensor, attention_mask, dropout: float, extra: dict) -> bool:
@@ -52,10 +56,30 @@ def first_pass(query, key, value, scale: float) -> tuple[torch.Tensor, tuple[tor
             out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, 0.0, True,
                                                                                    scale=scale)
             kept = (lse,)
-    except RuntimeError:
+    except (RuntimeError, TypeError) as e:
+        _REFUSED.append(f"{type(e).__name__}: {e}".splitlines()[0])  # not asked again in this process
         return None
     out = out.transpose(1, 2).contiguous()
     return out, (out, *kept)
+
+
+def _operator_backward(d_out, query, key, value, out, lse, rest, scale):
+    if query.is_cuda:
+        cum_q, cum_k, seed, offset = rest
+        return torch.ops.aten._scaled_dot_product_flash_attention_backward(
+            d_out, query, key, value, out, lse, cum_q, cum_k, query.shape[2], key.shape[2], 0.0, True, seed, offset,
+            scale=scale)
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+        d_out, query, key, value, out, lse, 0.0, True, scale=scale)
+
+
+def _recomputed_backward(d_out, query, key, value, scale):
+    """The gradients by running attention again with autograd (SDPA picks its own kernel)."""
+    q, k, v = (t.detach().requires_grad_() for t in (query, key, value))
+    with torch.enable_grad():
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale,
+                                                               enable_gqa=q.shape[1] != k.shape[1])
+    return torch.autograd.grad(out, (q, k, v), d_out)
 
 
 class _Replayed(torch.autograd.Function):
@@ -69,14 +93,15 @@ class _Replayed(torch.autograd.Function):
     def backward(ctx, d_out):
         query, key, value, out, lse, *rest = ctx.saved_tensors
         d_out, out = d_out.transpose(1, 2), out.transpose(1, 2)  # (batch, heads, tokens, head_dim)
-        if query.is_cuda:
-            cum_q, cum_k, seed, offset = rest
-            dq, dk, dv = torch.ops.aten._scaled_dot_product_flash_attention_backward(
-                d_out.contiguous() if d_out.stride(-1) != 1 else d_out, query, key, value, out, lse, cum_q, cum_k,
-                query.shape[2], key.shape[2], 0.0, True, seed, offset, scale=ctx.scale)
-        else:
-            dq, dk, dv = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
-                d_out, query, key, value, out, lse, 0.0, True, scale=ctx.scale)
+        if d_out.stride(-1) != 1:
+            d_out = d_out.contiguous()
+        try:
+            dq, dk, dv = _operator_backward(d_out, query, key, value, out, lse, rest, ctx.scale)
+        except (RuntimeError, TypeError) as e:
+            # Never lose the step: this layer's gradients come from attention run again, and later
+            # layers stop keeping their attention (`eligible`).
+            _REFUSED.append(f"{type(e).__name__}: {e}".splitlines()[0])
+            dq, dk, dv = _recomputed_backward(d_out, query, key, value, ctx.scale)
         return dq, dk, dv, None, None, None, *([None] * len(rest))
 
 
