@@ -183,3 +183,30 @@ def test_autocast_runs_the_stock_forward_in_bf16(tmp_path, monkeypatch):
     assert all(math.isfinite(x) for x in losses[True])
     assert losses[True][0] == pytest.approx(losses[False][0], rel=2e-2)
     assert losses[True][0] != losses[False][0]  # the forward really ran in bf16
+
+
+def test_a_memory_cap_reaches_every_measuring_process_and_bounds_auto(monkeypatch):
+    """`tuitune bench --memory-cap 24` measures as a 24 GiB card would: each process is capped, and
+    `auto` picks from what fits in 24 GiB, not in the GPU's free memory."""
+    from tuitune.bench import runner
+    from tuitune.cli.main import main
+
+    jobs = []
+    monkeypatch.setattr(runner, "run_path", lambda job: jobs.append(job) or _fake_result(job))
+    assert main(["bench", "--shape", "llama-8b", "--checkpointing", "auto", "--steps", "3",
+                 "--memory-cap", "24", "--device", "cuda"]) == 0
+    assert jobs and all(job.memory_cap_gb == 24.0 for job in jobs)
+    result = runner.run_bench("llama-8b", batch=2, seq=2048, rank=16, steps=3, checkpointing="auto",
+                              device="cuda", memory_cap_gb=24.0)
+    assert result["auto"]["policy"] == "none"  # dequantized weights (34 GB here) would not fit 24 GiB
+    uncapped = runner.run_bench("llama-8b", batch=2, seq=2048, rank=16, steps=3, checkpointing="auto",
+                                device="cuda", free_gb=139.0)
+    assert uncapped["auto"]["policy"] == "dequantized"
+
+
+def test_a_negative_memory_cap_is_refused_in_one_sentence(capsys):
+    from tuitune.cli.main import main
+
+    assert main(["bench", "--shape", "llama-1b", "--memory-cap", "-1"]) != 0
+    err = capsys.readouterr().err
+    assert "--memory-cap -1: give the cap in GiB, above 0" in err and "Traceback" not in err

@@ -80,7 +80,7 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
               baseline: str = "hf", warmup: int | None = None, device: str = "auto",
               checkpointing: str = "standard", profile: int = 0, repeat: int = 1,
               memory_trace: bool = False, free_gb: float | None = None, cuda_graphs: str = "off",
-              dequantized: bool = False) -> dict:
+              dequantized: bool = False, memory_cap_gb: float = 0.0) -> dict:
     """Measure each path in its own process; with ``repeat`` > 1 the paths run that many rounds,
     alternating, and each run's tokens/s is kept in ``tokens_per_s_runs`` (the first round's result,
     with its profile, is the path's entry).
@@ -95,7 +95,8 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
 
     ``cuda_graphs``: "on" replays tuitune's checkpointed layers as CUDA graphs; "both" runs tuitune's
     path without and with them (the second under "tuitune graphs"). ``dequantized``: tuitune's path
-    keeps the 4-bit base weights dequantized (`training.dequantize_once = "on"`)."""
+    keeps the 4-bit base weights dequantized (`training.dequantize_once = "on"`). ``memory_cap_gb``: when
+    above 0, each measuring process may use at most this much GPU memory."""
     shape = get_shape(shape_name)
     if steps < 1:
         raise TuituneError("--steps must be at least 1.")
@@ -105,7 +106,8 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
         raise TuituneError(f"--warmup must be between 0 and steps - 1 ({steps - 1}); got {warmup}.")
     checkpoint = checkpoint_dir(shape)  # the first measuring process builds it when it is not cached yet
     auto = auto_choice(shape, method=method, batch=batch, seq=seq, rank=rank, device=device,
-                       free_gb=free_gb) if checkpointing == "auto" else None
+                       free_gb=memory_cap_gb if memory_cap_gb and free_gb is None else free_gb
+                       ) if checkpointing == "auto" else None
     # (run key, path, checkpointing mode, base weights kept dequantized) in the order they run
     if baseline not in BASELINES:
         raise TuituneError(f"--baseline must be one of {', '.join(BASELINES)}; got {baseline!r}.")
@@ -128,7 +130,7 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
                       points=[[batch, seq, steps, warmup]], checkpointing=mode, device=device,
                       shape=shape.name, profile_steps=profile if round_ == 0 else 0,
                       memory_trace=memory_trace and round_ == 0, cuda_graphs=graphs, dequantized=kept,
-                      autocast=key == AUTOCAST)
+                      autocast=key == AUTOCAST, memory_cap_gb=memory_cap_gb)
             result = run_path(job)
             first = runs.setdefault(key, result)
             if repeat > 1:

@@ -60,6 +60,10 @@ def register(subparsers) -> None:
     p.add_argument("--dequantized", action="store_true",
                    help="QLoRA: tuitune's path keeps the 4-bit base weights dequantized (training.dequantize_once = "
                         "on); under --checkpointing auto that policy is tried anyway, as the trainer's auto does")
+    p.add_argument("--memory-cap", type=float, default=0.0, metavar="GB",
+                   help="cap each measuring process's GPU memory at this many GiB (PyTorch's "
+                        "set_per_process_memory_fraction), as a smaller card would: a path that does not fit "
+                        "fails with its out-of-memory error (default: no cap)")
     p.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
     p.set_defaults(func=run)
 
@@ -67,6 +71,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from tuitune.bench.runner import format_report, run_bench, speed
 
+    if args.memory_cap < 0:
+        raise TuituneError(f"--memory-cap {args.memory_cap:g}: give the cap in GiB, above 0 (or leave it out).")
     if args.json:
         target = Path(args.json).expanduser()
         if target.parent and not target.parent.exists():
@@ -75,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     result = run_bench(args.shape, batch=args.batch, seq=args.seq, rank=args.rank, steps=args.steps,
                        method=args.method, baseline=args.baseline, warmup=args.warmup, device=args.device,
                        checkpointing=args.checkpointing, profile=args.profile, repeat=args.repeat,
-                       memory_trace=args.memory_trace, cuda_graphs=args.cuda_graphs, dequantized=args.dequantized)
+                       memory_trace=args.memory_trace, cuda_graphs=args.cuda_graphs, dequantized=args.dequantized,
+                       memory_cap_gb=args.memory_cap)
     print(format_report(result))
     # with --cuda-graphs both, the trainer (graphs on) is compared with the graphed bench run
     ours = result["runs"].get("tuitune graphs" if args.cuda_graphs == "both" else "tuitune", {})
