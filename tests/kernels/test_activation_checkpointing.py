@@ -298,7 +298,7 @@ def test_an_offload_entry_takes_no_room_for_undefined_tensors():
     assert _offsets([a, None, b, None]) == ([0, _ALIGN, _ALIGN, 2 * _ALIGN], 2 * _ALIGN)
 
 
-def test_a_replay_the_attention_backward_refuses_still_trains_and_stops_keeping(monkeypatch):
+def test_a_replay_the_attention_backward_refuses_still_trains_and_stops_keeping(monkeypatch, caplog):
     import tuitune.trainer.kept_attention as ka
 
     def refuse(*args, **kwargs):
@@ -314,6 +314,8 @@ def test_a_replay_the_attention_backward_refuses_still_trains_and_stops_keeping(
         enable_checkpointing(model, "standard", keep_block_outputs=keep)
         runs[keep] = _run(model, inputs)
     assert ka._REFUSED and "no kernel for these inputs" in ka._REFUSED[0]
+    said = [r.getMessage() for r in caplog.records if r.name == "tuitune"]
+    assert len(said) == 1 and "refused a kept attention (RuntimeError: no kernel for these inputs)" in said[0]
     for name in runs[False][1]:
         check_model("checkpointing.replayed.lora_grad", runs[True][1][name], runs[False][1][name], torch.float32)
     q = torch.randn(1, 4, 16, 8)

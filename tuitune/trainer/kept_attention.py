@@ -15,12 +15,23 @@ keeps its attention from then on.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
 
 _TAG = "attention"
 _REFUSED: list[str] = []  # why the flash operator (forward or backward) refused, once it has
+
+
+def _refused(e: Exception) -> None:
+    """Remember why the operator refused (no layer keeps its attention from then on) and say it once."""
+    reason = f"{type(e).__name__}: {e}".splitlines()[0]
+    if not _REFUSED:
+        logging.getLogger("tuitune").warning(
+            "offloaded checkpointing: PyTorch's flash attention refused a kept attention (%s); layers "
+            "recompute their attention from now on, a little slower, with the same results", reason)
+    _REFUSED.append(reason)
 
 
 def _enabled() -> bool:
@@ -57,7 +68,7 @@ def first_pass(query, key, value, scale: float) -> tuple[torch.Tensor, tuple[tor
                                                                                    scale=scale)
             kept = (lse,)
     except (RuntimeError, TypeError) as e:
-        _REFUSED.append(f"{type(e).__name__}: {e}".splitlines()[0])  # not asked again in this process
+        _refused(e)
         return None
     out = out.transpose(1, 2).contiguous()
     return out, (out, *kept)
@@ -100,7 +111,7 @@ class _Replayed(torch.autograd.Function):
         except (RuntimeError, TypeError) as e:
             # Never lose the step: this layer's gradients come from attention run again, and later
             # layers stop keeping their attention (`eligible`).
-            _REFUSED.append(f"{type(e).__name__}: {e}".splitlines()[0])
+            _refused(e)
             dq, dk, dv = _recomputed_backward(d_out, query, key, value, ctx.scale)
         return dq, dk, dv, None, None, None, *([None] * len(rest))
 
