@@ -1,9 +1,13 @@
-"""Causal attention whose output and log-sum-exp a checkpointed layer keeps, so that its recompute
-pass runs only the attention's backward.
+"""The attention block's outputs that an offloaded checkpointed layer keeps, so that its recompute
+pass runs neither the attention forward nor the output projection's base GEMM.
 
-Under offloaded checkpointing (tuitune.trainer.activation_checkpointing) the first pass of a layer
-calls PyTorch's flash attention operator itself (`first_pass`), which returns, beside the output,
-the per-row log-sum-exp that its backward needs; both go to the CPU with the layer's input. The
+`output_projection`: o_proj through `lora_o`; its output is offered to keep in the first pass and
+replayed in the recompute (`lora_o(..., replay=)`).
+
+Causal attention (`keep_or_replay`): under offloaded checkpointing
+(tuitune.trainer.activation_checkpointing) the first pass of a layer calls PyTorch's flash attention
+operator itself (`first_pass`), which returns, beside the output, the per-row log-sum-exp that its
+backward needs; both go to the CPU with the layer's input. The
 recompute pass then computes q, k and v again (the backward needs them) but not the attention:
 `replayed` returns the kept output through a node whose backward is the same operator's backward,
 which is what SDPA's own flash path runs. `first_pass` returns None where this does not apply (a
@@ -137,3 +141,18 @@ def keep_or_replay(module, query, key, value, attention_mask, dropout: float, ex
     out, kept = result
     keep_block_output(_TAG, kept)
     return out
+
+
+def output_projection(x: torch.Tensor, o) -> torch.Tensor:
+    """The attention's output projection (``o``: its LoRAWeights) of ``x``: in a checkpointed layer's
+    first pass computed and offered to keep, in the recompute pass the kept output replayed."""
+    from tuitune.kernels import lora_o
+
+    from .activation_checkpointing import keep_block_output, recomputing, replayed_block_output
+
+    if recomputing():
+        kept = replayed_block_output("o_proj")
+        return lora_o(x, o, keep_dense=True, replay=None if kept is None else kept[0])
+    y = lora_o(x, o)
+    keep_block_output("o_proj", (y,))
+    return y

@@ -241,10 +241,10 @@ def _project(module, x):
 # ------------------------------------------------------------------------------------- attention
 
 def _attention_forward(self, hidden_states, position_embeddings=None, attention_mask=None, cache=None, **kwargs):
-    from tuitune.kernels import lora_o, lora_qkv, rope
+    from tuitune.kernels import lora_qkv, rope
 
-    from .activation_checkpointing import keep_block_output, recomputing, replayed_block_output
-    from .kept_attention import keep_or_replay
+    from .activation_checkpointing import recomputing
+    from .kept_attention import keep_or_replay, output_projection
     from .varlen_attention import packed_attention
 
     if "past_key_values" in kwargs:
@@ -286,24 +286,15 @@ def _attention_forward(self, hidden_states, position_embeddings=None, attention_
     dropout = 0.0 if not self.training else self.attention_dropout
     out = packed_attention(q, k, v, scaling=self.scaling, kwargs=kwargs, dropout=dropout,
                            sliding_window=extra.get("sliding_window"), softcap=extra.get("softcap"))
-    if out is None:
+    if out is None:  # not packed examples (variable-length flash attention, no mask): kept attention?
         out = keep_or_replay(self, q, k, v, attention_mask, dropout, extra)
-    if out is not None:  # packed examples (variable-length flash attention, no mask) or kept attention
-        weights = None
-    else:
+    weights = None
+    if out is None:
         with _sdpa_priority(q.device):
             out, weights = attention_interface(self, q, k, v, attention_mask, dropout=dropout,
                                                scaling=self.scaling, **extra, **kwargs)
     out = out.reshape(*input_shape, -1).contiguous()
-    w_o = lora_weights_of(self.o_proj)
-    if w_o is None:
-        return self.o_proj(out), weights
-    if recomputing():
-        replay = replayed_block_output("o_proj")
-        return lora_o(out, w_o, keep_dense=True, replay=None if replay is None else replay[0]), weights
-    out = lora_o(out, w_o)
-    keep_block_output("o_proj", (out,))
-    return out, weights
+    return (self.o_proj(out) if (w_o := lora_weights_of(self.o_proj)) is None else output_projection(out, w_o)), weights
 
 
 def _sdpa_priority(device):
