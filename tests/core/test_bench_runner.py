@@ -202,6 +202,12 @@ def test_a_memory_cap_reaches_every_measuring_process_and_bounds_auto(monkeypatc
     uncapped = runner.run_bench("llama-8b", batch=2, seq=2048, rank=16, steps=3, checkpointing="auto",
                                 device="cuda", free_gb=139.0)
     assert uncapped["auto"]["policy"] == "dequantized"
+    capped = runner.run_bench("llama-8b", batch=2, seq=2048, rank=16, steps=3, checkpointing="auto",
+                              device="cuda", free_gb=139.0, memory_cap_gb=24.0)
+    assert capped["auto"]["policy"] == "none" and capped["auto"]["free_gb"] == 24.0  # the cap bounds what is free
+    small = runner.run_bench("llama-8b", batch=2, seq=2048, rank=16, steps=3, checkpointing="auto",
+                             device="cuda", free_gb=10.0, memory_cap_gb=24.0)
+    assert small["auto"]["free_gb"] == 10.0  # a cap above what is free adds nothing
 
 
 def test_a_negative_memory_cap_is_refused_in_one_sentence(capsys):

@@ -106,8 +106,7 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
         raise TuituneError(f"--warmup must be between 0 and steps - 1 ({steps - 1}); got {warmup}.")
     checkpoint = checkpoint_dir(shape)  # the first measuring process builds it when it is not cached yet
     auto = auto_choice(shape, method=method, batch=batch, seq=seq, rank=rank, device=device,
-                       free_gb=memory_cap_gb if memory_cap_gb and free_gb is None else free_gb
-                       ) if checkpointing == "auto" else None
+                       free_gb=free_gb, cap_gb=memory_cap_gb) if checkpointing == "auto" else None
     # (run key, path, checkpointing mode, base weights kept dequantized) in the order they run
     if baseline not in BASELINES:
         raise TuituneError(f"--baseline must be one of {', '.join(BASELINES)}; got {baseline!r}.")
@@ -155,13 +154,16 @@ def run_bench(shape_name: str, *, batch: int, seq: int, rank: int, steps: int, m
 
 
 def auto_choice(shape: BenchShape, *, method: str, batch: int, seq: int, rank: int, device: str,
-                free_gb: float | None = None) -> dict:
+                free_gb: float | None = None, cap_gb: float = 0.0) -> dict:
     """The mode `training.gradient_checkpointing = "auto"` picks for tuitune's path at this shape, with
-    the trainer's own rule (checkpointing_policy) and the GPU's free memory."""
+    the trainer's own rule (checkpointing_policy) and the GPU's free memory, at most ``cap_gb`` when
+    above 0 (the bench's --memory-cap)."""
     from tuitune.checkpointing_policy import choose_for_spec
 
     if free_gb is None and device != "cpu":
         free_gb = nvml_free_gb()
+    if cap_gb:
+        free_gb = cap_gb if free_gb is None else min(free_gb, cap_gb)
     spec = shape.model_spec()
     offered = (fit.estimate(spec, method, batch=batch, seq=seq, rank=rank, checkpointing="none",
                             dequantized=True).total_gb if method == "qlora" and device != "cpu" else None)
