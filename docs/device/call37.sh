@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Session 15, first call (~520 s): call34 (GPU kernel suite on the working tree incl. the kept-attention
+# tests; A/B 67dee09 vs the working tree at 8b offloaded; criteria 1 and 2 with stock), then call36 (criterion 5).
+source .device/setup.sh
+M=$OUT/docs/measurements; L=$OUT/logs; D=$(date +%F)
+GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1); G=$([[ $GPU == *H200* ]] && echo h200 || echo h100)
+export TRITON_CACHE_AUTOTUNING=1
+TUITUNE_TEST_REPORT=$L/kernels-report.txt timeout 110 python3 -m pytest -q -n 8 -p no:cacheprovider --tb=short -W ignore -m "not gpu_large" tests/kernels tests/trainer/test_optimizer.py > $L/kernels-n8.log 2>&1
+echo "kernels rc $?"; tail -2 $L/kernels-n8.log; grep -E "^(FAILED|ERROR)" $L/kernels-report.txt | head -12
+grep -A12 "^E  " $L/kernels-n8.log | head -30
+T=work; grep -qE "^(FAILED|ERROR).*(activation_checkpointing|test_lora)" $L/kernels-report.txt && T=before
+echo "tree for the criteria: $T; elapsed $SECONDS s"
+run() { local t=$1; shift; env PYTHONPATH=$PWD/.device/ab/$t:/tmp/site python3 -P -m tuitune bench "$@"; }
+timeout 120 bash -c "$(declare -f run); run $T --shape llama-8b --checkpointing offloaded --steps 8 --json $M/bench-llama-8b-qlora-offloaded-$G-$D-s15.json" \
+  2>&1 | tee $L/bench8b-offloaded.log | grep -v "^\s*$" | tail -7
+echo "elapsed $SECONDS s"
+timeout 80 bash -c "$(declare -f run); run $T --shape llama-1b --checkpointing offloaded --steps 20 --json $M/bench-llama-1b-qlora-offloaded-$G-$D-s15.json" \
+  2>&1 | tee $L/bench1b-offloaded.log | grep -v "^\s*$" | tail -7
+echo "elapsed $SECONDS s"
+timeout 60 bash -c "$(declare -f run); run before --shape llama-8b --checkpointing offloaded --baseline none --steps 8" \
+  2>&1 | tee $L/ab-8b-offloaded-before.log | grep -E "^tuitune  |timed steps" | cut -c1-100
+echo "elapsed $SECONDS s"
+# then call36: criterion 5 with the kept block outputs, TUITUNE_KEEP_ATTENTION 1 and 0, within 24 GiB.
+save_triton_cache
+free -g | head -2
+for ka in 1 0; do
+  TUITUNE_KEEP_ATTENTION=$ka timeout 130 python3 -P -m tuitune bench --shape llama-8b --checkpointing offloaded --batch 1 --seq 98304 \
+    --steps 3 --warmup 1 --baseline none --memory-cap 24 --json $M/bench-llama-8b-qlora-offloaded-98304-cap24-ka$ka-$G-$D-s15.json \
+    2>&1 | tee $L/long-ka$ka.log | grep -v "^\s*$" | tail -5
+  echo "elapsed $SECONDS s"
+  [ $SECONDS -gt 440 ] && break
+done
+save_triton_cache
