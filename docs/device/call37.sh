@@ -5,6 +5,14 @@ source .device/setup.sh
 M=$OUT/docs/measurements; L=$OUT/logs; D=$(date +%F)
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1); G=$([[ $GPU == *H200* ]] && echo h200 || echo h100)
 export TRITON_CACHE_AUTOTUNING=1
+python3 - <<'PY'
+import torch, time
+x = torch.empty(100 << 20, dtype=torch.uint8, device="cuda"); h = torch.empty(x.shape, dtype=torch.uint8, pin_memory=True)
+for name, dst, src in (("D2H", h, x), ("H2D", x, h)):
+    dst.copy_(src); torch.cuda.synchronize(); t = time.perf_counter()
+    for _ in range(20): dst.copy_(src, non_blocking=True)
+    torch.cuda.synchronize(); print(f"pinned {name}: {20 * 100 / 1024 / (time.perf_counter() - t):.1f} GiB/s")
+PY
 TUITUNE_TEST_REPORT=$L/kernels-report.txt timeout 110 python3 -m pytest -q -n 8 -p no:cacheprovider --tb=short -W ignore -m "not gpu_large" tests/kernels tests/trainer/test_optimizer.py > $L/kernels-n8.log 2>&1
 echo "kernels rc $?"; tail -2 $L/kernels-n8.log; grep -E "^(FAILED|ERROR)" $L/kernels-report.txt | head -12
 grep -A12 "^E  " $L/kernels-n8.log | head -30
