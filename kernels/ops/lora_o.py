@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .lora_weights import LoRAWeights, adapters, as_2d, cast_adapter, project, project_backward, scaled_mm
+from .lora_weights import LoRAWeights, adapters, as_2d, project, project_backward, rank_products
 
 
 class LoRAOFunction(torch.autograd.Function):
@@ -37,8 +37,8 @@ class LoRAOFunction(torch.autograd.Function):
     def backward(ctx, dy):
         x2, xa = ctx.saved_tensors
         p = ctx.p
-        if xa is None and p.lora_a is not None:
-            xa = scaled_mm(x2, cast_adapter(p.lora_a, x2.dtype).t(), p.scaling)
+        if xa is None:  # replayed: the rank-r product is formed now
+            xa = rank_products(x2, (p,))[0]
         dx, d_a, d_b = project_backward(as_2d(dy), x2, xa, p, need_dx=ctx.needs_input_grad[0], w=ctx.dense)
         ctx.dense = None
         return (dx.view(ctx.x_shape) if dx is not None else None), None, None, None, d_a, d_b

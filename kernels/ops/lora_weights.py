@@ -256,20 +256,7 @@ def project_group(x2: torch.Tensor, ps, ws=None, stacked: torch.Tensor | None = 
         if any(p.lora_a is None or p.bias is not None for p in ps):
             stacked = None
     ws = ws if ws is not None else (None,) * len(ps)
-    with_adapter = [p for p in ps if p.lora_a is not None]
-    xas: list[torch.Tensor | None] = [None] * len(ps)
-    if with_adapter:
-        a_all = stacked_casts([p.lora_a for p in with_adapter], x2.dtype)
-        scaling = _uniform_scaling(with_adapter)
-        xa_all = scaled_mm(x2, a_all.t(), 1.0 if scaling is None else scaling)
-        offset = 0
-        for i, p in enumerate(ps):
-            if p.lora_a is not None:
-                r = p.lora_a.shape[0]
-                xas[i] = xa_all[:, offset:offset + r]
-                if scaling is None and p.scaling != 1.0:
-                    xas[i].mul_(p.scaling)
-                offset += r
+    xas = rank_products(x2, ps)
     if stacked is not None:
         return _project_stacked(x2, ps, xas, stacked), xas
     ys = []
@@ -286,6 +273,27 @@ def project_group(x2: torch.Tensor, ps, ws=None, stacked: torch.Tensor | None = 
             y = scaled_mm(xa, b.t())
         ys.append(y.addmm_(x2, w.t()))
     return ys, xas
+
+
+def rank_products(x2: torch.Tensor, ps) -> list[torch.Tensor | None]:
+    """Each projection's ``scaling * x @ A.T`` (None without adapter), all from one GEMM of ``x2``
+    (each is a column slice of its result)."""
+    with_adapter = [p for p in ps if p.lora_a is not None]
+    xas: list[torch.Tensor | None] = [None] * len(ps)
+    if not with_adapter:
+        return xas
+    a_all = stacked_casts([p.lora_a for p in with_adapter], x2.dtype)
+    scaling = _uniform_scaling(with_adapter)
+    xa_all = scaled_mm(x2, a_all.t(), 1.0 if scaling is None else scaling)
+    offset = 0
+    for i, p in enumerate(ps):
+        if p.lora_a is not None:
+            r = p.lora_a.shape[0]
+            xas[i] = xa_all[:, offset:offset + r]
+            if scaling is None and p.scaling != 1.0:
+                xas[i].mul_(p.scaling)
+            offset += r
+    return xas
 
 
 def _project_stacked(x2: torch.Tensor, ps, xas, stacked: torch.Tensor) -> list[torch.Tensor]:

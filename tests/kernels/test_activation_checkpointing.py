@@ -50,14 +50,16 @@ def test_checkpointing_matches_no_checkpointing(kernels):
         assert saved < saved0 / 2, f"{mode}: saved {saved} bytes vs {saved0} without checkpointing"
 
 
-@pytest.mark.parametrize("keep_attention", ["1", "0"])
-def test_kept_block_outputs_are_replayed_by_the_recompute(monkeypatch, keep_attention):
-    """With block outputs kept, each layer's recompute gets its attention output (no attention
-    forward) and its o_proj output (no base GEMM) back, and the gradients stay those of plain
-    checkpointing (TUITUNE_KEEP_ATTENTION=0 keeps only the o_proj output)."""
+@pytest.mark.parametrize("keep_attention,keep_qkv", [("1", "1"), ("0", "1"), ("1", "0")])
+def test_kept_block_outputs_are_replayed_by_the_recompute(monkeypatch, keep_attention, keep_qkv):
+    """With block outputs kept, each layer's recompute gets its q, k and v (no base GEMM), its attention
+    output (no attention forward) and its o_proj output (no base GEMM) back, and the gradients stay
+    those of plain checkpointing (TUITUNE_KEEP_ATTENTION=0 keeps no attention output,
+    TUITUNE_KEEP_QKV=0 no q, k and v)."""
     import tuitune.trainer.activation_checkpointing as ac
 
     monkeypatch.setenv("TUITUNE_KEEP_ATTENTION", keep_attention)
+    monkeypatch.setenv("TUITUNE_KEEP_QKV", keep_qkv)
     replayed = []
     original = ac.replayed_block_output
 
@@ -82,8 +84,8 @@ def test_kept_block_outputs_are_replayed_by_the_recompute(monkeypatch, keep_atte
         assert enable_checkpointing(model, mode, keep_block_outputs=keep) == mode
         replayed.clear()
         runs[keep] = _run(model, inputs)
-    expected = ["attention", "o_proj"] * 3 if keep_attention == "1" else ["o_proj"] * 3
-    assert replayed == expected
+    expected = ["qkv"] * (keep_qkv == "1") + ["attention"] * (keep_attention == "1") + ["o_proj"]
+    assert replayed == expected * 3
     check_model("checkpointing.replayed.loss", runs[True][0], runs[False][0], dtype)
     for name in runs[False][1]:
         check_model("checkpointing.replayed.lora_grad", runs[True][1][name], runs[False][1][name], dtype)
@@ -320,3 +322,40 @@ def test_a_replay_the_attention_backward_refuses_still_trains_and_stops_keeping(
         check_model("checkpointing.replayed.lora_grad", runs[True][1][name], runs[False][1][name], torch.float32)
     q = torch.randn(1, 4, 16, 8)
     assert not ka.eligible(model.get_base_model().model.layers[0].self_attn, q, q, None, 0.0, {})
+
+
+def test_4bit_q_k_and_v_are_kept_as_the_one_buffer_they_were_projected_into():
+    """4-bit q, k and v project into column blocks of one buffer in a first pass (no autograd): that
+    buffer is kept (one offload copy, no gather), and the recompute's replay of it gives the
+    gradients of q, k and v computed again."""
+    from tests.kernels.test_lora import _proj
+    from tuitune.trainer import activation_checkpointing as ac
+    from tuitune.trainer.kept_attention import query_key_value
+
+    dtype = torch.bfloat16 if ON_GPU else torch.float32
+    ps = [_proj(o, 64, dtype, DEVICE, "nf4", 8, torch.float32)[0] for o in (64, 16, 16)]
+    x = torch.randn(2, 5, 64, device=DEVICE, dtype=dtype)
+    ac._STATE.kept = kept = []
+    try:
+        with torch.no_grad():
+            first = query_key_value(x, *ps)
+    finally:
+        ac._STATE.kept = None
+    [(tag, (stacked,))] = kept
+    assert tag == "qkv" and stacked.shape == (10, 96) and stacked.is_contiguous()
+    grads = {}
+    for replay in (None, kept):
+        for p in ps:
+            p.lora_a.grad = p.lora_b.grad = None
+        xg = x.clone().requires_grad_()
+        ac._enter_recompute(list(replay) if replay else None)
+        try:
+            outs = query_key_value(xg, *ps)
+        finally:
+            ac._leave_recompute()
+        for out, want in zip(outs, first):
+            assert torch.equal(out, want)
+        torch.autograd.backward([o * 1.0 for o in outs], [torch.ones_like(o) for o in outs])
+        grads[replay is None] = [xg.grad] + [g for p in ps for g in (p.lora_a.grad, p.lora_b.grad)]
+    for replayed, recomputed in zip(grads[False], grads[True]):
+        check_model("checkpointing.replayed.lora_grad", replayed, recomputed, dtype)

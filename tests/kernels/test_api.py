@@ -26,7 +26,8 @@ def test_signatures_match_the_design():
                                                      ("ignore_index", KW, -100), ("softcap", KW, None)]
     assert _params(K.nf4_dequantize)[0][0] == "weight"
     assert _params(K.lora_o) == [("x", P, E), ("o", P, E), ("keep_dense", KW, False), ("replay", KW, None)]
-    assert _params(K.lora_qkv) == [("x", P, E), ("q", P, E), ("k", P, E), ("v", P, E), ("keep_dense", KW, False)]
+    assert _params(K.lora_qkv) == [("x", P, E), ("q", P, E), ("k", P, E), ("v", P, E), ("keep_dense", KW, False),
+                                   ("replay", KW, None)]
     assert _params(K.lora_mlp) == [("x", P, E), ("gate", P, E), ("up", P, E), ("down", P, E),
                                    ("activation", P, "swiglu"), ("mode", KW, "saved"), ("chunk", KW, None)]
 

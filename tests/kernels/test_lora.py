@@ -110,6 +110,44 @@ def test_lora_qkv_with_bias(device, dtype, base, adapter, shape):
     check(f"lora_qkv.{base}.dx", x.grad, x64.grad, dtype)
 
 
+@pytest.mark.parametrize("dtype,base,adapter", CASES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_lora_qkv_replaying_its_kept_outputs_computes_only_the_backward(device, dtype, base, adapter, shape):
+    """The first pass of a checkpointed layer (no autograd) keeps q, k and v; the recompute replays them
+    (no base GEMM) and the backward still gives the float64 reference's gradients."""
+    n, hidden, _, r = shape
+    ad = dtype if adapter == "same" else torch.float32
+    kv = hidden // 4 + 8
+    projs = [_proj(o, hidden, dtype, device, base, r, ad) for o in (hidden, kv, kv)]
+    ps = [p for p, _ in projs]
+    x = torch.randn(2, n, hidden, device=device, dtype=dtype)
+    with torch.no_grad():
+        kept = lora_qkv(x, *ps)
+        recomputed = lora_qkv(x, *ps, keep_dense=True)
+    for out, want in zip(kept, recomputed):  # what the recompute replaces, bit for bit
+        assert torch.equal(out, want)
+    x.requires_grad_()
+    outs = lora_qkv(x, *ps, keep_dense=True, replay=kept)
+    for out, want in zip(outs, kept):
+        assert torch.equal(out, want)
+    grads = [torch.randn_like(o) for o in outs]
+    torch.autograd.backward([o * 1.0 for o in outs], grads)
+    x64 = ref.up(x)
+    refs = [_ref_proj(x64, p, w64) for p, w64 in projs]
+    torch.autograd.backward([y for y, _ in refs], [g.double() for g in grads])
+    for p, (_, (a64, b64)) in zip(ps, refs):
+        check(f"lora_qkv.replay.{base}.dA", p.lora_a.grad, a64.grad, dtype)
+        check(f"lora_qkv.replay.{base}.dB", p.lora_b.grad, b64.grad, dtype)
+    check(f"lora_qkv.replay.{base}.dx", x.grad, x64.grad, dtype)
+
+
+def test_lora_qkv_refuses_a_replay_of_another_width(device):
+    ps = [_proj(o, 16, torch.float32, device, "dense", 4, torch.float32)[0] for o in (16, 8, 8)]
+    replay = tuple(torch.zeros(3, o, device=device) for o in (16, 9, 8))
+    with pytest.raises(ValueError, match="replay's k has 9 features, the projection 8"):
+        lora_qkv(torch.randn(3, 16, device=device), *ps, replay=replay)
+
+
 NF4_CASES = [c for c in CASES if c[1] == "nf4"]
 
 

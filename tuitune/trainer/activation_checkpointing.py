@@ -11,11 +11,11 @@
 - ``"offloaded"``: as standard, but the kept input is copied to pinned CPU memory on a side CUDA
   stream while the next layers compute, and copied back on that stream one layer ahead of the
   backward pass (while layer i recomputes, layer i-1's input is already on its way). With no CUDA
-  device it falls back to ``"standard"``. The layer's attention output and its output projection's
-  output also go to the CPU with the input (`keep_block_output`), and the recompute pass replays them
-  instead of running the attention forward and that projection's base GEMM; while pinned memory
-  stays within `HOST_SHARE` of the host memory available when checkpointing was set up (past it,
-  layers keep only their input).
+  device it falls back to ``"standard"``. The layer's q, k and v, its attention output and its output
+  projection's output also go to the CPU with the input (`keep_block_output`), and the recompute
+  pass replays them instead of running the attention forward and those projections' base GEMMs;
+  while pinned memory stays within `HOST_SHARE` of the host memory available when checkpointing was
+  set up (past it, layers keep only their input).
 
 It returns the mode actually applied, so the caller can warn when it differs from the request.
 transformers' own ``gradient_checkpointing_enable`` must not also be on: it is turned off here.
@@ -33,7 +33,9 @@ from tuitune.trainer.layer_calls import (_CLASS_FORWARD, _INNER, OutputNotATenso
 
 MODES = ("none", "standard", "offloaded")
 HOST_SHARE = 0.5  # of the host memory available at set-up, the most pinned memory kept block outputs may take
-_KEPT_PER_INPUT = 2.1  # a layer's kept block outputs, in bytes per byte of its input (attention output, o_proj output, lse)
+# A layer's kept block outputs, in bytes per byte of its input, until a layer has kept some: q, k and v
+# (1.5 with a quarter as many key-value heads), the attention output and log-sum-exp, the o_proj output.
+_KEPT_PER_INPUT = 3.6
 _OFFLOADER = "_tuitune_offloader"
 _GRAPHS = "_tuitune_layer_graphs"
 
@@ -200,7 +202,7 @@ class _LayerCheckpoint(torch.autograd.Function):
             out = graphs.forward(layer, run_layer, hidden, rest, kwargs, ctx.autocast)
         kept: list = []
         if keep_block_outputs and offloader is not None:
-            keep_block_outputs = offloader.room_for(hidden, _KEPT_PER_INPUT)
+            keep_block_outputs = offloader.room_for(hidden, offloader.kept_per_input or _KEPT_PER_INPUT)
         if out is None:
             _STATE.kept = kept if keep_block_outputs else None
             try:
@@ -211,6 +213,8 @@ class _LayerCheckpoint(torch.autograd.Function):
         if not isinstance(out, torch.Tensor):
             raise OutputNotATensor(out)
         tensors, ctx.kept_layout = _flatten(kept)
+        if offloader is not None and tensors:
+            offloader.saw_kept(hidden, tensors)
         if offloader is not None:
             ctx.entry = offloader.save([hidden, *tensors])
         else:
@@ -309,6 +313,7 @@ class _Offloader:
         # chat data) every step asked for new sizes and the step ran 3x slower (H200, 2026-12-02).
         self.free_buffers: list[torch.Tensor] = []  # flat uint8, sorted by size
         self.buffers_made = 0
+        self.kept_per_input: float | None = None  # the most a layer has kept, per byte of its input
 
     def _pinned(self, tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(buffer, a view per tensor): the smallest free buffer that holds them all, else a new one a
@@ -334,6 +339,12 @@ class _Offloader:
         if any(buf.numel() >= nbytes for buf in self.free_buffers):
             return True
         return self.pinned_bytes + _buffer_bytes(nbytes) <= self.host_budget
+
+    def saw_kept(self, hidden: torch.Tensor, tensors: list[torch.Tensor | None]) -> None:
+        """Learn what a layer keeps beside its input, for `room_for`."""
+        kept = sum(t.numel() * t.element_size() for t in tensors if t is not None)
+        ratio = kept / max(1, hidden.numel() * hidden.element_size())
+        self.kept_per_input = max(self.kept_per_input or 0.0, ratio)
 
     def _give_back(self, buf: torch.Tensor) -> None:
         # Safe to reuse at once: the next write into it is a copy queued on self.stream, after the

@@ -1,8 +1,9 @@
 """The attention block's outputs that an offloaded checkpointed layer keeps, so that its recompute
 pass runs neither the attention forward nor the output projection's base GEMM.
 
-`output_projection`: o_proj through `lora_o`; its output is offered to keep in the first pass and
-replayed in the recompute (`lora_o(..., replay=)`).
+`query_key_value` and `output_projection`: q, k and v through `lora_qkv`, o_proj through `lora_o`;
+their outputs are offered to keep in the first pass and replayed in the recompute (`replay=`), so the
+recompute runs neither projection's base GEMM (`TUITUNE_KEEP_QKV=0` keeps q, k and v no more).
 
 Causal attention (`keep_or_replay`): under offloaded checkpointing
 (tuitune.trainer.activation_checkpointing) the first pass of a layer calls PyTorch's flash attention
@@ -141,6 +142,47 @@ def keep_or_replay(module, query, key, value, attention_mask, dropout: float, ex
     out, kept = result
     keep_block_output(_TAG, kept)
     return out
+
+
+def query_key_value(x: torch.Tensor, q, k, v) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The attention's q, k and v projections (their LoRAWeights) of ``x``: in a checkpointed layer's
+    first pass computed and offered to keep, in the recompute pass the kept outputs replayed."""
+    from tuitune.kernels import lora_qkv
+
+    from .activation_checkpointing import keep_block_output, keeping_block_outputs, recomputing, replayed_block_output
+
+    if recomputing():
+        kept = replayed_block_output("qkv")
+        return lora_qkv(x, q, k, v, keep_dense=True, replay=None if kept is None else _split_qkv(kept, (q, k, v)))
+    outs = lora_qkv(x, q, k, v)
+    if keeping_block_outputs() and os.environ.get("TUITUNE_KEEP_QKV", "1") != "0":
+        stacked = _one_buffer(outs)
+        if stacked is not None:
+            keep_block_output("qkv", (stacked,))
+        elif all(t.is_contiguous() for t in outs):
+            keep_block_output("qkv", outs)
+    return outs
+
+
+def _one_buffer(outs) -> torch.Tensor | None:
+    """The (rows, q + k + v features) buffer whose column blocks q, k and v are (4-bit weights without
+    autograd project into one), else None."""
+    base = outs[0]._base
+    if base is None or base.dim() != 2 or not base.is_contiguous() or any(t._base is not base for t in outs):
+        return None
+    if base.shape[1] != sum(t.shape[-1] for t in outs) or outs[0].data_ptr() != base.data_ptr():
+        return None
+    return base
+
+
+def _split_qkv(kept: tuple[torch.Tensor, ...], ps) -> tuple[torch.Tensor, ...]:
+    if len(kept) == 3:
+        return kept
+    (stacked,), outs, start = kept, [], 0
+    for p in ps:
+        outs.append(stacked[:, start:start + p.out_features])
+        start += p.out_features
+    return tuple(outs)
 
 
 def output_projection(x: torch.Tensor, o) -> torch.Tensor:

@@ -241,10 +241,9 @@ def _project(module, x):
 # ------------------------------------------------------------------------------------- attention
 
 def _attention_forward(self, hidden_states, position_embeddings=None, attention_mask=None, cache=None, **kwargs):
-    from tuitune.kernels import lora_qkv, rope
+    from tuitune.kernels import rope
 
-    from .activation_checkpointing import recomputing
-    from .kept_attention import keep_or_replay, output_projection
+    from .kept_attention import keep_or_replay, output_projection, query_key_value
     from .varlen_attention import packed_attention
 
     if "past_key_values" in kwargs:
@@ -260,7 +259,7 @@ def _attention_forward(self, hidden_states, position_embeddings=None, attention_
     else:
         ws = [lora_weights_of(m) for m in (self.q_proj, self.k_proj, self.v_proj)]
         if all(w is not None for w in ws):
-            q, k, v = lora_qkv(hidden_states, *ws, keep_dense=recomputing())
+            q, k, v = query_key_value(hidden_states, *ws)
         else:
             q, k, v = (self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states))
     q, k, v = q.view(hidden_shape), k.view(hidden_shape), v.view(hidden_shape)
