@@ -6,6 +6,7 @@ source .device/setup.sh
 M=$OUT/docs/measurements; L=$OUT/logs; D=$(date +%F)
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1); G=$([[ $GPU == *H200* ]] && echo h200 || echo h100)
 export TRITON_CACHE_AUTOTUNING=1
+timeout 40 python3 docs/device/dequant_speed.py 2>&1 | tail -5
 python3 - <<'PY'
 import torch, time
 x = torch.empty(100 << 20, dtype=torch.uint8, device="cuda"); h = torch.empty(x.shape, dtype=torch.uint8, pin_memory=True)
