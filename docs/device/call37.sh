@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Session 15, first call (~500 s): pinned copy bandwidth; the GPU kernel suite on the working tree (kept
 # attention, kept q/k/v); criteria 1 and 2 with stock; at 8b offloaded 67dee09 and the tree with
-# TUITUNE_KEEP_QKV=0 (the A/B); criterion 5 with the kept outputs (TUITUNE_KEEP_ATTENTION=1).
+# TUITUNE_KEEP_QKV=0 (the A/B); (call38 right after: criterion 5).
 source .device/setup.sh
 M=$OUT/docs/measurements; L=$OUT/logs; D=$(date +%F)
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1); G=$([[ $GPU == *H200* ]] && echo h200 || echo h100)
@@ -33,14 +33,4 @@ echo "elapsed $SECONDS s"
 TUITUNE_KEEP_QKV=0 timeout 60 bash -c "$(declare -f run); run work --shape llama-8b --checkpointing offloaded --baseline none --steps 8" \
   2>&1 | tee $L/ab-8b-offloaded-work-keepqkv0.log | grep -E "^tuitune  |timed steps" | cut -c1-100
 echo "elapsed $SECONDS s"
-# then call36: criterion 5 with the kept block outputs, TUITUNE_KEEP_ATTENTION 1 and 0, within 24 GiB.
-save_triton_cache
-free -g | head -2
-for ka in 1; do
-  TUITUNE_KEEP_ATTENTION=$ka timeout 130 python3 -P -m tuitune bench --shape llama-8b --checkpointing offloaded --batch 1 --seq 98304 \
-    --steps 3 --warmup 1 --baseline none --memory-cap 24 --json $M/bench-llama-8b-qlora-offloaded-98304-cap24-ka$ka-$G-$D-s15.json \
-    2>&1 | tee $L/long-ka$ka.log | grep -v "^\s*$" | tail -5
-  echo "elapsed $SECONDS s"
-  [ $SECONDS -gt 440 ] && break
-done
 save_triton_cache
