@@ -4,7 +4,7 @@
 GEMMs' outputs alone and ``xa_g``, ``xa_u`` the adapters' (scaled) rank-r products. Adding the
 adapters here instead of in the GEMMs saves, for each of gate and up, the (rows x intermediate)
 write of the adapter's product and the base GEMM's read of it in its epilogue: the kernel reads
-``g`` and ``u`` anyway, and the rank-r product of a tile is one small ``tl.dot``.
+``g`` and ``u`` anyway, and the rank-r term of a tile is r multiply-adds per element.
 
 The backward kernel does the same for the down projection's input gradient
 (``dh = dh_base + dyb @ A_down``, ``dyb = scaling * dy @ B_down``) and writes, in place, the gate
@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._launch import cdiv, interpreted, next_pow2
+from ._launch import cdiv, interpreted
 from .geglu import _gelu_and_grad
 
 ACTIVATIONS = {"swiglu": 0, "geglu": 1, "geglu_tanh": 2}
@@ -34,22 +34,22 @@ def _act_and_grad(g, ACT: tl.constexpr):
 
 
 @triton.jit
-def _low_rank(X, sx, W, swr, swc, rows, cols, n_rows, n_cols, R, RPAD: tl.constexpr, IEEE: tl.constexpr):
-    """(rows x cols) tile of ``X @ W`` for X (n_rows, R) with row stride ``sx`` and W (R, n_cols)
-    addressed as ``W + k * swr + col * swc``; float32."""
-    k = tl.arange(0, RPAD)
-    x = tl.load(X + rows[:, None] * sx + k[None, :], mask=(rows[:, None] < n_rows) & (k[None, :] < R), other=0.0)
-    w = tl.load(W + k[:, None] * swr + cols[None, :] * swc, mask=(k[:, None] < R) & (cols[None, :] < n_cols),
-                other=0.0)
-    if IEEE:
-        return tl.dot(x.to(tl.float32), w.to(tl.float32), input_precision="ieee")
-    return tl.dot(x, w)
+def _plus_low_rank(acc, X, sx, W, swr, swc, rows, cols, n_rows, n_cols, R):
+    """``acc`` (a float32 rows x cols tile) plus that tile of ``X @ W``, for X (n_rows, R) with row
+    stride ``sx`` and W (R, n_cols) addressed as ``W + k * swr + col * swc``: R outer products in
+    the tile's own layout (a ``tl.dot`` would move the tile through shared memory to and from the
+    tensor cores' layout, which costs more than the R multiply-adds of a memory-bound kernel)."""
+    rmask, cmask = rows < n_rows, cols < n_cols
+    for k in range(0, R):
+        x = tl.load(X + rows * sx + k, mask=rmask, other=0.0).to(tl.float32)
+        w = tl.load(W + k * swr + cols * swc, mask=cmask, other=0.0).to(tl.float32)
+        acc += x[:, None] * w[None, :]
+    return acc
 
 
 @triton.jit
 def _lora_glu_fwd(G, U, H, XAG, sxg, BG, RG, XAU, sxu, BU, RU, n_rows, n_cols,
-                  ACT: tl.constexpr, HAS_G: tl.constexpr, HAS_U: tl.constexpr, RPAD_G: tl.constexpr,
-                  RPAD_U: tl.constexpr, IEEE: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
+                  ACT: tl.constexpr, HAS_G: tl.constexpr, HAS_U: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
     rows = tl.program_id(0).to(tl.int64) * BM + tl.arange(0, BM)
     cols = tl.program_id(1).to(tl.int64) * BN + tl.arange(0, BN)
     mask = (rows[:, None] < n_rows) & (cols[None, :] < n_cols)
@@ -57,9 +57,9 @@ def _lora_glu_fwd(G, U, H, XAG, sxg, BG, RG, XAU, sxu, BU, RU, n_rows, n_cols,
     g = tl.load(G + at, mask=mask, other=0.0).to(tl.float32)
     u = tl.load(U + at, mask=mask, other=0.0).to(tl.float32)
     if HAS_G:  # B is (n_cols, R): element (k, col) of B.T at col * R + k
-        g += _low_rank(XAG, sxg, BG, 1, RG, rows, cols, n_rows, n_cols, RG, RPAD_G, IEEE)
+        g = _plus_low_rank(g, XAG, sxg, BG, 1, RG, rows, cols, n_rows, n_cols, RG)
     if HAS_U:
-        u += _low_rank(XAU, sxu, BU, 1, RU, rows, cols, n_rows, n_cols, RU, RPAD_U, IEEE)
+        u = _plus_low_rank(u, XAU, sxu, BU, 1, RU, rows, cols, n_rows, n_cols, RU)
     act, _ = _act_and_grad(g, ACT)
     tl.store(H + at, (act * u).to(H.dtype.element_ty), mask=mask)
 
@@ -67,7 +67,6 @@ def _lora_glu_fwd(G, U, H, XAG, sxg, BG, RG, XAU, sxu, BU, RU, n_rows, n_cols,
 @triton.jit
 def _lora_glu_bwd(DH, G, U, XAG, sxg, BG, RG, XAU, sxu, BU, RU, DYB, sdy, AD, RD, n_rows, n_cols,
                   ACT: tl.constexpr, HAS_G: tl.constexpr, HAS_U: tl.constexpr, HAS_D: tl.constexpr,
-                  RPAD_G: tl.constexpr, RPAD_U: tl.constexpr, RPAD_D: tl.constexpr, IEEE: tl.constexpr,
                   BM: tl.constexpr, BN: tl.constexpr):
     rows = tl.program_id(0).to(tl.int64) * BM + tl.arange(0, BM)
     cols = tl.program_id(1).to(tl.int64) * BN + tl.arange(0, BN)
@@ -77,37 +76,32 @@ def _lora_glu_bwd(DH, G, U, XAG, sxg, BG, RG, XAU, sxu, BU, RU, DYB, sdy, AD, RD
     g = tl.load(G + at, mask=mask, other=0.0).to(tl.float32)
     u = tl.load(U + at, mask=mask, other=0.0).to(tl.float32)
     if HAS_G:
-        g += _low_rank(XAG, sxg, BG, 1, RG, rows, cols, n_rows, n_cols, RG, RPAD_G, IEEE)
+        g = _plus_low_rank(g, XAG, sxg, BG, 1, RG, rows, cols, n_rows, n_cols, RG)
     if HAS_U:
-        u += _low_rank(XAU, sxu, BU, 1, RU, rows, cols, n_rows, n_cols, RU, RPAD_U, IEEE)
+        u = _plus_low_rank(u, XAU, sxu, BU, 1, RU, rows, cols, n_rows, n_cols, RU)
     if HAS_D:  # A_down is (R, n_cols): element (k, col) at k * n_cols + col
-        dh += _low_rank(DYB, sdy, AD, n_cols, 1, rows, cols, n_rows, n_cols, RD, RPAD_D, IEEE)
+        dh = _plus_low_rank(dh, DYB, sdy, AD, n_cols, 1, rows, cols, n_rows, n_cols, RD)
     act, dact = _act_and_grad(g, ACT)
     tl.store(G + at, (dh * u * dact).to(G.dtype.element_ty), mask=mask)
     tl.store(U + at, (dh * act).to(U.dtype.element_ty), mask=mask)
     tl.store(DH + at, (act * u).to(DH.dtype.element_ty), mask=mask)
 
 
-def _ieee(g: torch.Tensor) -> bool:
-    """Whether the rank-r dots run in float32 (float32 inputs; and the interpreter, whose dot does not
-    take bfloat16) rather than on 16-bit tensor cores with float32 accumulation."""
-    return g.dtype == torch.float32 or interpreted()
-
-
 def _tiles() -> tuple[int, int, int]:
-    """(rows, columns, warps) of one program's tile."""
-    return (128, 512, 4) if interpreted() else (64, 128, 8)
+    """(rows, columns, warps) of one program's tile. Compiled: eight elements a thread, as the plain
+    GLU kernels have; ptxas (sm_90) gives 56 registers forward and 96 backward, no spills, where a
+    32 x 128 tile spilled in the backward (tl.dot: 255 registers and spills)."""
+    return (128, 512, 4) if interpreted() else (8, 128, 4)
 
 
 def _rank_args(xa: torch.Tensor | None, b: torch.Tensor | None, like: torch.Tensor):
-    """(xa, its row stride, the other factor, rank, padded rank) for a kernel's low-rank term; a
-    placeholder when the projection has no adapter."""
+    """(xa, its row stride, the other factor, rank) for a kernel's low-rank term; a placeholder when
+    the projection has no adapter."""
     if xa is None:
-        return like, 0, like, 0, 16
+        return like, 0, like, 0
     if xa.stride(-1) != 1:
         xa = xa.contiguous()
-    r = xa.shape[1]
-    return xa, xa.stride(0), b.contiguous(), r, max(16, next_pow2(r))
+    return xa, xa.stride(0), b.contiguous(), xa.shape[1]
 
 
 def _checked(name: str, *ts: torch.Tensor) -> None:
@@ -127,13 +121,12 @@ def lora_glu_forward(g: torch.Tensor, u: torch.Tensor, xa_g: torch.Tensor | None
     _checked("lora_glu", g, u)
     h = torch.empty_like(g) if out is None else out
     n_rows, n_cols = g.shape
-    xg, sxg, bg, rg, pg = _rank_args(xa_g, b_g, g)
-    xu, sxu, bu, ru, pu = _rank_args(xa_u, b_u, g)
+    xg, sxg, bg, rg = _rank_args(xa_g, b_g, g)
+    xu, sxu, bu, ru = _rank_args(xa_u, b_u, g)
     bm, bn, warps = _tiles()
     _lora_glu_fwd[(cdiv(n_rows, bm), cdiv(n_cols, bn))](
         g, u, h, xg, sxg, bg, rg, xu, sxu, bu, ru, n_rows, n_cols, ACT=ACTIVATIONS[activation],
-        HAS_G=xa_g is not None, HAS_U=xa_u is not None, RPAD_G=pg, RPAD_U=pu, IEEE=_ieee(g),
-        BM=bm, BN=bn, num_warps=warps)
+        HAS_G=xa_g is not None, HAS_U=xa_u is not None, BM=bm, BN=bn, num_warps=warps)
     return h
 
 
@@ -144,12 +137,11 @@ def lora_glu_backward_in_place(dh: torch.Tensor, g: torch.Tensor, u: torch.Tenso
     ``dh``. ``dg`` and ``du`` are the gradients of the adapted gate and up outputs."""
     _checked("lora_glu backward", dh, g, u)
     n_rows, n_cols = g.shape
-    xg, sxg, bg, rg, pg = _rank_args(xa_g, b_g, g)
-    xu, sxu, bu, ru, pu = _rank_args(xa_u, b_u, g)
-    yd, sdy, ad, rd, pd = _rank_args(dyb, a_d, g)
+    xg, sxg, bg, rg = _rank_args(xa_g, b_g, g)
+    xu, sxu, bu, ru = _rank_args(xa_u, b_u, g)
+    yd, sdy, ad, rd = _rank_args(dyb, a_d, g)
     bm, bn, warps = _tiles()
     _lora_glu_bwd[(cdiv(n_rows, bm), cdiv(n_cols, bn))](
         dh, g, u, xg, sxg, bg, rg, xu, sxu, bu, ru, yd, sdy, ad, rd, n_rows, n_cols, ACT=ACTIVATIONS[activation],
-        HAS_G=xa_g is not None, HAS_U=xa_u is not None, HAS_D=dyb is not None, RPAD_G=pg, RPAD_U=pu, RPAD_D=pd,
-        IEEE=_ieee(g), BM=bm, BN=bn, num_warps=warps)
+        HAS_G=xa_g is not None, HAS_U=xa_u is not None, HAS_D=dyb is not None, BM=bm, BN=bn, num_warps=warps)
     return g, u, dh

@@ -54,8 +54,8 @@ def test_checkpointing_matches_no_checkpointing(kernels):
 def test_kept_block_outputs_are_replayed_by_the_recompute(monkeypatch, keep_attention, keep_qkv):
     """With block outputs kept, each layer's recompute gets its q, k and v (no base GEMM), its attention
     output (no attention forward) and its o_proj output (no base GEMM) back, and the gradients stay
-    those of plain checkpointing (TUITUNE_KEEP_ATTENTION=0 keeps no attention output,
-    TUITUNE_KEEP_QKV=0 no q, k and v)."""
+    those of plain checkpointing (the attention output only with TUITUNE_KEEP_ATTENTION=1; q, k and v
+    unless TUITUNE_KEEP_QKV=0)."""
     import tuitune.trainer.activation_checkpointing as ac
 
     monkeypatch.setenv("TUITUNE_KEEP_ATTENTION", keep_attention)
@@ -308,18 +308,22 @@ def test_a_replay_the_attention_backward_refuses_still_trains_and_stops_keeping(
 
     monkeypatch.setattr(ka, "_operator_backward", refuse)
     monkeypatch.setattr(ka, "_REFUSED", [])
-    inputs = batch(seq=16)
+    monkeypatch.setenv("TUITUNE_KEEP_ATTENTION", "1")
+    device = "cuda" if ON_GPU else "cpu"
+    dtype = torch.bfloat16 if ON_GPU else torch.float32  # where the flash operator takes the layer
+    inputs = batch(seq=16, device=device)
     inputs["attention_mask"] = torch.ones_like(inputs["attention_mask"])
     runs = {}
     for keep in (False, True):
-        model = _model(True, "cpu")
-        enable_checkpointing(model, "standard", keep_block_outputs=keep)
+        model = with_lora(build_base("llama", dtype=dtype, num_hidden_layers=3), "llama").to(device)
+        apply_kernels(model, allow_cpu=True)
+        enable_checkpointing(model.train(), "standard", keep_block_outputs=keep)
         runs[keep] = _run(model, inputs)
     assert ka._REFUSED and "no kernel for these inputs" in ka._REFUSED[0]
     said = [r.getMessage() for r in caplog.records if r.name == "tuitune"]
     assert len(said) == 1 and "refused a kept attention (RuntimeError: no kernel for these inputs)" in said[0]
     for name in runs[False][1]:
-        check_model("checkpointing.replayed.lora_grad", runs[True][1][name], runs[False][1][name], torch.float32)
+        check_model("checkpointing.replayed.lora_grad", runs[True][1][name], runs[False][1][name], dtype)
     q = torch.randn(1, 4, 16, 8)
     assert not ka.eligible(model.get_base_model().model.layers[0].self_attn, q, q, None, 0.0, {})
 

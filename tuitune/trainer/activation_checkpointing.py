@@ -11,11 +11,11 @@
 - ``"offloaded"``: as standard, but the kept input is copied to pinned CPU memory on a side CUDA
   stream while the next layers compute, and copied back on that stream one layer ahead of the
   backward pass (while layer i recomputes, layer i-1's input is already on its way). With no CUDA
-  device it falls back to ``"standard"``. The layer's q, k and v, its attention output and its output
-  projection's output also go to the CPU with the input (`keep_block_output`), and the recompute
-  pass replays them instead of running the attention forward and those projections' base GEMMs;
-  while pinned memory stays within `HOST_SHARE` of the host memory available when checkpointing was
-  set up (past it, layers keep only their input).
+  device it falls back to ``"standard"``. The layer's q, k and v and its output projection's output
+  (with TUITUNE_KEEP_ATTENTION=1 its attention output too) also go to the CPU with the input
+  (`keep_block_output`), and the recompute pass replays them instead of running those projections'
+  base GEMMs (and the attention forward); while pinned memory stays within `HOST_SHARE` of the host
+  memory available when checkpointing was set up (past it, layers keep only their input).
 
 It returns the mode actually applied, so the caller can warn when it differs from the request.
 transformers' own ``gradient_checkpointing_enable`` must not also be on: it is turned off here.
@@ -33,8 +33,9 @@ from tuitune.trainer.layer_calls import (_CLASS_FORWARD, _INNER, OutputNotATenso
 
 MODES = ("none", "standard", "offloaded")
 HOST_SHARE = 0.5  # of the host memory available at set-up, the most pinned memory kept block outputs may take
-# A layer's kept block outputs, in bytes per byte of its input, until a layer has kept some: q, k and v
-# (1.5 with a quarter as many key-value heads), the attention output and log-sum-exp, the o_proj output.
+# A layer's kept block outputs, in bytes per byte of its input, until a layer has kept some (then the
+# offloader knows): q, k and v (1.5 with a quarter as many key-value heads), the o_proj output, and
+# with the attention kept its output and log-sum-exp.
 _KEPT_PER_INPUT = 3.6
 _OFFLOADER = "_tuitune_offloader"
 _GRAPHS = "_tuitune_layer_graphs"

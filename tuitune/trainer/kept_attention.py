@@ -5,7 +5,7 @@ pass runs neither the attention forward nor the output projection's base GEMM.
 their outputs are offered to keep in the first pass and replayed in the recompute (`replay=`), so the
 recompute runs neither projection's base GEMM (`TUITUNE_KEEP_QKV=0` keeps q, k and v no more).
 
-Causal attention (`keep_or_replay`): under offloaded checkpointing
+Causal attention (`keep_or_replay`, only with ``TUITUNE_KEEP_ATTENTION=1``): under offloaded checkpointing
 (tuitune.trainer.activation_checkpointing) the first pass of a layer calls PyTorch's flash attention
 operator itself (`first_pass`), which returns, beside the output, the per-row log-sum-exp that its
 backward needs; both go to the CPU with the layer's input. The
@@ -40,7 +40,10 @@ def _refused(e: Exception) -> None:
 
 
 def _enabled() -> bool:
-    return (os.environ.get("TUITUNE_KEEP_ATTENTION", "1") != "0" and os.environ.get("TUITUNE_SDPA", "") != "cudnn"
+    # Off unless asked for: on an H100 (2026-12-06) PyTorch's flash operator, forward and backward,
+    # took 34.8 ms a llama-8b step where SDPA's own choice took 25.9 ms for forward, recompute and
+    # backward, so keeping the output cost more than computing it again.
+    return (os.environ.get("TUITUNE_KEEP_ATTENTION", "0") == "1" and os.environ.get("TUITUNE_SDPA", "") != "cudnn"
             and not _REFUSED)
 
 

@@ -1,0 +1,65 @@
+"""Registers and spills of the LoRA GLU kernels compiled for an H100 (sm_90a), on a machine without a GPU.
+
+    python3 docs/device/kernel_registers.py kernels/ops/lora_glu.py 8,128,4 32,128,4
+
+Triton compiles for a target it is given, and its bundled ptxas reports what each tile
+(rows, columns, warps) costs: a memory-bound kernel that spills or holds so many registers that few
+warps fit on a multiprocessor runs well below the memory bandwidth.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+
+POINTERS = ("G", "U", "H", "XAG", "BG", "XAU", "BU", "DH", "DYB", "AD")
+
+
+def _module(path: str):
+    text = open(path).read().replace("from ._launch", "from tuitune.kernels.ops._launch")
+    text = text.replace("from .geglu", "from tuitune.kernels.ops.geglu")
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(text)
+    spec = importlib.util.spec_from_file_location("lora_glu_probe", f.name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    import triton
+    import triton.backends.nvidia as nvidia
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    module = _module(sys.argv[1])
+    ptxas = os.path.join(os.path.dirname(nvidia.__file__), "bin", "ptxas")
+    for tile in sys.argv[2:]:
+        rows, cols, warps = map(int, tile.split(","))
+        for name, fn in (("forward", module._lora_glu_fwd), ("backward", module._lora_glu_bwd)):
+            signature, constants = {}, {}
+            for p in fn.arg_names:
+                if p in POINTERS:
+                    signature[p] = "*bf16"
+                elif p == "ACT" or p.startswith("HAS") or p in ("BM", "BN"):
+                    signature[p] = "constexpr"
+                    constants[p] = {"ACT": 0, "BM": rows, "BN": cols}.get(p, True)
+                else:
+                    signature[p] = "i32"
+            src = ASTSource(fn=fn, signature=signature,
+                            constexprs={(fn.arg_names.index(k),): v for k, v in constants.items()})
+            kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
+            with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+                f.write(kernel.asm["ptx"])
+            out = subprocess.run([ptxas, "-v", "--gpu-name=sm_90a", f.name, "-o", os.devnull], capture_output=True,
+                                 text=True)
+            info = [line.split("info    :")[-1].strip() for line in (out.stderr + out.stdout).splitlines()
+                    if "registers" in line or "spill" in line]
+            print(f"{rows} x {cols}, {warps} warps, {name}: {' | '.join(info)}")
+
+
+if __name__ == "__main__":
+    main()
