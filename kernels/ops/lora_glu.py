@@ -48,18 +48,32 @@ def _plus_low_rank(acc, X, sx, W, swr, swc, rows, cols, n_rows, n_cols, R):
 
 
 @triton.jit
-def _lora_glu_fwd(G, U, H, XAG, sxg, BG, RG, XAU, sxu, BU, RU, n_rows, n_cols,
-                  ACT: tl.constexpr, HAS_G: tl.constexpr, HAS_U: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
+def _tile(BM: tl.constexpr, BN: tl.constexpr, n_rows, n_cols):
+    """This program's rows and columns, their mask and offsets in a contiguous (n_rows, n_cols) tensor."""
     rows = tl.program_id(0).to(tl.int64) * BM + tl.arange(0, BM)
     cols = tl.program_id(1).to(tl.int64) * BN + tl.arange(0, BN)
-    mask = (rows[:, None] < n_rows) & (cols[None, :] < n_cols)
-    at = rows[:, None] * n_cols + cols[None, :]
+    return rows, cols, (rows[:, None] < n_rows) & (cols[None, :] < n_cols), rows[:, None] * n_cols + cols[None, :]
+
+
+@triton.jit
+def _adapted_gate_up(G, U, XAG, sxg, BG, RG, XAU, sxu, BU, RU, rows, cols, mask, at, n_rows, n_cols,
+                     HAS_G: tl.constexpr, HAS_U: tl.constexpr):
+    """The tile's gate and up outputs, float32, with their adapters' rank-r terms added."""
     g = tl.load(G + at, mask=mask, other=0.0).to(tl.float32)
     u = tl.load(U + at, mask=mask, other=0.0).to(tl.float32)
     if HAS_G:  # B is (n_cols, R): element (k, col) of B.T at col * R + k
         g = _plus_low_rank(g, XAG, sxg, BG, 1, RG, rows, cols, n_rows, n_cols, RG)
     if HAS_U:
         u = _plus_low_rank(u, XAU, sxu, BU, 1, RU, rows, cols, n_rows, n_cols, RU)
+    return g, u
+
+
+@triton.jit
+def _lora_glu_fwd(G, U, H, XAG, sxg, BG, RG, XAU, sxu, BU, RU, n_rows, n_cols,
+                  ACT: tl.constexpr, HAS_G: tl.constexpr, HAS_U: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
+    rows, cols, mask, at = _tile(BM, BN, n_rows, n_cols)
+    g, u = _adapted_gate_up(G, U, XAG, sxg, BG, RG, XAU, sxu, BU, RU, rows, cols, mask, at, n_rows, n_cols,
+                            HAS_G, HAS_U)
     act, _ = _act_and_grad(g, ACT)
     tl.store(H + at, (act * u).to(H.dtype.element_ty), mask=mask)
 
@@ -68,17 +82,10 @@ def _lora_glu_fwd(G, U, H, XAG, sxg, BG, RG, XAU, sxu, BU, RU, n_rows, n_cols,
 def _lora_glu_bwd(DH, G, U, XAG, sxg, BG, RG, XAU, sxu, BU, RU, DYB, sdy, AD, RD, n_rows, n_cols,
                   ACT: tl.constexpr, HAS_G: tl.constexpr, HAS_U: tl.constexpr, HAS_D: tl.constexpr,
                   BM: tl.constexpr, BN: tl.constexpr):
-    rows = tl.program_id(0).to(tl.int64) * BM + tl.arange(0, BM)
-    cols = tl.program_id(1).to(tl.int64) * BN + tl.arange(0, BN)
-    mask = (rows[:, None] < n_rows) & (cols[None, :] < n_cols)
-    at = rows[:, None] * n_cols + cols[None, :]
+    rows, cols, mask, at = _tile(BM, BN, n_rows, n_cols)
+    g, u = _adapted_gate_up(G, U, XAG, sxg, BG, RG, XAU, sxu, BU, RU, rows, cols, mask, at, n_rows, n_cols,
+                            HAS_G, HAS_U)
     dh = tl.load(DH + at, mask=mask, other=0.0).to(tl.float32)
-    g = tl.load(G + at, mask=mask, other=0.0).to(tl.float32)
-    u = tl.load(U + at, mask=mask, other=0.0).to(tl.float32)
-    if HAS_G:
-        g = _plus_low_rank(g, XAG, sxg, BG, 1, RG, rows, cols, n_rows, n_cols, RG)
-    if HAS_U:
-        u = _plus_low_rank(u, XAU, sxu, BU, 1, RU, rows, cols, n_rows, n_cols, RU)
     if HAS_D:  # A_down is (R, n_cols): element (k, col) at k * n_cols + col
         dh = _plus_low_rank(dh, DYB, sdy, AD, n_cols, 1, rows, cols, n_rows, n_cols, RD)
     act, dact = _act_and_grad(g, ACT)
