@@ -2,7 +2,7 @@
 # Session 16, first call (~520 s): attention kernels at llama-8b's shape (which SDPA runs; the flash and
 # cuDNN operators); the GPU kernel suite on the working tree (the multiply-add GLU kernel, kept q/k/v);
 # criteria 1 and 2 with stock; GPU time of one 8b step on 67dee09 and on the tree (--profile 1);
-# the tree with TUITUNE_KEEP_ATTENTION=1. Trees: bash docs/device/prepare_ab.sh before=67dee09.
+# the tree with TUITUNE_KEEP_ATTENTION=1 and =cudnn. Trees: bash docs/device/prepare_ab.sh before=67dee09.
 # call38.sh (criterion 5) right after on the warm machine.
 source .device/setup.sh
 M=$OUT/docs/measurements; L=$OUT/logs; D=$(date +%F)
@@ -29,4 +29,7 @@ for t in work before; do
 done
 [ $SECONDS -lt 500 ] && TUITUNE_KEEP_ATTENTION=1 timeout 60 bash -c "$(declare -f run); run work --shape llama-8b --checkpointing offloaded --baseline none --steps 8" \
   2>&1 | tee $L/ab-8b-offloaded-work-ka1.log | grep -E "^tuitune  |timed steps" | cut -c1-140
+echo "elapsed $SECONDS s"
+[ $SECONDS -lt 540 ] && TUITUNE_KEEP_ATTENTION=cudnn timeout 50 bash -c "$(declare -f run); run work --shape llama-8b --checkpointing offloaded --baseline none --steps 8" \
+  2>&1 | tee $L/ab-8b-offloaded-work-kacudnn.log | grep -E "^tuitune  |timed steps|refused" | cut -c1-140
 echo "elapsed $SECONDS s"

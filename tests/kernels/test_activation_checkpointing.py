@@ -50,7 +50,7 @@ def test_checkpointing_matches_no_checkpointing(kernels):
         assert saved < saved0 / 2, f"{mode}: saved {saved} bytes vs {saved0} without checkpointing"
 
 
-@pytest.mark.parametrize("keep_attention,keep_qkv", [("1", "1"), ("0", "1"), ("1", "0")])
+@pytest.mark.parametrize("keep_attention,keep_qkv", [("1", "1"), ("0", "1"), ("1", "0"), ("cudnn", "1")])
 def test_kept_block_outputs_are_replayed_by_the_recompute(monkeypatch, keep_attention, keep_qkv):
     """With block outputs kept, each layer's recompute gets its q, k and v (no base GEMM), its attention
     output (no attention forward) and its o_proj output (no base GEMM) back, and the gradients stay
@@ -84,7 +84,7 @@ def test_kept_block_outputs_are_replayed_by_the_recompute(monkeypatch, keep_atte
         assert enable_checkpointing(model, mode, keep_block_outputs=keep) == mode
         replayed.clear()
         runs[keep] = _run(model, inputs)
-    expected = ["qkv"] * (keep_qkv == "1") + ["attention"] * (keep_attention == "1") + ["o_proj"]
+    expected = ["qkv"] * (keep_qkv == "1") + ["attention"] * (keep_attention != "0") + ["o_proj"]
     assert replayed == expected * 3
     check_model("checkpointing.replayed.loss", runs[True][0], runs[False][0], dtype)
     for name in runs[False][1]:

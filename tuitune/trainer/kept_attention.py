@@ -5,16 +5,18 @@ pass runs neither the attention forward nor the output projection's base GEMM.
 their outputs are offered to keep in the first pass and replayed in the recompute (`replay=`), so the
 recompute runs neither projection's base GEMM (`TUITUNE_KEEP_QKV=0` keeps q, k and v no more).
 
-Causal attention (`keep_or_replay`, only with ``TUITUNE_KEEP_ATTENTION=1``): under offloaded checkpointing
-(tuitune.trainer.activation_checkpointing) the first pass of a layer calls PyTorch's flash attention
-operator itself (`first_pass`), which returns, beside the output, the per-row log-sum-exp that its
-backward needs; both go to the CPU with the layer's input. The
-recompute pass then computes q, k and v again (the backward needs them) but not the attention:
-`replayed` returns the kept output through a node whose backward is the same operator's backward,
-which is what SDPA's own flash path runs. `first_pass` returns None where this does not apply (a
-mask, dropout, a sliding window, soft-capping, another attention implementation, a cuDNN preference,
-32-bit inputs on a GPU), and the caller runs attention as before. Should the operator's backward ever
-refuse a replay, that layer's gradients come from attention run again with autograd, and no layer
+Causal attention (`keep_or_replay`, only with ``TUITUNE_KEEP_ATTENTION=1`` for PyTorch's flash
+operator or ``=cudnn`` for cuDNN's): under offloaded checkpointing
+(tuitune.trainer.activation_checkpointing) the first pass of a layer calls the operator itself
+(`first_pass`), which returns, beside the output, the per-row log-sum-exp that its backward needs;
+both go to the CPU with the layer's input. The recompute pass still has q, k and v (kept or computed
+again: the backward needs them) but runs no attention: `replayed` returns the kept output through a
+node whose backward is the same operator's backward, which is what SDPA's own path for that operator
+runs. cuDNN's operator takes grouped-query keys and values repeated to the query's heads, and their
+gradients are summed back. `first_pass` returns None where this does not apply (a mask, dropout, a
+sliding window, soft-capping, another attention implementation, the flash operator under a cuDNN
+preference, 32-bit inputs on a GPU), and the caller runs attention as before. Should the operator
+ever refuse (forward or backward), that layer's attention runs again with autograd, and no layer
 keeps its attention from then on.
 """
 
@@ -26,7 +28,7 @@ import os
 import torch
 
 _TAG = "attention"
-_REFUSED: list[str] = []  # why the flash operator (forward or backward) refused, once it has
+_REFUSED: list[str] = []  # why the attention operator (forward or backward) refused, once it has
 
 
 def _refused(e: Exception) -> None:
@@ -34,17 +36,26 @@ def _refused(e: Exception) -> None:
     reason = f"{type(e).__name__}: {e}".splitlines()[0]
     if not _REFUSED:
         logging.getLogger("tuitune").warning(
-            "offloaded checkpointing: PyTorch's flash attention refused a kept attention (%s); layers "
+            "offloaded checkpointing: the attention operator refused a kept attention (%s); layers "
             "recompute their attention from now on, a little slower, with the same results", reason)
     _REFUSED.append(reason)
 
 
+def _operator() -> str | None:
+    """Which operator a kept attention runs on a GPU: ``"flash"`` (TUITUNE_KEEP_ATTENTION=1),
+    ``"cudnn"`` (TUITUNE_KEEP_ATTENTION=cudnn), or None: no kept attention.
+
+    Off unless asked for: on an H100 (2026-12-06) PyTorch's flash operator, forward and backward,
+    took 34.8 ms a llama-8b step where SDPA's own choice took 25.9 ms for forward, recompute and
+    backward, so keeping the output cost more than computing it again."""
+    return {"1": "flash", "cudnn": "cudnn"}.get(os.environ.get("TUITUNE_KEEP_ATTENTION", "0"))
+
+
 def _enabled() -> bool:
-    # Off unless asked for: on an H100 (2026-12-06) PyTorch's flash operator, forward and backward,
-    # took 34.8 ms a llama-8b step where SDPA's own choice took 25.9 ms for forward, recompute and
-    # backward, so keeping the output cost more than computing it again.
-    return (os.environ.get("TUITUNE_KEEP_ATTENTION", "0") == "1" and os.environ.get("TUITUNE_SDPA", "") != "cudnn"
-            and not _REFUSED)
+    operator = _operator()
+    if operator is None or _REFUSED:
+        return False
+    return operator == "cudnn" or os.environ.get("TUITUNE_SDPA", "") != "cudnn"
 
 
 def eligible(module, query: torch.Tensor, key: torch.Tensor, attention_mask, dropout: float, extra: dict) -> bool:
@@ -65,7 +76,12 @@ def first_pass(query, key, value, scale: float) -> tuple[torch.Tensor, tuple[tor
     """Attention of (batch, heads, tokens, head_dim) inputs as (batch, tokens, heads, head_dim), and
     the tensors to keep for `replayed`; None when the operator refuses these inputs."""
     try:
-        if query.is_cuda:
+        if query.is_cuda and _operator() == "cudnn":
+            key, value = _as_many_heads(query, key), _as_many_heads(query, value)
+            out, lse, cum_q, cum_k, _, _, seed, offset, _ = torch.ops.aten._scaled_dot_product_cudnn_attention(
+                query, key, value, None, True, 0.0, True, False, scale=scale)
+            kept = (lse, cum_q, cum_k, seed, offset)
+        elif query.is_cuda:
             # Dense batches give undefined (None) sequence offsets, and without dropout the RNG state
             # may be undefined too; the backward takes them as the forward gave them.
             out, lse, cum_q, cum_k, _, _, seed, offset, _ = torch.ops.aten._scaled_dot_product_flash_attention(
@@ -82,7 +98,26 @@ def first_pass(query, key, value, scale: float) -> tuple[torch.Tensor, tuple[tor
     return out, (out, *kept)
 
 
+def _as_many_heads(query, kv):
+    """Grouped-query keys or values repeated to the query's heads (the cuDNN operator's layout)."""
+    groups = query.shape[1] // kv.shape[1]
+    return kv if groups == 1 else kv.repeat_interleave(groups, dim=1)
+
+
+def _summed_over_groups(grad, kv):
+    """The gradient of `_as_many_heads` back at ``kv``'s heads."""
+    b, h, s, d = kv.shape
+    return grad if grad.shape[1] == h else grad.view(b, h, grad.shape[1] // h, s, d).sum(2)
+
+
 def _operator_backward(d_out, query, key, value, out, lse, rest, scale):
+    if query.is_cuda and _operator() == "cudnn":
+        cum_q, cum_k, seed, offset = rest
+        no_bias = query.new_empty(0)
+        dq, dk, dv = torch.ops.aten._scaled_dot_product_cudnn_attention_backward(
+            d_out, query, _as_many_heads(query, key), _as_many_heads(query, value), out, lse, seed, offset, no_bias,
+            cum_q, cum_k, query.shape[2], key.shape[2], 0.0, True, scale=scale)
+        return dq, _summed_over_groups(dk, key), _summed_over_groups(dv, value)
     if query.is_cuda:
         cum_q, cum_k, seed, offset = rest
         return torch.ops.aten._scaled_dot_product_flash_attention_backward(
