@@ -276,7 +276,7 @@ def test_an_lm_head_the_backward_pass_needs_stays_on_the_gpu():
         assert head_of(model).weight.numel() > 0 and "_tuitune_head_stash" not in head_of(model).__dict__
 
 
-def test_layers_keep_block_outputs_only_within_the_host_budget():
+def test_layers_keep_block_outputs_only_within_the_host_budget_and_the_entry_limit():
     from tuitune.trainer.activation_checkpointing import _buffer_bytes, _Offloader
 
     offloader = _Offloader.__new__(_Offloader)  # the bookkeeping only: no CUDA stream needed
@@ -290,6 +290,10 @@ def test_layers_keep_block_outputs_only_within_the_host_budget():
     assert not offloader.room_for(hidden, 2.1)
     offloader.free_buffers = [torch.empty(entry, dtype=torch.uint8)]  # last step's buffer, free again
     assert offloader.room_for(hidden, 2.1)
+    long_context = torch.empty(1, 98304, 4096, dtype=torch.bfloat16, device="meta")  # 0.8 GB a layer input
+    offloader.host_budget = float("inf")
+    assert not offloader.room_for(long_context, 2.5), "GiBs of GPU memory for a few percent of the step"
+    assert offloader.room_for(long_context[:, :16384], 2.5)  # llama-8b at 16,384 tokens: 470 MB an entry
 
 
 def test_an_offload_entry_takes_no_room_for_undefined_tensors():

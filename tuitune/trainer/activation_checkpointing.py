@@ -33,6 +33,11 @@ from tuitune.trainer.layer_calls import (_CLASS_FORWARD, _INNER, OutputNotATenso
 
 MODES = ("none", "standard", "offloaded")
 HOST_SHARE = 0.5  # of the host memory available at set-up, the most pinned memory kept block outputs may take
+# The largest offload entry (a layer's input and its kept block outputs) that keeps block outputs: two
+# entries are on the GPU at once in the backward pass (the layer's and the one fetched ahead), so at
+# long sequences (llama-8b at 98,304 tokens: 0.8 GB of input, 2.8 GB with q, k, v and o_proj's output)
+# the outputs would cost GiBs of GPU memory for a few percent of the step. Past it, only the input.
+KEEP_ENTRY_LIMIT = 512 << 20
 # A layer's kept block outputs, in bytes per byte of its input, until a layer has kept some (then the
 # offloader knows): q, k and v (1.5 with a quarter as many key-value heads), the o_proj output, and
 # with the attention kept its output and log-sum-exp.
@@ -334,9 +339,12 @@ class _Offloader:
 
     def room_for(self, hidden: torch.Tensor, kept_per_input: float) -> bool:
         """Whether a layer whose input is ``hidden`` may also keep block outputs of about
-        ``kept_per_input`` times its size: a free buffer holds them all, or a new one stays within the
-        host budget. Layers past the budget keep only their input, which always goes to the CPU."""
+        ``kept_per_input`` times its size: the entry stays within `KEEP_ENTRY_LIMIT`, and a free buffer
+        holds it or a new one stays within the host budget. Otherwise the layer keeps only its input,
+        which always goes to the CPU."""
         nbytes = int(hidden.numel() * hidden.element_size() * (1 + kept_per_input))
+        if nbytes > KEEP_ENTRY_LIMIT:
+            return False
         if any(buf.numel() >= nbytes for buf in self.free_buffers):
             return True
         return self.pinned_bytes + _buffer_bytes(nbytes) <= self.host_budget
