@@ -15,7 +15,7 @@ grep -A12 "^E  " $L/kernels-n8.log | head -30
 T=work; grep -qE "^(FAILED|ERROR).*(activation_checkpointing|test_lora)" $L/kernels-report.txt && T=before
 echo "tree for the criteria: $T; elapsed $SECONDS s"
 run() { local t=$1; shift; env PYTHONPATH=$PWD/.device/ab/$t:/tmp/site python3 -P -m tuitune bench "$@"; }
-timeout 120 bash -c "$(declare -f run); run $T --shape llama-8b --checkpointing offloaded --steps 8 --json $M/bench-llama-8b-qlora-offloaded-$G-$D-s16.json" \
+timeout 200 bash -c "$(declare -f run); run $T --shape llama-8b --checkpointing offloaded --steps 8 --repeat 2 --json $M/bench-llama-8b-qlora-offloaded-$G-$D-s16.json" \
   2>&1 | tee $L/bench8b-offloaded.log | grep -v "^\s*$" | tail -7
 echo "elapsed $SECONDS s"
 timeout 80 bash -c "$(declare -f run); run $T --shape llama-1b --checkpointing offloaded --steps 20 --json $M/bench-llama-1b-qlora-offloaded-$G-$D-s16.json" \
@@ -23,11 +23,11 @@ timeout 80 bash -c "$(declare -f run); run $T --shape llama-1b --checkpointing o
 echo "elapsed $SECONDS s"
 save_triton_cache
 for t in work before; do
-  [ $SECONDS -lt 460 ] && timeout 70 bash -c "$(declare -f run); run $t --shape llama-8b --checkpointing offloaded --baseline none --steps 4 --profile 1" \
+  [ $SECONDS -lt 430 ] && timeout 70 bash -c "$(declare -f run); run $t --shape llama-8b --checkpointing offloaded --baseline none --steps 4 --profile 1" \
     > $L/profile-$t.txt 2>&1; grep -E "^tuitune  |timed steps|^  [a-z/ ]+ +[0-9.]+ ms|compute idle" $L/profile-$t.txt | cut -c1-160
   echo "elapsed $SECONDS s"
 done
-[ $SECONDS -lt 500 ] && TUITUNE_KEEP_ATTENTION=1 timeout 60 bash -c "$(declare -f run); run work --shape llama-8b --checkpointing offloaded --baseline none --steps 8" \
+[ $SECONDS -lt 490 ] && TUITUNE_KEEP_ATTENTION=1 timeout 60 bash -c "$(declare -f run); run work --shape llama-8b --checkpointing offloaded --baseline none --steps 8" \
   2>&1 | tee $L/ab-8b-offloaded-work-ka1.log | grep -E "^tuitune  |timed steps" | cut -c1-140
 echo "elapsed $SECONDS s"
 [ $SECONDS -lt 540 ] && TUITUNE_KEEP_ATTENTION=cudnn timeout 50 bash -c "$(declare -f run); run work --shape llama-8b --checkpointing offloaded --baseline none --steps 8" \
