@@ -5,16 +5,16 @@ Two ways to keep what the backward pass needs (``mode``):
 - ``"saved"``: the forward keeps ``x``, the gate and up base GEMMs' outputs and the rank-r
   products; the activation ``h`` is not kept (the backward kernel writes it again together with the
   gate and up gradients).
-
-The adapters' rank-r terms of gate and up (and, in the backward pass, down's share of ``h``'s
-gradient) are added inside the activation kernels (``lora_glu``), not by GEMMs writing the
-(rows x intermediate) outputs first.
 - ``"deferred"``: the forward keeps only ``x`` and returns an *uninitialised* output of the right
   shape; the backward computes gate and up itself, chunk of rows by chunk of rows. This is for the
   recompute pass of activation checkpointing when the layer's output is only added to the residual
   stream: the values of that output are never read (the add's backward needs none), so the down
   projection's base GEMM and the MLP's dequantizations of the recompute are skipped, and the
   backward's working set is bounded by the chunk, whatever the sequence length.
+
+The adapters' rank-r terms of gate and up (and, in the backward pass, down's share of ``h``'s
+gradient) are added inside the activation kernels (``lora_glu``), not by GEMMs writing the
+(rows x intermediate) outputs first.
 
 With gradients disabled (inference, or the first pass of activation checkpointing) the MLP runs
 chunk by chunk too, so long sequences never hold full gate/up activations. Base weights (dense or
