@@ -367,3 +367,17 @@ def test_4bit_q_k_and_v_are_kept_as_the_one_buffer_they_were_projected_into():
         grads[replay is None] = [xg.grad] + [g for p in ps for g in (p.lora_a.grad, p.lora_b.grad)]
     for replayed, recomputed in zip(grads[False], grads[True]):
         check_model("checkpointing.replayed.lora_grad", replayed, recomputed, dtype)
+
+
+def test_grouped_keys_repeated_for_cudnn_give_their_gradients_back_summed():
+    """cuDNN's operator takes keys and values with the query's heads; the kept attention repeats grouped
+    ones and sums the gradients back, which must equal autograd through the repeat."""
+    from tuitune.trainer.kept_attention import _as_many_heads, _summed_over_groups
+
+    query, key = torch.randn(2, 8, 5, 4), torch.randn(2, 2, 5, 4, dtype=torch.float64, requires_grad=True)
+    repeated = _as_many_heads(query, key)
+    assert repeated.shape == (2, 8, 5, 4) and torch.equal(repeated[:, 3], key[:, 0].detach())
+    grad = torch.randn(2, 8, 5, 4, dtype=torch.float64)
+    repeated.backward(grad)
+    assert torch.allclose(_summed_over_groups(grad, key), key.grad)
+    assert _as_many_heads(query, query) is query and _summed_over_groups(grad, grad) is grad
