@@ -19,8 +19,7 @@ POINTERS = ("G", "U", "H", "XAG", "BG", "XAU", "BU", "DH", "DYB", "AD")
 
 
 def _module(path: str):
-    text = open(path).read().replace("from ._launch", "from tuitune.kernels.ops._launch")
-    text = text.replace("from .geglu", "from tuitune.kernels.ops.geglu")
+    text = open(path).read().replace("from .", "from tuitune.kernels.ops.")
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(text)
     spec = importlib.util.spec_from_file_location("lora_glu_probe", f.name)

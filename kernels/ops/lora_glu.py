@@ -20,6 +20,7 @@ import triton.language as tl
 
 from ._launch import cdiv, interpreted
 from .geglu import _gelu_and_grad
+from .swiglu import _silu_and_grad
 
 ACTIVATIONS = {"swiglu": 0, "geglu": 1, "geglu_tanh": 2}
 
@@ -27,8 +28,7 @@ ACTIVATIONS = {"swiglu": 0, "geglu": 1, "geglu_tanh": 2}
 @triton.jit
 def _act_and_grad(g, ACT: tl.constexpr):
     if ACT == 0:
-        s = 1.0 / (1.0 + tl.exp(-g))
-        return g * s, s * (1.0 + g * (1.0 - s))
+        return _silu_and_grad(g)
     else:
         return _gelu_and_grad(g, ACT == 2)
 

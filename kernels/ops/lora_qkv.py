@@ -20,6 +20,16 @@ from .lora_weights import (LoRAWeights, adapters, as_2d, project_group, project_
                            row_blocks, stacked_dense)
 
 
+def _dense_weights(ps, dtype: torch.dtype, stack: bool, keep_dense: bool):
+    """``(stacked buffer or None, each projection's dense weight or None)``: 4-bit weights dequantized
+    into one stacked buffer when ``stack`` allows it, else each dequantized now (``keep_dense``) or
+    left to be dequantized where it is used (None)."""
+    stacked = stacked_dense(ps, dtype) if stack else None
+    if stacked is not None:
+        return stacked, row_blocks(stacked, ps)
+    return None, ([p.dense(dtype) for p in ps] if keep_dense else [None] * len(ps))
+
+
 class LoRAQKVFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, q: LoRAWeights, k: LoRAWeights, v: LoRAWeights, keep_dense: bool, stack: bool, replay,
@@ -33,11 +43,7 @@ class LoRAQKVFunction(torch.autograd.Function):
             ctx.dense, ctx.stack = None, stack
             ctx.save_for_backward(x2)
             return tuple(y.view(*lead, y.shape[-1]) for y in replay)
-        stacked = stacked_dense(ps, x2.dtype) if stack else None
-        if stacked is not None:
-            dense = row_blocks(stacked, ps)
-        else:
-            dense = [p.dense(x2.dtype) for p in ps] if keep_dense else [None] * 3
+        stacked, dense = _dense_weights(ps, x2.dtype, stack, keep_dense)
         ys, saved = project_group(x2, ps, dense, stacked=stacked)
         ctx.dense = dense if keep_dense else [None] * 3
         ctx.save_for_backward(x2, *saved)
@@ -49,8 +55,7 @@ class LoRAQKVFunction(torch.autograd.Function):
         ps, ws = ctx.projections, ctx.dense
         if not xas:  # replayed: the rank-r products and the dense weights are formed now
             xas = rank_products(x2, ps)
-            stacked = stacked_dense(ps, x2.dtype) if ctx.stack else None
-            ws = row_blocks(stacked, ps) if stacked is not None else None
+            _, ws = _dense_weights(ps, x2.dtype, ctx.stack, keep_dense=False)
         need_dx = ctx.needs_input_grad[0]
         dys = [as_2d(dy) if dy is not None else None for dy in (dq, dk, dv)]
         dx, pairs = project_group_backward(dys, x2, xas, ps, need_dx=need_dx, ws=ws)
@@ -80,6 +85,7 @@ def lora_qkv(x: torch.Tensor, q: LoRAWeights, k: LoRAWeights, v: LoRAWeights, *,
     if replay is not None:
         for name, y, p in zip("qkv", replay, (q, k, v)):
             if y.shape[-1] != p.out_features:
-                raise ValueError(f"lora_qkv: replay's {name} has {y.shape[-1]} features, the projection {p.out_features}")
+                raise ValueError(f"lora_qkv: replay's {name} has {y.shape[-1]} features, "
+                                 f"the projection {p.out_features}")
     stack = keep_dense or not torch.is_grad_enabled()
     return LoRAQKVFunction.apply(x, q, k, v, keep_dense, stack, replay, *adapters(q, k, v))

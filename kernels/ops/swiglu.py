@@ -14,13 +14,20 @@ from ._launch import cdiv, elementwise_block
 
 
 @triton.jit
+def _silu_and_grad(g):
+    """``silu(g)`` and its derivative, float32."""
+    s = 1.0 / (1.0 + tl.exp(-g))
+    return g * s, s * (1.0 + g * (1.0 - s))
+
+
+@triton.jit
 def _swiglu_fwd(G, U, H, n, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     g = tl.load(G + offs, mask=mask, other=0.0).to(tl.float32)
     u = tl.load(U + offs, mask=mask, other=0.0).to(tl.float32)
-    s = 1.0 / (1.0 + tl.exp(-g))
-    tl.store(H + offs, (g * s * u).to(H.dtype.element_ty), mask=mask)
+    silu, _ = _silu_and_grad(g)
+    tl.store(H + offs, (silu * u).to(H.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -30,10 +37,9 @@ def _swiglu_bwd(DH, G, U, DG, DU, H, n, WITH_H: tl.constexpr, BLOCK: tl.constexp
     dh = tl.load(DH + offs, mask=mask, other=0.0).to(tl.float32)
     g = tl.load(G + offs, mask=mask, other=0.0).to(tl.float32)
     u = tl.load(U + offs, mask=mask, other=0.0).to(tl.float32)
-    s = 1.0 / (1.0 + tl.exp(-g))
-    silu = g * s
+    silu, dsilu = _silu_and_grad(g)
     tl.store(DU + offs, (dh * silu).to(DU.dtype.element_ty), mask=mask)
-    tl.store(DG + offs, (dh * u * s * (1.0 + g * (1.0 - s))).to(DG.dtype.element_ty), mask=mask)
+    tl.store(DG + offs, (dh * u * dsilu).to(DG.dtype.element_ty), mask=mask)
     if WITH_H:
         tl.store(H + offs, (silu * u).to(H.dtype.element_ty), mask=mask)
 

@@ -208,7 +208,7 @@ class _LayerCheckpoint(torch.autograd.Function):
             out = graphs.forward(layer, run_layer, hidden, rest, kwargs, ctx.autocast)
         kept: list = []
         if keep_block_outputs and offloader is not None:
-            keep_block_outputs = offloader.room_for(hidden, offloader.kept_per_input or _KEPT_PER_INPUT)
+            keep_block_outputs = offloader.room_for(hidden)
         if out is None:
             _STATE.kept = kept if keep_block_outputs else None
             try:
@@ -219,8 +219,6 @@ class _LayerCheckpoint(torch.autograd.Function):
         if not isinstance(out, torch.Tensor):
             raise OutputNotATensor(out)
         tensors, ctx.kept_layout = _flatten(kept)
-        if offloader is not None and tensors:
-            offloader.saw_kept(hidden, tensors)
         if offloader is not None:
             ctx.entry = offloader.save([hidden, *tensors])
         else:
@@ -337,23 +335,19 @@ class _Offloader:
                  for o, t in zip(offsets, tensors)]
         return buf, views
 
-    def room_for(self, hidden: torch.Tensor, kept_per_input: float) -> bool:
+    def room_for(self, hidden: torch.Tensor, kept_per_input: float | None = None) -> bool:
         """Whether a layer whose input is ``hidden`` may also keep block outputs of about
-        ``kept_per_input`` times its size: the entry stays within `KEEP_ENTRY_LIMIT`, and a free buffer
+        ``kept_per_input`` times its size (default: the most a layer has kept so far, or
+        `_KEPT_PER_INPUT` before any has): the entry stays within `KEEP_ENTRY_LIMIT`, and a free buffer
         holds it or a new one stays within the host budget. Otherwise the layer keeps only its input,
         which always goes to the CPU."""
+        kept_per_input = kept_per_input or self.kept_per_input or _KEPT_PER_INPUT
         nbytes = int(hidden.numel() * hidden.element_size() * (1 + kept_per_input))
         if nbytes > KEEP_ENTRY_LIMIT:
             return False
         if any(buf.numel() >= nbytes for buf in self.free_buffers):
             return True
         return self.pinned_bytes + _buffer_bytes(nbytes) <= self.host_budget
-
-    def saw_kept(self, hidden: torch.Tensor, tensors: list[torch.Tensor | None]) -> None:
-        """Learn what a layer keeps beside its input, for `room_for`."""
-        kept = sum(t.numel() * t.element_size() for t in tensors if t is not None)
-        ratio = kept / max(1, hidden.numel() * hidden.element_size())
-        self.kept_per_input = max(self.kept_per_input or 0.0, ratio)
 
     def _give_back(self, buf: torch.Tensor) -> None:
         # Safe to reuse at once: the next write into it is a copy queued on self.stream, after the
@@ -371,6 +365,10 @@ class _Offloader:
         """Start copying ``tensors`` (the first one a layer's input; None entries stay None) to pinned
         CPU memory; `load` brings them back."""
         self._settle()
+        hidden, kept = tensors[0], tensors[1:]
+        if kept:  # learn what a layer keeps beside its input, for `room_for`
+            ratio = sum(t.numel() * t.element_size() for t in kept if t is not None) / max(1, hidden.nbytes)
+            self.kept_per_input = max(self.kept_per_input or 0.0, ratio)
         main = torch.cuda.current_stream(self.device)
         e = _Entry()
         e.device = tensors[0].device  # the layer's input: always a tensor
