@@ -34,15 +34,16 @@ def _act_and_grad(g, ACT: tl.constexpr):
 
 
 @triton.jit
-def _plus_low_rank(acc, X, sx, W, swr, swc, rows, cols, n_rows, n_cols, R):
+def _plus_low_rank(acc, X, sx, W, rows, cols, n_rows, n_cols, R):
     """``acc`` (a float32 rows x cols tile) plus that tile of ``X @ W``, for X (n_rows, R) with row
-    stride ``sx`` and W (R, n_cols) addressed as ``W + k * swr + col * swc``: R outer products in
-    the tile's own layout (a ``tl.dot`` would move the tile through shared memory to and from the
-    tensor cores' layout, which costs more than the R multiply-adds of a memory-bound kernel)."""
+    stride ``sx`` and W (R, n_cols) contiguous, so that each of a tile's R rows of W is one coalesced
+    load: R outer products in the tile's own layout (a ``tl.dot`` would move the tile through shared
+    memory to and from the tensor cores' layout, which costs more than the R multiply-adds of a
+    memory-bound kernel)."""
     rmask, cmask = rows < n_rows, cols < n_cols
     for k in range(0, R):
         x = tl.load(X + rows * sx + k, mask=rmask, other=0.0).to(tl.float32)
-        w = tl.load(W + k * swr + cols * swc, mask=cmask, other=0.0).to(tl.float32)
+        w = tl.load(W + k * n_cols + cols, mask=cmask, other=0.0).to(tl.float32)
         acc += x[:, None] * w[None, :]
     return acc
 
@@ -61,10 +62,10 @@ def _adapted_gate_up(G, U, XAG, sxg, BG, RG, XAU, sxu, BU, RU, rows, cols, mask,
     """The tile's gate and up outputs, float32, with their adapters' rank-r terms added."""
     g = tl.load(G + at, mask=mask, other=0.0).to(tl.float32)
     u = tl.load(U + at, mask=mask, other=0.0).to(tl.float32)
-    if HAS_G:  # B is (n_cols, R): element (k, col) of B.T at col * R + k
-        g = _plus_low_rank(g, XAG, sxg, BG, 1, RG, rows, cols, n_rows, n_cols, RG)
+    if HAS_G:  # BG, BU: B.T, (R, n_cols)
+        g = _plus_low_rank(g, XAG, sxg, BG, rows, cols, n_rows, n_cols, RG)
     if HAS_U:
-        u = _plus_low_rank(u, XAU, sxu, BU, 1, RU, rows, cols, n_rows, n_cols, RU)
+        u = _plus_low_rank(u, XAU, sxu, BU, rows, cols, n_rows, n_cols, RU)
     return g, u
 
 
@@ -86,29 +87,36 @@ def _lora_glu_bwd(DH, G, U, XAG, sxg, BG, RG, XAU, sxu, BU, RU, DYB, sdy, AD, RD
     g, u = _adapted_gate_up(G, U, XAG, sxg, BG, RG, XAU, sxu, BU, RU, rows, cols, mask, at, n_rows, n_cols,
                             HAS_G, HAS_U)
     dh = tl.load(DH + at, mask=mask, other=0.0).to(tl.float32)
-    if HAS_D:  # A_down is (R, n_cols): element (k, col) at k * n_cols + col
-        dh = _plus_low_rank(dh, DYB, sdy, AD, n_cols, 1, rows, cols, n_rows, n_cols, RD)
+    if HAS_D:  # A_down is (R, n_cols)
+        dh = _plus_low_rank(dh, DYB, sdy, AD, rows, cols, n_rows, n_cols, RD)
     act, dact = _act_and_grad(g, ACT)
     tl.store(G + at, (dh * u * dact).to(G.dtype.element_ty), mask=mask)
     tl.store(U + at, (dh * act).to(U.dtype.element_ty), mask=mask)
     tl.store(DH + at, (act * u).to(DH.dtype.element_ty), mask=mask)
 
 
+# (rows, columns, warps) of one compiled program's tile: eight elements a thread, as the plain GLU
+# kernels have. ptxas (sm_90) gives 56 registers forward and 96 backward, no spills, where a 32 x 128
+# tile spilled in the backward (tl.dot: 255 registers and spills).
+TILES = (8, 128, 4)
+
+
 def _tiles() -> tuple[int, int, int]:
-    """(rows, columns, warps) of one program's tile. Compiled: eight elements a thread, as the plain
-    GLU kernels have; ptxas (sm_90) gives 56 registers forward and 96 backward, no spills, where a
-    32 x 128 tile spilled in the backward (tl.dot: 255 registers and spills)."""
-    return (128, 512, 4) if interpreted() else (8, 128, 4)
+    return (128, 512, 4) if interpreted() else TILES
 
 
-def _rank_args(xa: torch.Tensor | None, b: torch.Tensor | None, like: torch.Tensor):
-    """(xa, its row stride, the other factor, rank) for a kernel's low-rank term; a placeholder when
-    the projection has no adapter."""
+def _rank_args(xa: torch.Tensor | None, w: torch.Tensor | None, like: torch.Tensor):
+    """(xa, its row stride, w contiguous, rank) for a kernel's low-rank term ``xa @ w``, w (r,
+    columns); a placeholder when the projection has no adapter."""
     if xa is None:
         return like, 0, like, 0
     if xa.stride(-1) != 1:
         xa = xa.contiguous()
-    return xa, xa.stride(0), b.contiguous(), xa.shape[1]
+    return xa, xa.stride(0), w.contiguous(), xa.shape[1]
+
+
+def _transposed(b: torch.Tensor | None) -> torch.Tensor | None:
+    return None if b is None else b.t()
 
 
 def _checked(name: str, *ts: torch.Tensor) -> None:
@@ -128,8 +136,8 @@ def lora_glu_forward(g: torch.Tensor, u: torch.Tensor, xa_g: torch.Tensor | None
     _checked("lora_glu", g, u)
     h = torch.empty_like(g) if out is None else out
     n_rows, n_cols = g.shape
-    xg, sxg, bg, rg = _rank_args(xa_g, b_g, g)
-    xu, sxu, bu, ru = _rank_args(xa_u, b_u, g)
+    xg, sxg, bg, rg = _rank_args(xa_g, _transposed(b_g), g)
+    xu, sxu, bu, ru = _rank_args(xa_u, _transposed(b_u), g)
     bm, bn, warps = _tiles()
     _lora_glu_fwd[(cdiv(n_rows, bm), cdiv(n_cols, bn))](
         g, u, h, xg, sxg, bg, rg, xu, sxu, bu, ru, n_rows, n_cols, ACT=ACTIVATIONS[activation],
@@ -144,8 +152,8 @@ def lora_glu_backward_in_place(dh: torch.Tensor, g: torch.Tensor, u: torch.Tenso
     ``dh``. ``dg`` and ``du`` are the gradients of the adapted gate and up outputs."""
     _checked("lora_glu backward", dh, g, u)
     n_rows, n_cols = g.shape
-    xg, sxg, bg, rg = _rank_args(xa_g, b_g, g)
-    xu, sxu, bu, ru = _rank_args(xa_u, b_u, g)
+    xg, sxg, bg, rg = _rank_args(xa_g, _transposed(b_g), g)
+    xu, sxu, bu, ru = _rank_args(xa_u, _transposed(b_u), g)
     yd, sdy, ad, rd = _rank_args(dyb, a_d, g)
     bm, bn, warps = _tiles()
     _lora_glu_bwd[(cdiv(n_rows, bm), cdiv(n_cols, bn))](

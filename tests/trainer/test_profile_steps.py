@@ -68,9 +68,23 @@ def test_idle_counts_the_time_no_kernel_ran_and_compute_idle_leaves_out_host_dev
     assert idle["idle_ms"] == pytest.approx(100 - 75)  # busy: 0-55 and 60-80
     assert idle["compute_idle_ms"] == pytest.approx(50.0)  # kernels: 0-50
     assert idle["compute_idle_fraction"] == pytest.approx(0.5)
+    assert idle["compute_gaps"] == []  # the kernels' one stretch has no gap inside it
     text = format_profile({"device": "cuda", "steps": 1, "wall_ms": 100.0, "kernel_ms": 95.0, "kernels": 4,
                            **idle, "by_kind_ms": {"base GEMMs": 60.0}})
     assert "idle 25.0 ms (25.0%), compute idle 50.0 ms (50.0%" in text.splitlines()[0]
+
+
+def test_the_longest_compute_gaps_are_named_by_the_kernels_around_them():
+    from tuitune.trainer.step_profile import idle_from_intervals
+
+    intervals = [(0.0, 10.0, False, "gemm"), (12.0, 20.0, False, "swiglu"), (15.0, 40.0, True, "Memcpy HtoD"),
+                 (40.0, 41.0, False, "flash_bwd"), (5.0, 11.0, False, "rope")]
+    gaps = idle_from_intervals(intervals, 50.0)["compute_gaps"]
+    assert [(g["at_ms"], g["ms"], g["after"], g["before"]) for g in gaps] == [
+        (20.0, 20.0, "swiglu", "flash_bwd"), (11.0, 1.0, "rope", "swiglu")]
+    text = format_profile({"device": "cuda", "steps": 1, "wall_ms": 50.0, "kernel_ms": 25.0, "kernels": 4,
+                           "idle_ms": 0.0, "idle_fraction": 0.0, "compute_gaps": gaps, "by_kind_ms": {}})
+    assert "      20.0  20.00 ms  swiglu  ->  flash_bwd" in text
 
 
 def test_the_breakdown_prints_each_kind_with_its_share():
@@ -79,6 +93,20 @@ def test_the_breakdown_prints_each_kind_with_its_share():
                            "by_kind_ms": {"base GEMMs": 120.0, "attention": 70.0}})
     assert text.splitlines()[0] == "2 steps: wall 200.0 ms, kernels 190.0 ms (900 launches), idle 10.0 ms (5.0%)"
     assert "base GEMMs" in text and "60.0%" in text and "35.0%" in text
+
+
+def test_the_breakdown_names_the_longest_kernels_and_counts_the_lora_glu_kernels_as_activations():
+    from tuitune.trainer.step_profile import _breakdown
+
+    timed = [("aten::mm", "nvjet_gemm", [[4096, 4096], [4096, 4096]], 5000.0),
+             ("LoRAMLPFunction", "_lora_glu_bwd", [], 900.0), ("LoRAMLPFunction", "_lora_glu_fwd", [], 400.0),
+             ("LoRAMLPFunction", "_lora_glu_fwd", [], 400.0)]
+    report = _breakdown(timed, 1, 10.0, 64, 0, "cuda")
+    assert report["by_kind_ms"]["norm/rope/activation"] == pytest.approx(1.7)
+    lines = format_profile(report).splitlines()
+    at = lines.index("  the 12 longest kernels in all (calls, ms, kind):")
+    assert lines[at + 1].split()[:3] == ["1x", "5.0", "ms"] and "nvjet_gemm" in lines[at + 1]
+    assert lines[at + 3].split()[:3] == ["2x", "0.8", "ms"] and "_lora_glu_fwd" in lines[at + 3]
 
 
 def test_a_run_that_ends_inside_the_host_window_keeps_both_profiles(tiny_model_dir, tmp_path):

@@ -22,7 +22,8 @@ _DEQUANT = re.compile(r"dequant", re.I)
 _LOSS = re.compile(r"_ce_fwd|_ce_bwd|cross_entropy|log_softmax|nll_loss", re.I)
 _COPY = re.compile(r"copy|memcpy|memset|cat|index|gather|scatter|fill", re.I)
 _OPTIM = re.compile(r"adam|optimizer|multi_tensor|kOptimizer|8bit", re.I)
-_FUSED = re.compile(r"rms_norm|rope|swiglu|geglu|layer_norm|rms|silu|rotary", re.I)
+_FUSED = re.compile(r"rms_norm|rope|glu|layer_norm|rms|silu|rotary", re.I)
+TOP_KERNELS_SHOWN = 12
 _GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "aten::addmm_")
 
 
@@ -105,15 +106,15 @@ def _kernel_times(prof):
 _HOST_DEVICE_COPY = re.compile(r"^Memcpy (HtoD|DtoH)")
 
 
-def _kernel_intervals(prof) -> list[tuple[float, float, bool]]:
-    """(start ms, end ms, is a host-device copy) of every GPU activity; [] where the profiler's raw
-    events are not available (then idle stays wall minus summed kernel time)."""
+def _kernel_intervals(prof) -> list[tuple[float, float, bool, str]]:
+    """(start ms, end ms, is a host-device copy, name) of every GPU activity; [] where the profiler's
+    raw events are not available (then idle stays wall minus summed kernel time)."""
     try:
         from torch.autograd import DeviceType
 
         events = prof.profiler.kineto_results.events()
-        return [(e.start_ns() / 1e6, (e.start_ns() + e.duration_ns()) / 1e6, bool(_HOST_DEVICE_COPY.match(e.name())))
-                for e in events if e.device_type() == DeviceType.CUDA and e.duration_ns() > 0]
+        return [(e.start_ns() / 1e6, (e.start_ns() + e.duration_ns()) / 1e6, bool(_HOST_DEVICE_COPY.match(e.name())),
+                 e.name()) for e in events if e.device_type() == DeviceType.CUDA and e.duration_ns() > 0]
     except (AttributeError, RuntimeError, TypeError):
         return []
 
@@ -128,13 +129,32 @@ def _union_ms(spans: list[tuple[float, float]]) -> float:
     return total
 
 
-def idle_from_intervals(intervals: list[tuple[float, float, bool]], wall_ms: float) -> dict:
-    """Idle and compute idle from the GPU's activity intervals (see the module doc)."""
-    busy = _union_ms([(a, b) for a, b, _ in intervals])
-    compute = _union_ms([(a, b) for a, b, copy in intervals if not copy])
+COMPUTE_GAPS_SHOWN = 8
+
+
+def _compute_gaps(intervals) -> list[dict]:
+    """The longest stretches between kernels (copies left out) inside the profiled window: where in
+    it they began (ms from its first kernel), how long, and the kernels on either side; the kernels
+    that follow a wait name what the step waited to run."""
+    kernels = sorted((iv[0], iv[1], iv[3] if len(iv) > 3 else "") for iv in intervals if not iv[2])
+    gaps, end, before = [], None, ""
+    for a, b, name in kernels:
+        if end is not None and a > end:
+            gaps.append({"at_ms": end - kernels[0][0], "ms": a - end, "after": before[:60], "before": name[:60]})
+        if end is None or b > end:
+            end, before = b, name
+    return sorted(gaps, key=lambda g: -g["ms"])[:COMPUTE_GAPS_SHOWN]
+
+
+def idle_from_intervals(intervals: list[tuple], wall_ms: float) -> dict:
+    """Idle and compute idle from the GPU's activity intervals (start ms, end ms, is a host-device
+    copy[, name]; see the module doc), and the longest compute gaps."""
+    busy = _union_ms([(iv[0], iv[1]) for iv in intervals])
+    compute = _union_ms([(iv[0], iv[1]) for iv in intervals if not iv[2]])
     idle, compute_idle = max(0.0, wall_ms - busy), max(0.0, wall_ms - compute)
     return {"idle_ms": idle, "idle_fraction": idle / wall_ms if wall_ms else None,
-            "compute_idle_ms": compute_idle, "compute_idle_fraction": compute_idle / wall_ms if wall_ms else None}
+            "compute_idle_ms": compute_idle, "compute_idle_fraction": compute_idle / wall_ms if wall_ms else None,
+            "compute_gaps": _compute_gaps(intervals)}
 
 
 def _operator_times(prof):
@@ -196,6 +216,14 @@ def format_profile(p: dict) -> str:
                      "no kernel but host-device copies running)")
     for kind, ms in p["by_kind_ms"].items():
         lines.append(f"  {kind:24}{ms:10.1f} ms  {100 * ms / p['wall_ms']:5.1f}%")
+    if p.get("compute_gaps"):
+        lines.append("  the longest compute gaps (at ms, ms, the kernels before and after):")
+        for g in p["compute_gaps"]:
+            lines.append(f"    {g['at_ms']:8.1f} {g['ms']:6.2f} ms  {g['after'][:40]}  ->  {g['before'][:40]}")
+    if p.get("top_kernels"):
+        lines.append(f"  the {TOP_KERNELS_SHOWN} longest kernels in all (calls, ms, kind):")
+        for k in p["top_kernels"][:TOP_KERNELS_SHOWN]:
+            lines.append(f"    {k['calls']:6}x {k['ms']:8.1f} ms  {k['kind']:22} {k['name'][:70]}")
     if p.get("host"):
         from tuitune.trainer.host_profile import format_host_profile
 
