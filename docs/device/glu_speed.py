@@ -1,17 +1,25 @@
-"""How near the LoRA GLU kernels run to the plain GLU kernels, at llama-8b's MLP shape (4,096 rows x
-14,336, rank 16 on gate, up and down, bf16), for a list of tiles.
+"""How near versions of the LoRA GLU kernels run to the plain GLU kernels, at llama-8b's MLP shape
+(4,096 rows x 14,336, rank 16 on gate, up and down, bf16), for lists of tiles.
 
-    python3 docs/device/glu_speed.py 8,128,4 16,128,8 ...
+    python3 docs/device/glu_speed.py A.py 8,128,4 16,128,8 B.py C.py 32,128,8 ...
 
-Times (CUDA events, ms a call): the plain SwiGLU forward and backward (what the activation costs when
-the GEMMs add the adapters), and `lora_glu` forward and backward for each tile (rows, columns, warps).
-Each tile's outputs are checked against the first tile's. The last line names the fastest tile by
-forward + backward: "best R,C,W". A tree whose lora_glu has no TILES is timed at its own tile alone.
+Each file is a version of kernels/ops/lora_glu.py, the LoRA MLP's activation kernel with the adapters'
+rank-r terms added inside it, which tuitune had from e7f3c89 (tl.dot) through 9cb9601 (a run-time
+loop of multiply-adds, B read with a stride of r) and a40a792 (B.T read coalesced), and dropped after
+this script's measurements: ``git show a40a792:kernels/ops/lora_glu.py > /tmp/loop.py``. The tiles
+(rows, columns, warps) after a file are tried in turn (none: the file's own tile). Times (CUDA events, ms a call): the plain SwiGLU forward
+and backward with the adapters added by cuBLAS (``addmm_`` of the rank-r products into gate and up,
+and into the down projection's input gradient: the other way to do it), and each version's forward
+and backward. Outputs are checked against the first version's. The last line names the fastest by
+forward + backward: "best FILE R,C,W".
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
+import tempfile
 
 import torch
 
@@ -30,8 +38,27 @@ def _ms(fn, reps: int = 30) -> float:
     return start.elapsed_time(end) / reps
 
 
+def _module(path: str):
+    text = open(path).read().replace("from .", "from tuitune.kernels.ops.")
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(text)
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], f.name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _versions(args: list[str]):
+    versions = []
+    for a in args:
+        if a.endswith(".py"):
+            versions.append((a, []))
+        else:
+            versions[-1][1].append(tuple(map(int, a.split(","))))
+    return versions
+
+
 def main() -> None:
-    from tuitune.kernels.ops import lora_glu
     from tuitune.kernels.ops.swiglu import swiglu_backward, swiglu_forward
 
     torch.manual_seed(0)
@@ -40,7 +67,7 @@ def main() -> None:
     xa_g, xa_u, dyb = (torch.randn(ROWS, R, **bf) for _ in range(3))
     b_g, b_u = (torch.randn(COLS, R, **bf) * 0.3 for _ in range(2))
     a_d = torch.randn(R, COLS, **bf) * 0.3
-    gb = ROWS * COLS * 2 / 1e9
+    gb = ROWS * COLS * 2 / 1e6  # GB a tensor, per ms: GB/s
     g2, u2, dh2 = g.clone(), u.clone(), dh.clone()
 
     def restore():
@@ -49,34 +76,39 @@ def main() -> None:
     copy_ms = _ms(restore)
     fwd = _ms(lambda: swiglu_forward(g, u))
     bwd = _ms(lambda: (restore(), swiglu_backward(dh2, g2, u2, with_h=True))) - copy_ms
+    add_f = _ms(lambda: (restore(), g2.addmm_(xa_g, b_g.t()), u2.addmm_(xa_u, b_u.t()))) - copy_ms
+    add_b = _ms(lambda: (restore(), dh2.addmm_(dyb, a_d))) - copy_ms
     print(f"swiglu           forward {fwd:.3f} ms ({3 * gb / fwd:.0f} GB/s), backward {bwd:.3f} ms "
-          f"({6 * gb / bwd:.0f} GB/s)")
+          f"({6 * gb / bwd:.0f} GB/s); cuBLAS adds the adapters: +{add_f:.3f} ms forward, +{add_b:.3f} ms backward; "
+          f"together {fwd + bwd + add_f + add_b:.3f} ms")
 
-    tiles = [tuple(map(int, t.split(","))) for t in sys.argv[1:]] if hasattr(lora_glu, "TILES") else [None]
     reference, best = None, None
-    for tile in tiles:
-        if tile is not None:
-            lora_glu.TILES = tile
-        try:
-            h = lora_glu.lora_glu_forward(g, u, xa_g, b_g, xa_u, b_u)
-            restore()
-            grads = lora_glu.lora_glu_backward_in_place(dh2, g2, u2, xa_g, b_g, xa_u, b_u, dyb, a_d)
-            out = [h] + [t.clone() for t in grads]
-            if reference is None:
-                reference = out
-            worst = max((a.float() - b.float()).abs().max().item() for a, b in zip(out, reference))
-            f = _ms(lambda: lora_glu.lora_glu_forward(g, u, xa_g, b_g, xa_u, b_u))
-            b = _ms(lambda: (restore(), lora_glu.lora_glu_backward_in_place(
-                dh2, g2, u2, xa_g, b_g, xa_u, b_u, dyb, a_d))) - copy_ms
-        except Exception as e:  # a tile the compiler refuses
-            print(f"lora_glu {tile}  failed: {type(e).__name__}: {str(e)[:120]}")
-            continue
-        print(f"lora_glu {str(tile):16} forward {f:.3f} ms ({3 * gb / f:.0f} GB/s), backward {b:.3f} ms "
-              f"({6 * gb / b:.0f} GB/s); largest difference from the first tile {worst:.3g}")
-        if tile is not None and (best is None or f + b < best[0]):
-            best = (f + b, tile)
+    for path, tiles in _versions(sys.argv[1:]):
+        module = _module(path)
+        name = os.path.basename(path)
+        for tile in tiles or [None]:
+            if tile is not None:
+                module._tiles = lambda tile=tile: tile
+            try:
+                h = module.lora_glu_forward(g, u, xa_g, b_g, xa_u, b_u)
+                restore()
+                grads = module.lora_glu_backward_in_place(dh2, g2, u2, xa_g, b_g, xa_u, b_u, dyb, a_d)
+                out = [h] + [t.clone() for t in grads]
+                if reference is None:
+                    reference = out
+                worst = max((a.float() - b.float()).abs().max().item() for a, b in zip(out, reference))
+                f = _ms(lambda: module.lora_glu_forward(g, u, xa_g, b_g, xa_u, b_u))
+                b = _ms(lambda: (restore(), module.lora_glu_backward_in_place(
+                    dh2, g2, u2, xa_g, b_g, xa_u, b_u, dyb, a_d))) - copy_ms
+            except Exception as e:  # a tile the compiler refuses
+                print(f"{name} {tile}  failed: {type(e).__name__}: {str(e)[:120]}")
+                continue
+            print(f"{name:28} {str(tile):15} forward {f:.3f} ms, backward {b:.3f} ms, together {f + b:.3f} ms; "
+                  f"largest difference from the first {worst:.3g}")
+            if best is None or f + b < best[0]:
+                best = (f + b, path, tile)
     if best:
-        print("best " + ",".join(map(str, best[1])))
+        print(f"best {best[1]} " + (",".join(map(str, best[2])) if best[2] else "-"))
 
 
 if __name__ == "__main__":

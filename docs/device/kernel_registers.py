@@ -1,6 +1,9 @@
 """Registers and spills of the LoRA GLU kernels compiled for an H100 (sm_90a), on a machine without a GPU.
 
-    python3 docs/device/kernel_registers.py kernels/ops/lora_glu.py 8,128,4 32,128,4
+    git show a40a792:kernels/ops/lora_glu.py > /tmp/lora_glu.py
+    python3 docs/device/kernel_registers.py /tmp/lora_glu.py 8,128,4 32,128,4
+
+(kernels/ops/lora_glu.py was dropped in session 16: see docs/device/glu_speed.py.)
 
 Triton compiles for a target it is given, and its bundled ptxas reports what each tile
 (rows, columns, warps) costs: a memory-bound kernel that spills or holds so many registers that few
@@ -16,6 +19,7 @@ import sys
 import tempfile
 
 POINTERS = ("G", "U", "H", "XAG", "BG", "XAU", "BU", "DH", "DYB", "AD")
+FACTORS = ("XAG", "BG", "XAU", "BU", "DYB", "AD")
 
 
 def _module(path: str):
@@ -35,21 +39,25 @@ def main() -> None:
     from triton.compiler import ASTSource
 
     module = _module(sys.argv[1])
+    float32_factors = hasattr(module, "_contiguous_float32")  # the rank-r factors go to the kernel in float32
     ptxas = os.path.join(os.path.dirname(nvidia.__file__), "bin", "ptxas")
     for tile in sys.argv[2:]:
         rows, cols, warps = map(int, tile.split(","))
         for name, fn in (("forward", module._lora_glu_fwd), ("backward", module._lora_glu_bwd)):
-            signature, constants = {}, {}
-            for p in fn.arg_names:
+            signature, constants, attrs = {}, {}, {}
+            for i, p in enumerate(fn.arg_names):
                 if p in POINTERS:
-                    signature[p] = "*bf16"
-                elif p == "ACT" or p.startswith("HAS") or p in ("BM", "BN"):
+                    signature[p] = "*fp32" if p in FACTORS and float32_factors else "*bf16"
+                    attrs[(i,)] = [["tt.divisibility", 16]]  # as Triton specializes aligned pointers
+                elif fn.params[i].is_constexpr:
                     signature[p] = "constexpr"
-                    constants[p] = {"ACT": 0, "BM": rows, "BN": cols}.get(p, True)
+                    constants[p] = {"ACT": 0, "BM": rows, "BN": cols, "RG": 16, "RU": 16, "RD": 16}.get(p, True)
                 else:
                     signature[p] = "i32"
+                    if p in ("n_cols", "sxg", "sxu", "sdy", "RG", "RU", "RD"):  # and integers that are multiples of 16
+                        attrs[(i,)] = [["tt.divisibility", 16]]
             src = ASTSource(fn=fn, signature=signature,
-                            constexprs={(fn.arg_names.index(k),): v for k, v in constants.items()})
+                            constexprs={(fn.arg_names.index(k),): v for k, v in constants.items()}, attrs=attrs)
             kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
             with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
                 f.write(kernel.asm["ptx"])

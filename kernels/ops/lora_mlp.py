@@ -2,9 +2,9 @@
 
 Two ways to keep what the backward pass needs (``mode``):
 
-- ``"saved"``: the forward keeps ``x``, the gate and up base GEMMs' outputs and the rank-r
-  products; the activation ``h`` is not kept (the backward kernel writes it again together with the
-  gate and up gradients).
+- ``"saved"``: the forward keeps ``x``, the gate and up pre-activations and the rank-r products;
+  the activation ``h`` is not kept (the backward GLU kernel writes it again together with the gate
+  and up gradients).
 - ``"deferred"``: the forward keeps only ``x`` and returns an *uninitialised* output of the right
   shape; the backward computes gate and up itself, chunk of rows by chunk of rows. This is for the
   recompute pass of activation checkpointing when the layer's output is only added to the residual
@@ -12,9 +12,10 @@ Two ways to keep what the backward pass needs (``mode``):
   projection's base GEMM and the MLP's dequantizations of the recompute are skipped, and the
   backward's working set is bounded by the chunk, whatever the sequence length.
 
-The adapters' rank-r terms of gate and up (and, in the backward pass, down's share of ``h``'s
-gradient) are added inside the activation kernels (``lora_glu``), not by GEMMs writing the
-(rows x intermediate) outputs first.
+The adapters' rank-r terms are added by the GEMMs (the base GEMM accumulates into the adapter's
+product), not inside the activation kernel: measured on an H100 (2026-12-06, docs/device/glu_speed.py)
+at llama-8b's MLP, a GLU kernel adding r = 16 terms per element ran at a third of the plain kernel's
+speed (instruction-bound), which cost more than the adapter products' extra reads and writes.
 
 With gradients disabled (inference, or the first pass of activation checkpointing) the MLP runs
 chunk by chunk too, so long sequences never hold full gate/up activations. Base weights (dense or
@@ -25,8 +26,9 @@ from __future__ import annotations
 
 import torch
 
-from .lora_glu import lora_glu_backward_in_place, lora_glu_forward
-from .lora_weights import (LoRAWeights, adapters, as_2d, cast_adapter, matmul_as, project, project_group,
+from .geglu import geglu_backward, geglu_forward
+from .swiglu import swiglu_backward, swiglu_forward
+from .lora_weights import (LoRAWeights, adapters, as_2d, matmul_as, project, project_group,
                            project_group_backward, scaled_mm)
 
 ACTIVATIONS = ("swiglu", "geglu", "geglu_tanh")
@@ -43,14 +45,18 @@ def chunk_rows(n_rows: int, intermediate: int, chunk_elements: int = CHUNK_ELEME
     return -(-n_rows // n_chunks)  # equal chunks
 
 
-def _b(p: LoRAWeights, dtype: torch.dtype) -> torch.Tensor | None:
-    return None if p.lora_a is None else cast_adapter(p.lora_b, dtype)
+def _act_forward(activation, gate, up):
+    if activation == "swiglu":
+        return swiglu_forward(gate, up)
+    return geglu_forward(gate, up, "tanh" if activation == "geglu_tanh" else "none")
 
 
-def _gated(activation, g, u, xa_g, xa_u, gate: LoRAWeights, up: LoRAWeights, out=None) -> torch.Tensor:
-    """``act(gate(x)) * up(x)`` from the base outputs ``g``, ``u`` and the adapters' rank-r products
-    (added inside the activation kernel: `lora_glu`)."""
-    return lora_glu_forward(g, u, xa_g, _b(gate, g.dtype), xa_u, _b(up, g.dtype), activation, out=out)
+def _act_backward_in_place(activation, dh, gate, up):
+    """dgate over ``gate``, dup over ``up``, h over ``dh``."""
+    if activation == "swiglu":
+        return swiglu_backward(dh, gate, up, with_h=True, in_place=True)
+    return geglu_backward(dh, gate, up, "tanh" if activation == "geglu_tanh" else "none", with_h=True,
+                          in_place=True)
 
 
 def mlp_forward(x2, gate: LoRAWeights, up: LoRAWeights, down: LoRAWeights, activation: str,
@@ -58,14 +64,14 @@ def mlp_forward(x2, gate: LoRAWeights, up: LoRAWeights, down: LoRAWeights, activ
     """The MLP's output without autograd, ``chunk`` rows at a time."""
     n = x2.shape[0]
     if n <= chunk:
-        (g, u), (xa_g, xa_u) = project_group(x2, (gate, up), add_adapters=False)
-        return project(_gated(activation, g, u, xa_g, xa_u, gate, up, out=g), down)[0]
+        (g, u), _ = project_group(x2, (gate, up))
+        return project(_act_forward(activation, g, u), down)[0]
     y = x2.new_empty((n, down.out_features))
     wg, wu, wd = gate.dense(x2.dtype), up.dense(x2.dtype), down.dense(x2.dtype)
     for i in range(0, n, chunk):
         xc = x2[i:i + chunk]
-        (g, u), (xa_g, xa_u) = project_group(xc, (gate, up), (wg, wu), add_adapters=False)
-        y[i:i + chunk] = project(_gated(activation, g, u, xa_g, xa_u, gate, up, out=g), down, wd)[0]
+        (g, u), _ = project_group(xc, (gate, up), (wg, wu))
+        y[i:i + chunk] = project(_act_forward(activation, g, u), down, wd)[0]
     return y
 
 
@@ -103,8 +109,8 @@ class LoRAMLPFunction(torch.autograd.Function):
         if mode == "deferred":
             ctx.save_for_backward(x2)
             return x2.new_empty((*x.shape[:-1], down.out_features))
-        (g, u), (xa_g, xa_u) = project_group(x2, (gate, up), add_adapters=False)
-        h = _gated(activation, g, u, xa_g, xa_u, gate, up)
+        (g, u), (xa_g, xa_u) = project_group(x2, (gate, up))
+        h = _act_forward(activation, g, u)
         y, ha_d = project(h, down)
         ctx.save_for_backward(x2, g, u, xa_g, xa_u, ha_d)
         return y.view(*x.shape[:-1], y.shape[-1])
@@ -123,7 +129,7 @@ class LoRAMLPFunction(torch.autograd.Function):
             ws = tuple(p.dense(x2.dtype) for p in (gate, up, down))
             for i in range(0, n, chunk):
                 xc = x2[i:i + chunk]
-                (g, u), (xa_g, xa_u) = project_group(xc, (gate, up), ws[:2], add_adapters=False)
+                (g, u), (xa_g, xa_u) = project_group(xc, (gate, up), ws[:2])
                 _backward_rows(ctx.activation, dy2[i:i + chunk], xc, g, u, xa_g, xa_u, None, gate, up, down,
                                grads, dx[i:i + chunk] if need_dx else None, ws)
         else:
@@ -142,14 +148,16 @@ def _backward_rows(activation, dy, x, g, u, xa_g, xa_u, ha_d, gate, up, down, gr
     down weights when the caller holds them, else None (each is dequantized when needed)."""
     wg, wu, wd = ws if ws is not None else (None, None, None)
     wd = wd if wd is not None else down.dense(dy.dtype)
-    dh = dy @ wd  # the down adapter's share (dyb @ A) is added inside the activation kernel
-    del wd
-    a_d = dyb = None
     if down.lora_a is not None:
+        # the adapter's share first, written (beta=0); the compute-bound base GEMM then adds into it
         a_d, b_d = down.adapter(dy.dtype)
         dyb = scaled_mm(dy, b_d, down.scaling)
-    dg, du, h = lora_glu_backward_in_place(dh, g, u, xa_g, _b(gate, dy.dtype), xa_u, _b(up, dy.dtype), dyb, a_d,
-                                           activation)
+        dh = scaled_mm(dyb, a_d)
+        dh.addmm_(dy, wd)
+    else:
+        dh = dy @ wd
+    del wd
+    dg, du, h = _act_backward_in_place(activation, dh, g, u)
     if down.lora_a is not None:
         if ha_d is None:
             ha_d = scaled_mm(h, a_d.t(), down.scaling)

@@ -236,7 +236,7 @@ def row_blocks(stacked: torch.Tensor, ps) -> list[torch.Tensor]:
     return blocks
 
 
-def project_group(x2: torch.Tensor, ps, ws=None, stacked: torch.Tensor | None = None, add_adapters: bool = True):
+def project_group(x2: torch.Tensor, ps, ws=None, stacked: torch.Tensor | None = None):
     """Forward of projections that share the input ``x2`` (q, k, v; gate and up; or one alone).
 
     Returns ``(ys, xas)``: each projection's output and its ``scaling * x @ A.T`` (None without adapter).
@@ -249,8 +249,7 @@ def project_group(x2: torch.Tensor, ps, ws=None, stacked: torch.Tensor | None = 
     weights as one ``stacked_dense`` buffer (``ws`` default to its row blocks); when every projection
     has an adapter and no bias, the outputs are then column blocks of one buffer written by one base
     GEMM (fewer, larger launches; a caller must accept outputs whose rows are strided, and that any
-    one of them keeps all alive). ``add_adapters=False``: the outputs are the base projections alone
-    (with bias) and the caller adds ``xa @ B.T`` itself (the LoRA MLP's activation kernel does).
+    one of them keeps all alive).
     """
     if stacked is not None:
         ws = ws if ws is not None else row_blocks(stacked, ps)
@@ -258,13 +257,13 @@ def project_group(x2: torch.Tensor, ps, ws=None, stacked: torch.Tensor | None = 
             stacked = None
     ws = ws if ws is not None else (None,) * len(ps)
     xas = rank_products(x2, ps)
-    if stacked is not None and add_adapters:
+    if stacked is not None:
         return _project_stacked(x2, ps, xas, stacked), xas
     ys = []
     for p, w, xa in zip(ps, ws, xas):
         w = p.dense(x2.dtype) if w is None else w
         bias = p.bias.to(x2.dtype) if p.bias is not None else None
-        if xa is None or not add_adapters:
+        if xa is None:
             ys.append(torch.addmm(bias, x2, w.t()) if bias is not None else x2 @ w.t())
             continue
         b = cast_adapter(p.lora_b, x2.dtype)

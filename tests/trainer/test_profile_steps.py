@@ -95,18 +95,18 @@ def test_the_breakdown_prints_each_kind_with_its_share():
     assert "base GEMMs" in text and "60.0%" in text and "35.0%" in text
 
 
-def test_the_breakdown_names_the_longest_kernels_and_counts_the_lora_glu_kernels_as_activations():
+def test_the_breakdown_names_the_longest_kernels_and_counts_every_glu_kernel_as_an_activation():
     from tuitune.trainer.step_profile import _breakdown
 
     timed = [("aten::mm", "nvjet_gemm", [[4096, 4096], [4096, 4096]], 5000.0),
-             ("LoRAMLPFunction", "_lora_glu_bwd", [], 900.0), ("LoRAMLPFunction", "_lora_glu_fwd", [], 400.0),
-             ("LoRAMLPFunction", "_lora_glu_fwd", [], 400.0)]
+             ("LoRAMLPFunction", "_geglu_bwd", [], 900.0), ("LoRAMLPFunction", "_swiglu_fwd", [], 400.0),
+             ("LoRAMLPFunction", "_swiglu_fwd", [], 400.0)]
     report = _breakdown(timed, 1, 10.0, 64, 0, "cuda")
     assert report["by_kind_ms"]["norm/rope/activation"] == pytest.approx(1.7)
     lines = format_profile(report).splitlines()
     at = lines.index("  the 12 longest kernels in all (calls, ms, kind):")
     assert lines[at + 1].split()[:3] == ["1x", "5.0", "ms"] and "nvjet_gemm" in lines[at + 1]
-    assert lines[at + 3].split()[:3] == ["2x", "0.8", "ms"] and "_lora_glu_fwd" in lines[at + 3]
+    assert lines[at + 3].split()[:3] == ["2x", "0.8", "ms"] and "_swiglu_fwd" in lines[at + 3]
 
 
 def test_a_run_that_ends_inside_the_host_window_keeps_both_profiles(tiny_model_dir, tmp_path):
