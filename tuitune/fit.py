@@ -55,6 +55,11 @@ KERNELS_RECOMPUTE_PER_HIDDEN = 26.0
 KERNELS_RECOMPUTE_FIXED_PER_HIDDEN = 230_000.0
 CUDA_CONTEXT_GB = 0.15  # measured: device memory held beyond the allocator's reservation
 OFFLOAD_LAYERS_ON_GPU = 2  # checkpointed layer inputs in flight while offloading to the CPU
+# Offloaded checkpointing on the kernels path keeps each layer's q, k, v and o_proj outputs beside its
+# input (the recompute then runs none of those GEMMs) while an entry, input and outputs, stays within
+# this many bytes (tuitune.trainer.activation_checkpointing holds to it): two entries are on the GPU
+# at once in the backward pass, so at long sequences the outputs would cost GiBs.
+KEEP_ENTRY_LIMIT = 512 << 20
 
 
 @dataclass
@@ -106,6 +111,12 @@ def _optimizer_bytes(optimizer: str, param_bytes: int) -> float:
 
 # The kept-activation graphs' pool beyond the layers' inputs and outputs (GiB; see estimate).
 KEPT_GRAPHS_SLACK_GB = 0.12
+
+def kept_outputs_per_input(spec: ModelSpec) -> float:
+    """Bytes of the q, k, v and o_proj outputs an offloaded layer keeps, per byte of its input."""
+    head_dim = spec.attn_head_dim
+    return (spec.heads * head_dim + 2 * spec.kv_heads * head_dim + spec.hidden) / spec.hidden
+
 
 def estimate(spec: ModelSpec, method: str, *, batch: int = 2, seq: int = 2048, rank: int = 16,
              checkpointing: str = "standard", fused_loss: bool = True,
@@ -169,6 +180,10 @@ def estimate(spec: ModelSpec, method: str, *, batch: int = 2, seq: int = 2048, r
     per_layer = 2.0 * (act_h * h + act_ffn * ffn) * tokens
     layer_input = 2.0 * h * tokens
     kept_inputs = layers * layer_input if checkpointing == "standard" else OFFLOAD_LAYERS_ON_GPU * layer_input
+    if checkpointing == "offloaded" and fused_loss and method != "full" and not cuda_graphs:
+        kept = kept_outputs_per_input(spec) * layer_input
+        if layer_input + kept <= KEEP_ENTRY_LIMIT:
+            kept_inputs += OFFLOAD_LAYERS_ON_GPU * kept
     if checkpointing == "none":
         activations = layers * per_layer + global_h * h * tokens
     elif fused_loss and method != "full":

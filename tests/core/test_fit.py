@@ -117,3 +117,22 @@ def test_every_catalog_model_estimates():
     for spec in CATALOG:
         for method in METHODS:
             assert estimate(spec, method).total_gb > 0
+
+
+def test_offloading_counts_the_kept_block_outputs_until_an_entry_passes_the_limit(monkeypatch):
+    import tuitune.fit as fit
+
+    assert fit.kept_outputs_per_input(LLAMA_8B) == 2.5  # q 4096 + k, v 1024 each + o_proj 4096, per 4096
+    kept_gb = {}
+    for seq in (2048, 98304):
+        with_outputs = estimate(LLAMA_8B, "qlora", batch=2 if seq == 2048 else 1, seq=seq, checkpointing="offloaded")
+        monkeypatch.setattr(fit, "KEEP_ENTRY_LIMIT", 0)
+        inputs_only = estimate(LLAMA_8B, "qlora", batch=2 if seq == 2048 else 1, seq=seq, checkpointing="offloaded")
+        monkeypatch.undo()
+        kept_gb[seq] = with_outputs.total_gb - inputs_only.total_gb
+    # two entries on the GPU, each 2.5 x a 4,096-token layer input (32 MiB) beside it
+    assert kept_gb[2048] == pytest.approx(2 * 2.5 * 32 / 1024)
+    assert kept_gb[98304] == 0.0  # an entry of 3.5 x 768 MiB is past the limit: the input alone
+    stock = estimate(LLAMA_8B, "qlora", checkpointing="offloaded", fused_loss=False).total_gb
+    monkeypatch.setattr(fit, "KEEP_ENTRY_LIMIT", 0)
+    assert estimate(LLAMA_8B, "qlora", checkpointing="offloaded", fused_loss=False).total_gb == stock  # keeps none
