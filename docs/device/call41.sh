@@ -18,7 +18,7 @@ timeout 200 bash -c "$(declare -f run); run work --shape llama-8b --checkpointin
 echo "elapsed $SECONDS s"
 for kq in 1 0; do
   TUITUNE_KEEP_QKV=$kq timeout 70 bash -c "$(declare -f run); run work --shape llama-8b --checkpointing offloaded --baseline none --steps 4 --profile 1" \
-    > $L/profile-kqv$kq.txt 2>&1; grep -A36 "^tuitune profile" $L/profile-kqv$kq.txt | grep -v "^\s*$" | head -36 | cut -c1-170
+    > $L/profile-kqv$kq.txt 2>&1; grep -A60 "^tuitune profile" $L/profile-kqv$kq.txt | grep -v "^\s*$" | head -56 | cut -c1-170
   grep -E "timed steps" $L/profile-kqv$kq.txt | grep -oE "timed steps.*" | head -1
   echo "elapsed $SECONDS s"
 done

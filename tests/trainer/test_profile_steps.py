@@ -87,6 +87,23 @@ def test_the_longest_compute_gaps_are_named_by_the_kernels_around_them():
     assert "      20.0  20.00 ms  swiglu  ->  flash_bwd" in text
 
 
+def test_compute_gaps_add_up_by_the_kernel_that_ended_them():
+    from tuitune.trainer.step_profile import idle_from_intervals
+
+    # three short waits before rms_norm (a host launching too slowly) outweigh one longer wait
+    intervals = [(0.0, 1.0, False, "gemm"), (2.0, 3.0, False, "rms_norm"), (4.0, 5.0, False, "gemm"),
+                 (6.0, 7.0, False, "rms_norm"), (8.0, 9.0, False, "gemm"), (10.0, 11.0, False, "rms_norm"),
+                 (13.5, 14.0, False, "flash_bwd")]
+    report = idle_from_intervals(intervals, 14.0)
+    assert report["compute_gaps"][0]["before"] == "flash_bwd"  # the single longest gap: 2.5 ms
+    by_next = report["compute_gaps_by_next_kernel"]
+    assert [(g["before"], g["gaps"], g["ms"]) for g in by_next] == [
+        ("rms_norm", 3, 3.0), ("flash_bwd", 1, 2.5), ("gemm", 2, 2.0)]
+    text = format_profile({"device": "cuda", "steps": 1, "wall_ms": 14.0, "kernel_ms": 7.0, "kernels": 7,
+                           **report, "by_kind_ms": {}})
+    assert "         3x     3.00 ms  rms_norm" in text
+
+
 def test_the_breakdown_prints_each_kind_with_its_share():
     text = format_profile({"device": "cuda", "steps": 2, "wall_ms": 200.0, "kernel_ms": 190.0, "kernels": 900,
                            "idle_ms": 10.0, "idle_fraction": 0.05,

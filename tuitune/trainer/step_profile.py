@@ -132,10 +132,10 @@ def _union_ms(spans: list[tuple[float, float]]) -> float:
 COMPUTE_GAPS_SHOWN = 8
 
 
-def _compute_gaps(intervals) -> list[dict]:
-    """The longest stretches between kernels (copies left out) inside the profiled window: where in
-    it they began (ms from its first kernel), how long, and the kernels on either side; the kernels
-    that follow a wait name what the step waited to run."""
+def _gaps(intervals) -> list[dict]:
+    """Every stretch between kernels (copies left out) inside the profiled window: where in it it
+    began (ms from its first kernel), how long, and the kernels on either side; the kernel that
+    follows a wait names what the step waited to run."""
     kernels = sorted((iv[0], iv[1], iv[3] if len(iv) > 3 else "") for iv in intervals if not iv[2])
     gaps, end, before = [], None, ""
     for a, b, name in kernels:
@@ -143,18 +143,32 @@ def _compute_gaps(intervals) -> list[dict]:
             gaps.append({"at_ms": end - kernels[0][0], "ms": a - end, "after": before[:60], "before": name[:60]})
         if end is None or b > end:
             end, before = b, name
-    return sorted(gaps, key=lambda g: -g["ms"])[:COMPUTE_GAPS_SHOWN]
+    return gaps
+
+
+def _gaps_by_next_kernel(gaps: list[dict]) -> list[dict]:
+    """Gap time summed by the kernel that ended each gap, most first: many short waits (a host that
+    launches too slowly) add up here where no single one is long."""
+    totals: dict[str, list] = {}
+    for g in gaps:
+        entry = totals.setdefault(g["before"], [0, 0.0])
+        entry[0] += 1
+        entry[1] += g["ms"]
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1][1])[:COMPUTE_GAPS_SHOWN]
+    return [{"before": name, "gaps": n, "ms": ms} for name, (n, ms) in ranked]
 
 
 def idle_from_intervals(intervals: list[tuple], wall_ms: float) -> dict:
     """Idle and compute idle from the GPU's activity intervals (start ms, end ms, is a host-device
     copy[, name]; see the module doc), and the longest compute gaps."""
     busy = _union_ms([(iv[0], iv[1]) for iv in intervals])
+    gaps = _gaps(intervals)
     compute = _union_ms([(iv[0], iv[1]) for iv in intervals if not iv[2]])
     idle, compute_idle = max(0.0, wall_ms - busy), max(0.0, wall_ms - compute)
     return {"idle_ms": idle, "idle_fraction": idle / wall_ms if wall_ms else None,
             "compute_idle_ms": compute_idle, "compute_idle_fraction": compute_idle / wall_ms if wall_ms else None,
-            "compute_gaps": _compute_gaps(intervals)}
+            "compute_gaps": sorted(gaps, key=lambda g: -g["ms"])[:COMPUTE_GAPS_SHOWN],
+            "compute_gaps_by_next_kernel": _gaps_by_next_kernel(gaps)}
 
 
 def _operator_times(prof):
@@ -220,6 +234,10 @@ def format_profile(p: dict) -> str:
         lines.append("  the longest compute gaps (at ms, ms, the kernels before and after):")
         for g in p["compute_gaps"]:
             lines.append(f"    {g['at_ms']:8.1f} {g['ms']:6.2f} ms  {g['after'][:40]}  ->  {g['before'][:40]}")
+    if p.get("compute_gaps_by_next_kernel"):
+        lines.append("  compute gaps summed by the kernel that ended them (gaps, ms):")
+        for g in p["compute_gaps_by_next_kernel"]:
+            lines.append(f"    {g['gaps']:6}x {g['ms']:8.2f} ms  {g['before'][:60]}")
     if p.get("top_kernels"):
         lines.append(f"  the {TOP_KERNELS_SHOWN} longest kernels in all (calls, ms, kind):")
         for k in p["top_kernels"][:TOP_KERNELS_SHOWN]:
