@@ -11,9 +11,15 @@ profiler saw, by time.
 
 from __future__ import annotations
 
+import os
+import sys
+
 import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also under python3 -P
+from cuda_timing import ms_per_call  # noqa: E402
 
 B, S, HQ, HK, D = 2, 2048, 32, 8, 128
 SCALE = D ** -0.5
@@ -59,16 +65,8 @@ def cudnn_direct(backward: bool):
             torch.ones_like(out), q, k, v, out, lse, seed, offset, bias, cq, ck, mq, mk, 0.0, True, scale=SCALE)
 
 
-def _ms(fn, backward: bool, reps: int = 20) -> float:
-    fn(backward)
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn(backward)
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / reps
+def _ms(fn, backward: bool) -> float:
+    return ms_per_call(lambda: fn(backward), reps=20)
 
 
 def main() -> None:

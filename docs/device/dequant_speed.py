@@ -8,19 +8,17 @@ read and 2 bytes written per element), and a bf16 copy of the same output size a
 
 from __future__ import annotations
 
+import os
+import sys
+
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also under python3 -P
+from cuda_timing import ms_per_call  # noqa: E402
 
-def _ms(fn, reps: int = 50) -> float:
-    fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / reps
+
+def _ms(fn) -> float:
+    return ms_per_call(fn, reps=50)
 
 
 def main() -> None:

@@ -23,19 +23,14 @@ import tempfile
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also under python3 -P
+from cuda_timing import ms_per_call  # noqa: E402
+
 ROWS, COLS, R = 4096, 14336, 16
 
 
-def _ms(fn, reps: int = 30) -> float:
-    fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / reps
+def _ms(fn) -> float:
+    return ms_per_call(fn, reps=30)
 
 
 def _module(path: str):
