@@ -28,17 +28,12 @@ import types
 
 import torch
 
-from tuitune.fit import KEEP_ENTRY_LIMIT
+from tuitune.fit import KEEP_ENTRY_LIMIT  # the largest entry that keeps block outputs (why: there)
 from tuitune.trainer.layer_calls import (_CLASS_FORWARD, _INNER, OutputNotATensor, anchor, autocast_state,
                                          inner_forward, split_training_call)
 
 MODES = ("none", "standard", "offloaded")
 HOST_SHARE = 0.5  # of the host memory available at set-up, the most pinned memory kept block outputs may take
-# KEEP_ENTRY_LIMIT (tuitune.fit, which estimates with it): the largest offload entry (a layer's input
-# and its kept block outputs) that keeps block outputs. Two entries are on the GPU at once in the
-# backward pass (the layer's and the one fetched ahead), so at long sequences (llama-8b at 98,304
-# tokens: 0.8 GB of input, 2.8 GB with q, k, v and o_proj's output) the outputs would cost GiBs of GPU
-# memory for a few percent of the step. Past it, only the input.
 # A layer's kept block outputs, in bytes per byte of its input, until a layer has kept some (then the
 # offloader knows): q, k and v (1.5 with a quarter as many key-value heads), the o_proj output, and
 # with the attention kept its output and log-sum-exp.
