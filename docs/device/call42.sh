@@ -1,24 +1,24 @@
 #!/usr/bin/env bash
-# Session 17 (~540 s), in place of call41 once the held last entry was written: A/B of HEAD (main:
-# bfc721d, the MLP without the LoRA GLU kernel) against the tree (work: the offloader's newest entry
+# Session 17 (~540 s), in place of call41 once the held last entry was written: A/B of before (
+# bfc721d, the MLP without the LoRA GLU kernel) against the tree (work, 93300d5: the offloader's newest entry
 # stays on the GPU, so the backward pass does not begin by waiting ~2 ms for its copy back), 8b
 # offloaded, 10 steps each, twice alternating; the faster tree (work unless main's median is 1 ms
 # shorter) then runs criterion 1 with stock (--repeat 2), one profiled 8b step (kinds, longest
 # kernels, compute gaps and what ended them), criterion 2 with stock; the GPU kernel suite with the
-# time left. Logs come back as one logs.tgz. Trees: bash docs/device/prepare_ab.sh.
+# time left. Logs come back as one logs.tgz. Trees: bash docs/device/prepare_ab.sh before=bfc721d.
 source .device/setup.sh
 M=$OUT/docs/measurements; L=$OUT/logs; D=$(date +%F)
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1); G=$([[ $GPU == *H200* ]] && echo h200 || echo h100)
 export TRITON_CACHE_AUTOTUNING=1
 run() { local t=$1; shift; env PYTHONPATH=$PWD/.device/ab/$t:/tmp/site python3 -P -m tuitune bench "$@"; }
-for t in main work main work; do
+for t in before work before work; do
   timeout 60 bash -c "$(declare -f run); run $t --shape llama-8b --checkpointing offloaded --baseline none --steps 10" \
     2>&1 | tee -a $L/ab-8b-$t.log | grep -E "^tuitune  |timed steps" | grep -oE "^tuitune .*|timed steps.*" | sed "s/^/$t: /"
 done
 med() { grep -oE "timed steps [0-9,.]+ ms median" $L/ab-8b-$1.log | grep -oE "[0-9,.]+ ms" | tr -d ", ms" | sort -n | head -1; }
 FAST=work
-if python3 -c "import sys; sys.exit(0 if float('$(med main)') < float('$(med work)') - 1 else 1)"; then FAST=main; fi
-echo "best medians: main $(med main), work $(med work) -> $FAST"; echo "elapsed $SECONDS s"
+if python3 -c "import sys; sys.exit(0 if float('$(med before)') < float('$(med work)') - 1 else 1)"; then FAST=before; fi
+echo "best medians: before $(med before), work $(med work) -> $FAST"; echo "elapsed $SECONDS s"
 timeout 200 bash -c "$(declare -f run); run $FAST --shape llama-8b --checkpointing offloaded --steps 8 --repeat 2 --json $M/bench-llama-8b-qlora-offloaded-$G-$D-s17.json" \
   2>&1 | tee $L/bench8b-offloaded.log | grep -v "^\s*$" | tail -7 | cut -c1-400
 echo "elapsed $SECONDS s"
