@@ -2,7 +2,7 @@
 # Session 17 (~540 s), in place of call41 once the held last entry was written: A/B of before (
 # bfc721d, the MLP without the LoRA GLU kernel) against the tree (work, 93300d5: the offloader's newest entry
 # stays on the GPU, so the backward pass does not begin by waiting ~2 ms for its copy back), 8b
-# offloaded, 10 steps each, twice alternating; the faster tree (work unless main's median is 1 ms
+# offloaded, 10 steps each, twice alternating; the faster tree (work unless before's median is 1 ms
 # shorter) then runs criterion 1 with stock (--repeat 2), one profiled 8b step (kinds, longest
 # kernels, compute gaps and what ended them), criterion 2 with stock; the GPU kernel suite with the
 # time left. Logs come back as one logs.tgz. Trees: bash docs/device/prepare_ab.sh before=bfc721d.
