@@ -3,8 +3,8 @@
 # bfc721d, the MLP without the LoRA GLU kernel) against the tree (work, 93300d5: the offloader's newest entry
 # stays on the GPU, so the backward pass does not begin by waiting ~2 ms for its copy back), 8b
 # offloaded, 10 steps each, twice alternating; the faster tree (work unless before's median is 1 ms
-# shorter) then runs criterion 1 with stock (--repeat 2), one profiled 8b step (kinds, longest
-# kernels, compute gaps and what ended them), criterion 2 with stock; the GPU kernel suite with the
+# shorter) then runs criterion 1 with stock (--repeat 2); the tree then profiles one 8b step (kinds, longest
+# kernels, compute gaps and what ended them; then one with the GPU's activity alone recorded); the faster runs criterion 2 with stock; the GPU kernel suite with the
 # time left. Logs come back as one logs.tgz. Trees: bash docs/device/prepare_ab.sh before=bfc721d.
 source .device/setup.sh
 M=$OUT/docs/measurements; L=$OUT/logs; D=$(date +%F)
@@ -22,8 +22,8 @@ echo "best medians: before $(med before), work $(med work) -> $FAST"; echo "elap
 timeout 200 bash -c "$(declare -f run); run $FAST --shape llama-8b --checkpointing offloaded --steps 8 --repeat 2 --json $M/bench-llama-8b-qlora-offloaded-$G-$D-s17.json" \
   2>&1 | tee $L/bench8b-offloaded.log | grep -v "^\s*$" | tail -7 | cut -c1-400
 echo "elapsed $SECONDS s"
-timeout 70 bash -c "$(declare -f run); run $FAST --shape llama-8b --checkpointing offloaded --baseline none --steps 4 --profile 1" \
-  > $L/profile-$FAST.txt 2>&1; grep -A60 "^tuitune profile" $L/profile-$FAST.txt | grep -v "^\s*$" | head -60 | cut -c1-170
+timeout 80 bash -c "$(declare -f run); run work --shape llama-8b --checkpointing offloaded --baseline none --steps 4 --profile 1" \
+  > $L/profile-work.txt 2>&1; grep -A80 "^tuitune profile" $L/profile-work.txt | grep -v "^\s*$" | head -64 | cut -c1-150
 echo "elapsed $SECONDS s"
 timeout 80 bash -c "$(declare -f run); run $FAST --shape llama-1b --checkpointing offloaded --steps 20 --json $M/bench-llama-1b-qlora-offloaded-$G-$D-s17.json" \
   2>&1 | tee $L/bench1b-offloaded.log | grep -v "^\s*$" | tail -7 | cut -c1-300

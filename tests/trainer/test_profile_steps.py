@@ -104,6 +104,21 @@ def test_compute_gaps_add_up_by_the_kernel_that_ended_them():
     assert "         3x     3.00 ms  rms_norm" in text
 
 
+def test_the_gpu_only_timeline_prints_its_own_idle_and_gaps_below_the_profiled_ones():
+    from tuitune.trainer.step_profile import idle_from_intervals
+
+    profiled = idle_from_intervals([(0.0, 1.0, False, "gemm"), (3.0, 4.0, False, "rms_norm")], 4.0)
+    real = idle_from_intervals([(0.0, 1.0, False, "gemm"), (1.5, 2.5, True, "Memcpy HtoD"), (2.5, 3.5, False, "silu")],
+                               3.5)
+    text = format_profile({"device": "cuda", "steps": 1, "wall_ms": 4.0, "kernel_ms": 2.0, "kernels": 2,
+                           **profiled, "by_kind_ms": {}, "timeline": {"steps": 1, "wall_ms": 3.5, **real}})
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if "only the GPU's activity" in line)
+    assert lines[at].endswith("wall 3.5 ms, idle 0.5 ms (14.3%), compute idle 1.5 ms (42.9%)")
+    assert any("gemm  ->  rms_norm" in line for line in lines[:at])
+    assert any("gemm  ->  silu" in line for line in lines[at:]) and lines[at + 2].startswith("      ")
+
+
 def test_the_breakdown_prints_each_kind_with_its_share():
     text = format_profile({"device": "cuda", "steps": 2, "wall_ms": 200.0, "kernel_ms": 190.0, "kernels": 900,
                            "idle_ms": 10.0, "idle_fraction": 0.05,

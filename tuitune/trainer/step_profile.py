@@ -10,6 +10,11 @@ one shows up there and not in idle). On a CPU the operators' own times are sorte
 idle is the time spent outside them (Python, data loading, logging). Used by `tuitune bench --profile` and by the
 trainer's `training.profile_steps` (both add a host profile of as many more steps: host_profile); imports
 torch when a profile starts.
+
+Recording every operator on the host slows the host down (an 8b step ran 524 ms profiled against 358
+ms unprofiled, H100), so the GPU waits on the host in places where an unprofiled step would not.
+`profile_steps` therefore times as many more steps with the GPU's activity alone recorded (`timeline`):
+its idle, compute idle and gaps are the ones a real step has.
 """
 
 from __future__ import annotations
@@ -60,18 +65,24 @@ def classify(op_name: str, kernel_name: str, shapes, rank_max: int, vocab: int) 
 class StepProfiler:
     """A profile of whole training steps: `start()` at a step boundary, `stop(steps)` at a later one."""
 
-    def __init__(self, device: str = "cuda", *, rank_max: int = 64, vocab: int = 0):
+    def __init__(self, device: str = "cuda", *, rank_max: int = 64, vocab: int = 0, gpu_only: bool = False):
+        """``gpu_only`` (CUDA): record the GPU's activity alone, for idle time and gaps as an unprofiled
+        host leaves them; `stop` then reports those and no breakdown by kind (which needs the operators)."""
         self.rank_max, self.vocab = rank_max, vocab
         self._cuda = device == "cuda"
+        self._gpu_only = gpu_only and self._cuda
         self._prof = None
         self._start = 0.0
 
     def start(self) -> None:
         from torch.profiler import ProfilerActivity, profile
 
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self._cuda else [])
+        if self._gpu_only:
+            activities = [ProfilerActivity.CUDA]
+        else:
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self._cuda else [])
         self.synchronize()
-        self._prof = profile(activities=activities, record_shapes=True)
+        self._prof = profile(activities=activities, record_shapes=not self._gpu_only)
         self._prof.__enter__()
         self._start = time.perf_counter()
 
@@ -81,6 +92,8 @@ class StepProfiler:
         wall_ms = (time.perf_counter() - self._start) * 1000
         prof, self._prof = self._prof, None
         prof.__exit__(None, None, None)
+        if self._gpu_only:
+            return {"steps": steps, "wall_ms": wall_ms, **idle_from_intervals(_kernel_intervals(prof), wall_ms)}
         timed = _kernel_times(prof) if self._cuda else _operator_times(prof)
         report = _breakdown(timed, steps, wall_ms, self.rank_max, self.vocab, "cuda" if self._cuda else "cpu")
         if self._cuda:
@@ -202,8 +215,9 @@ def _breakdown(timed, steps: int, wall_ms: float, rank_max: int, vocab: int, dev
 
 
 def profile_steps(step_fn, steps: int, *, rank_max: int = 64, vocab: int = 0) -> dict:
-    """Profile ``steps`` calls of ``step_fn`` (each one full training step), then ``steps`` more on the host
-    (the report's "host": see host_profile). Times in milliseconds."""
+    """Profile ``steps`` calls of ``step_fn`` (each one full training step), then ``steps`` more with the
+    GPU's activity alone (the report's "timeline"), then ``steps`` more on the host (the report's "host":
+    see host_profile). Times in milliseconds."""
     from tuitune.trainer.host_profile import HostProfiler
 
     profiler = StepProfiler(rank_max=rank_max, vocab=vocab)
@@ -211,6 +225,11 @@ def profile_steps(step_fn, steps: int, *, rank_max: int = 64, vocab: int = 0) ->
     for _ in range(steps):
         step_fn()
     report = profiler.stop(steps)
+    timeline = StepProfiler(rank_max=rank_max, vocab=vocab, gpu_only=True)
+    timeline.start()
+    for _ in range(steps):
+        step_fn()
+    report["timeline"] = timeline.stop(steps)
     host = HostProfiler()
     host.start()
     for _ in range(steps):
@@ -218,6 +237,19 @@ def profile_steps(step_fn, steps: int, *, rank_max: int = 64, vocab: int = 0) ->
     profiler.synchronize()
     report["host"] = host.stop(steps)
     return report
+
+
+def _gap_lines(p: dict) -> list[str]:
+    lines = []
+    if p.get("compute_gaps"):
+        lines.append("  the longest compute gaps (at ms, ms, the kernels before and after):")
+        for g in p["compute_gaps"]:
+            lines.append(f"    {g['at_ms']:8.1f} {g['ms']:6.2f} ms  {g['after'][:40]}  ->  {g['before'][:40]}")
+    if p.get("compute_gaps_by_next_kernel"):
+        lines.append("  compute gaps summed by the kernel that ended them (gaps, ms):")
+        for g in p["compute_gaps_by_next_kernel"]:
+            lines.append(f"    {g['gaps']:6}x {g['ms']:8.2f} ms  {g['before'][:60]}")
+    return lines
 
 
 def format_profile(p: dict) -> str:
@@ -230,14 +262,13 @@ def format_profile(p: dict) -> str:
                      "no kernel but host-device copies running)")
     for kind, ms in p["by_kind_ms"].items():
         lines.append(f"  {kind:24}{ms:10.1f} ms  {100 * ms / p['wall_ms']:5.1f}%")
-    if p.get("compute_gaps"):
-        lines.append("  the longest compute gaps (at ms, ms, the kernels before and after):")
-        for g in p["compute_gaps"]:
-            lines.append(f"    {g['at_ms']:8.1f} {g['ms']:6.2f} ms  {g['after'][:40]}  ->  {g['before'][:40]}")
-    if p.get("compute_gaps_by_next_kernel"):
-        lines.append("  compute gaps summed by the kernel that ended them (gaps, ms):")
-        for g in p["compute_gaps_by_next_kernel"]:
-            lines.append(f"    {g['gaps']:6}x {g['ms']:8.2f} ms  {g['before'][:60]}")
+    lines += _gap_lines(p)
+    t = p.get("timeline")
+    if t and t.get("compute_idle_ms") is not None:
+        lines.append(f"  {t['steps']} more steps with only the GPU's activity recorded (the host at its real pace): "
+                     f"wall {t['wall_ms']:.1f} ms, idle {t['idle_ms']:.1f} ms ({100 * (t['idle_fraction'] or 0):.1f}%), "
+                     f"compute idle {t['compute_idle_ms']:.1f} ms ({100 * (t['compute_idle_fraction'] or 0):.1f}%)")
+        lines += ["  " + line for line in _gap_lines(t)]
     if p.get("top_kernels"):
         lines.append(f"  the {TOP_KERNELS_SHOWN} longest kernels in all (calls, ms, kind):")
         for k in p["top_kernels"][:TOP_KERNELS_SHOWN]:
