@@ -1,5 +1,7 @@
 """Checkpointed training gives the stock losses and gradients and keeps far fewer activations."""
 
+import types
+
 import pytest
 import torch
 
@@ -176,6 +178,33 @@ def test_embedding_offload_explains_why_it_keeps_a_table():
 
     model = with_lora(build_base("llama"), "llama")
     assert offload_input_embeddings(model) == "kept on the GPU: the table is on the cpu"
+
+
+def test_no_device_view_of_a_table_without_a_cuda_device_or_pinned_memory():
+    from tuitune.trainer.embedding_offload import device_view
+
+    table = torch.zeros(4, 3, dtype=torch.bfloat16)
+    assert device_view(table, torch.device("cpu")) is None
+    assert device_view(table, torch.device("cuda")) is None  # not pinned: no PCIe reads from pageable memory
+
+
+@pytest.mark.skipif(not ON_GPU, reason="offloading needs a CUDA device")
+@pytest.mark.parametrize("gather", ["host", "device"])
+def test_an_offloaded_table_gives_the_rows_it_held_gathered_on_either_side(monkeypatch, gather):
+    from tuitune.trainer.embedding_offload import offload_input_embeddings
+
+    monkeypatch.setenv("TUITUNE_EMBED_GATHER", gather)
+    emb = torch.nn.Embedding(3001, 136, dtype=torch.bfloat16).to("cuda").requires_grad_(False)
+    want = emb.weight.detach().clone()
+    model = types.SimpleNamespace(get_input_embeddings=lambda: emb)
+    assert offload_input_embeddings(model) == "offloaded"
+    assert (emb.__dict__["_tuitune_device_view"] is not None) == (gather == "device")
+    for shape in ((2, 77), (1, 5), (3, 1000)):
+        ids = torch.randint(0, 3001, shape, device="cuda")
+        ids[0, 0] = 3000
+        got = emb(ids)
+        assert got.device.type == "cuda" and got.shape == (*shape, 136)
+        torch.testing.assert_close(got, want[ids], rtol=0, atol=0)
 
 
 @pytest.mark.skipif(not ON_GPU, reason="offloading needs a CUDA device")

@@ -7,12 +7,17 @@ pinned buffer followed by one asynchronous copy of the rows to the GPU (about 32
 tokens). The module keeps an empty placeholder parameter on the GPU, so ``model.device`` and the
 modules that ask it still see the GPU.
 
+With ``TUITUNE_EMBED_GATHER=device`` the GPU gathers the rows itself, reading the pinned table across
+PCIe (a CUDA view of host memory, `device_view`): the host neither waits for the ids nor copies rows,
+so the step's first layer is queued at once.
+
 Only a table that is frozen, untied (an LM head sharing it needs it on the GPU for the loss) and on
 a CUDA device is moved; the return value says what happened and why.
 """
 
 from __future__ import annotations
 
+import os
 import types
 
 import torch
@@ -76,13 +81,40 @@ def install_cpu_table(emb: torch.nn.Embedding, table: torch.Tensor) -> None:
     and leave an empty placeholder on its device. Also used by head_offload for a tied table."""
     emb.__dict__[_MARK] = table
     emb.__dict__["_tuitune_rows"] = None
+    wanted = os.environ.get("TUITUNE_EMBED_GATHER", "host") == "device"
+    emb.__dict__["_tuitune_device_view"] = device_view(table, emb.weight.device) if wanted else None
     emb.weight = placeholder(emb.weight)
     emb.forward = types.MethodType(_forward, emb)
+
+
+class _HostArray:
+    """Pinned host memory offered to `torch.as_tensor` as a CUDA array (v3 of the interface)."""
+
+    def __init__(self, raw: torch.Tensor):
+        self.raw = raw  # kept alive by the view, through this object
+        self.__cuda_array_interface__ = {"shape": tuple(raw.shape), "typestr": "<i2", "strides": None,
+                                         "data": (raw.data_ptr(), False), "version": 3, "stream": None}
+
+
+def device_view(table: torch.Tensor, device: torch.device) -> torch.Tensor | None:
+    """A CUDA tensor over ``table``'s pinned host memory, which the GPU's kernels read across PCIe
+    (unified addressing); None where that is not possible (no CUDA device, memory not pinned, an
+    element size other than 2 bytes, or a driver that does not map it)."""
+    if device.type != "cuda" or not table.is_pinned() or table.element_size() != 2:
+        return None
+    try:
+        view = torch.as_tensor(_HostArray(table.view(torch.int16)), device=device).view(table.dtype)
+    except (RuntimeError, TypeError, ValueError):
+        return None
+    return view if view.device == device and view.data_ptr() == table.data_ptr() else None
 
 
 def _forward(self, input_ids: torch.Tensor) -> torch.Tensor:
     table: torch.Tensor = self.__dict__[_MARK]
     device = self.weight.device
+    view = self.__dict__.get("_tuitune_device_view")
+    if view is not None:
+        return view.index_select(0, input_ids.reshape(-1).to(device)).view(*input_ids.shape, table.shape[1])
     ids = input_ids.reshape(-1).to("cpu")
     n = ids.numel()
     rows = self.__dict__["_tuitune_rows"]
