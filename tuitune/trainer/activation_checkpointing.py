@@ -279,7 +279,7 @@ def _buffer_bytes(nbytes: int) -> int:
 
 
 class _Entry:
-    __slots__ = ("buffer", "cpu", "copied", "gpu", "fetched", "prev", "device", "held")
+    __slots__ = ("buffer", "cpu", "copied", "gpu", "fetched", "prev", "device")
 
 
 _ALIGN = 512  # bytes: each tensor of an entry starts at this alignment in the entry's pinned buffer
@@ -370,10 +370,9 @@ class _Offloader:
             ratio = sum(t.numel() * t.element_size() for t in kept if t is not None) / max(1, hidden.nbytes)
             self.kept_per_input = max(self.kept_per_input or 0.0, ratio)
         if self.last is not None:
-            self.last.held = None
+            self.last.gpu = None  # no longer the newest: `load` fetches it like the others
         main = torch.cuda.current_stream(self.device)
         e = _Entry()
-        e.held = list(tensors)
         e.device = tensors[0].device  # the layer's input: always a tensor
         e.buffer, e.cpu = self._pinned(tensors)
         self.stream.wait_stream(main)  # the tensors are written by work queued so far on the main stream
@@ -386,12 +385,12 @@ class _Offloader:
         for t in tensors:
             if t is not None:
                 t.record_stream(self.stream)  # keep t's memory alive until the copy has read it
-        e.gpu, e.fetched, e.prev = None, None, self.last
+        e.gpu, e.fetched, e.prev = list(tensors), None, self.last
         self.last = e
         return e
 
     def _fetch(self, e: _Entry) -> None:
-        if e.gpu is not None or e.cpu is None or e.held is not None:
+        if e.gpu is not None or e.cpu is None:
             return
         # Allocated on the main stream, which reads and frees them: a block allocated on the side stream
         # and used on the main one (record_stream) stays allocated until the allocator sees the main
@@ -412,16 +411,15 @@ class _Offloader:
         self.in_flight = e
 
     def load(self, e: _Entry) -> list[torch.Tensor]:
-        held, e.held = e.held, None
-        if held is None:
-            self._fetch(e)
+        self._fetch(e)
+        if e.fetched is not None:  # None: the newest entry, whose tensors never left the GPU
             torch.cuda.current_stream(self.device).wait_event(e.fetched)
         if self.in_flight is e:
             self.in_flight = None
         prev, e.prev = e.prev, None
         if prev is not None:
             self._fetch(prev)  # the layer before runs its backward next: start its copy now
-        tensors, e.gpu, e.cpu = (held if held is not None else e.gpu), None, None
+        tensors, e.gpu, e.cpu = e.gpu, None, None
         self._give_back(e.buffer)
         e.buffer = None
         if self.last is e:
