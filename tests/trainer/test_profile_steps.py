@@ -170,3 +170,62 @@ def test_host_time_is_sorted_into_areas():
         ("/".join(("peft", "tuners", "lora", "layer.py:10(forward)")), pytest.approx(5.0))]
     assert report["top_functions"][1]["function"] == "/".join(("peft", "tuners", "lora", "layer.py:10(forward)"))
     assert report["wall_ms_per_step"] == 15.0
+
+
+class _FakeWindow:
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+
+    def start(self):
+        self.log.append(("start", self.name))
+
+    def stop(self, steps):
+        self.log.append(("stop", self.name, steps))
+        return {"steps": steps, "device": "cuda", "wall_ms": 1.0, "kernel_ms": 1.0, "kernels": 1, "idle_ms": 0.0,
+                "idle_fraction": 0.0, "by_kind_ms": {}} if self.name == "kernels" else (
+            {"steps": steps, "wall_ms_per_step": 1.0, "by_area_ms": {}, "top_functions": [], "top_cumulative": []}
+            if self.name == "host" else {"steps": steps})
+
+
+def _callback_with_gpu_windows(tmp_path):
+    from types import SimpleNamespace
+
+    from tuitune.trainer.profile_callback import StepProfileCallback
+
+    logged, calls = [], []
+    callback = StepProfileCallback(SimpleNamespace(path=tmp_path), 2, "cpu", rank_max=64, vocab=0, log=logged.append)
+    callback.windows = [(name, _FakeWindow(name, calls)) for name in ("kernels", "timeline", "host")]
+    return callback, calls, logged
+
+
+def _steps(callback, steps):
+    from types import SimpleNamespace
+
+    for step in steps:
+        callback.on_step_end(None, SimpleNamespace(global_step=step), None)
+
+
+def test_on_a_gpu_the_kernels_the_timeline_and_the_host_each_get_their_own_steps(tmp_path):
+    from tuitune.trainer.profile_callback import steps_profiled
+
+    callback, calls, logged = _callback_with_gpu_windows(tmp_path)
+    _steps(callback, range(1, 12))
+    assert calls == [("start", "kernels"), ("stop", "kernels", 2), ("start", "timeline"), ("stop", "timeline", 2),
+                     ("start", "host"), ("stop", "host", 2)]
+    report = json.loads((tmp_path / PROFILE_FILE).read_text())
+    assert (report["first_step"], report["last_step"]) == (4, 9) == (4, 3 + steps_profiled(2, "cuda"))
+    assert report["timeline"] == {"steps": 2} and report["host"]["steps"] == 2
+    assert len(logged) == 1 and "profile of steps 4-9" in logged[0]
+    assert steps_profiled(2, "cpu") == 4
+
+
+def test_a_run_that_ends_inside_the_timeline_keeps_the_kernels_and_the_timeline_so_far(tmp_path):
+    from types import SimpleNamespace
+
+    callback, calls, _ = _callback_with_gpu_windows(tmp_path)
+    _steps(callback, range(1, 7))
+    callback.on_train_end(None, SimpleNamespace(global_step=6), None)
+    assert calls[-1] == ("stop", "timeline", 1)
+    report = json.loads((tmp_path / PROFILE_FILE).read_text())
+    assert (report["first_step"], report["last_step"], report["steps"]) == (4, 6, 2)
+    assert report["timeline"] == {"steps": 1} and "host" not in report

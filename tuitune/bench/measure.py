@@ -190,7 +190,7 @@ def profile_point(model, optimizer, device, vocab: int, batch: int, seq: int, st
     generator = torch.Generator().manual_seed(seed + 1)
     ids = torch.randint(0, vocab, (batch, seq), generator=generator).to(device)
     return profile_steps(lambda: train_step(model, optimizer, ids, autocast), steps, rank_max=max(rank, 64),
-                         vocab=vocab)
+                         vocab=vocab, device=torch.device(device).type)
 
 
 def memory_trace_point(model, optimizer, device, vocab: int, batch: int, seq: int, seed: int,

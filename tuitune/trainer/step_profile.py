@@ -214,29 +214,19 @@ def _breakdown(timed, steps: int, wall_ms: float, rank_max: int, vocab: int, dev
     }
 
 
-def profile_steps(step_fn, steps: int, *, rank_max: int = 64, vocab: int = 0) -> dict:
-    """Profile ``steps`` calls of ``step_fn`` (each one full training step), then ``steps`` more with the
-    GPU's activity alone (the report's "timeline"), then ``steps`` more on the host (the report's "host":
-    see host_profile). Times in milliseconds."""
-    from tuitune.trainer.host_profile import HostProfiler
+def profile_steps(step_fn, steps: int, *, rank_max: int = 64, vocab: int = 0, device: str = "cuda") -> dict:
+    """Profile ``steps`` calls of ``step_fn`` (each one full training step) in each of
+    profile_windows' windows in turn: the kernels, on a GPU the timeline, then the host. Times in
+    milliseconds."""
+    from tuitune.trainer.profile_windows import profile_windows, report
 
-    profiler = StepProfiler(rank_max=rank_max, vocab=vocab)
-    profiler.start()
-    for _ in range(steps):
-        step_fn()
-    report = profiler.stop(steps)
-    timeline = StepProfiler(rank_max=rank_max, vocab=vocab, gpu_only=True)
-    timeline.start()
-    for _ in range(steps):
-        step_fn()
-    report["timeline"] = timeline.stop(steps)
-    host = HostProfiler()
-    host.start()
-    for _ in range(steps):
-        step_fn()
-    profiler.synchronize()
-    report["host"] = host.stop(steps)
-    return report
+    reports = {}
+    for name, profiler in profile_windows(device, rank_max=rank_max, vocab=vocab):
+        profiler.start()
+        for _ in range(steps):
+            step_fn()
+        reports[name] = profiler.stop(steps)
+    return report(reports)
 
 
 def _gap_lines(p: dict) -> list[str]:
