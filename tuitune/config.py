@@ -121,8 +121,8 @@ class TrainingConfig:
                                          "(0: never); the best checkpoint is kept", min=0, max=1000)
     report_to: str = _f("none", "Also log to TensorBoard or Weights & Biases (when installed)",
                         choices=["none", "tensorboard", "wandb"])
-    profile_steps: int = _f(0, "Profile N steps after the third, then N of the GPU alone (on a GPU), "
-                               "then N on the host, into profile.json (0: off)", min=0, max=1000)
+    profile_steps: int = _f(0, "Profile N steps after the third, then N GPU-only (on a GPU), N on the host, "
+                               "into profile.json (0: off)", min=0, max=1000)
     dpo_beta: float = _f(0.1, "DPO: how far the tuned model may move from the base (higher: less)",
                          min=0.001, max=10.0)
     dpo_loss: str = _f("sigmoid", "DPO loss: sigmoid (the paper's), ipo, hinge or robust",

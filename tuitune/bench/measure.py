@@ -185,7 +185,7 @@ def profile_point(model, optimizer, device, vocab: int, batch: int, seq: int, st
     """The kernel-time breakdown of ``steps`` more steps (see step_profile)."""
     import torch
 
-    from tuitune.trainer.step_profile import profile_steps
+    from tuitune.trainer.profile_windows import profile_steps
 
     generator = torch.Generator().manual_seed(seed + 1)
     ids = torch.randint(0, vocab, (batch, seq), generator=generator).to(device)

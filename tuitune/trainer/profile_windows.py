@@ -53,3 +53,15 @@ def report(reports: dict[str, dict]) -> dict:
         if name in reports:
             merged[name] = reports[name]
     return merged
+
+
+def profile_steps(step_fn, steps: int, *, rank_max: int = 64, vocab: int = 0, device: str = "cuda") -> dict:
+    """Profile ``steps`` calls of ``step_fn`` (each one full training step) in each window in turn
+    (the kernels, on a GPU the timeline, then the host); times in milliseconds."""
+    reports = {}
+    for name, profiler in profile_windows(device, rank_max=rank_max, vocab=vocab):
+        profiler.start()
+        for _ in range(steps):
+            step_fn()
+        reports[name] = profiler.stop(steps)
+    return report(reports)

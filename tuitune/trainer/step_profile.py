@@ -1,19 +1,18 @@
 """Where a training step's time goes: a torch profile of a few steps, sorted into kinds.
 
-`StepProfiler` (started and stopped around whole steps) and `profile_steps(step_fn, steps)` sort every
-CUDA kernel into one of: base GEMMs (the frozen weights' products), adapter GEMMs (a rank-r dimension),
-loss (products with the vocabulary and the cross-entropy kernels), attention, dequantization, copies,
+`StepProfiler` (started and stopped around whole steps) sorts every CUDA kernel into one of: base
+GEMMs (the frozen weights' products), adapter GEMMs (a rank-r dimension), loss (products with the vocabulary and the cross-entropy kernels), attention, dequantization, copies,
 norm/rope/activation kernels, optimizer, and other. Idle is the wall time of the profiled steps during
 which no kernel ran; on a GPU the report also gives the compute idle: the time no kernel but
 host-device copies ran (those run on the copy engines, beside the kernels, so a step that waits for
 one shows up there and not in idle). On a CPU the operators' own times are sorted the same way, and
-idle is the time spent outside them (Python, data loading, logging). Used by `tuitune bench --profile` and by the
-trainer's `training.profile_steps` (both add a host profile of as many more steps: host_profile); imports
-torch when a profile starts.
+idle is the time spent outside them (Python, data loading, logging). `tuitune bench --profile` and the
+trainer's `training.profile_steps` take it in profile_windows' first window; imports torch when a
+profile starts.
 
 Recording every operator on the host slows the host down (an 8b step ran 524 ms profiled against 358
 ms unprofiled, H100), so the GPU waits on the host in places where an unprofiled step would not.
-`profile_steps` therefore times as many more steps with the GPU's activity alone recorded (`timeline`):
+`StepProfiler(gpu_only=True)` therefore records the GPU's activity alone (profile_windows' `timeline`):
 its idle, compute idle and gaps are the ones a real step has.
 """
 
@@ -212,21 +211,6 @@ def _breakdown(timed, steps: int, wall_ms: float, rank_max: int, vocab: int, dev
         "by_kind_ms": dict(sorted(kinds.items(), key=lambda kv: -kv[1])),
         "top_kernels": [{"name": n, "calls": c, "ms": ms, "kind": kind} for (n, kind), (c, ms) in top],
     }
-
-
-def profile_steps(step_fn, steps: int, *, rank_max: int = 64, vocab: int = 0, device: str = "cuda") -> dict:
-    """Profile ``steps`` calls of ``step_fn`` (each one full training step) in each of
-    profile_windows' windows in turn: the kernels, on a GPU the timeline, then the host. Times in
-    milliseconds."""
-    from tuitune.trainer.profile_windows import profile_windows, report
-
-    reports = {}
-    for name, profiler in profile_windows(device, rank_max=rank_max, vocab=vocab):
-        profiler.start()
-        for _ in range(steps):
-            step_fn()
-        reports[name] = profiler.stop(steps)
-    return report(reports)
 
 
 def _gap_lines(p: dict) -> list[str]:
