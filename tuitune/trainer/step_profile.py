@@ -1,14 +1,14 @@
 """Where a training step's time goes: a torch profile of a few steps, sorted into kinds.
 
-`StepProfiler` (started and stopped around whole steps) sorts every CUDA kernel into one of: base
-GEMMs (the frozen weights' products), adapter GEMMs (a rank-r dimension), loss (products with the vocabulary and the cross-entropy kernels), attention, dequantization, copies,
-norm/rope/activation kernels, optimizer, and other. Idle is the wall time of the profiled steps during
-which no kernel ran; on a GPU the report also gives the compute idle: the time no kernel but
-host-device copies ran (those run on the copy engines, beside the kernels, so a step that waits for
-one shows up there and not in idle). On a CPU the operators' own times are sorted the same way, and
-idle is the time spent outside them (Python, data loading, logging). `tuitune bench --profile` and the
-trainer's `training.profile_steps` take it in profile_windows' first window; imports torch when a
-profile starts.
+`StepProfiler` (started and stopped around whole steps) sorts every CUDA kernel into one of: base GEMMs
+(the frozen weights' products), adapter GEMMs (a rank-r dimension), loss (products with the vocabulary
+and the cross-entropy kernels), attention, dequantization, copies, norm/rope/activation kernels,
+optimizer, and other. Idle is the wall time of the profiled steps during which no kernel ran; on a GPU
+the report also gives the compute idle: the time no kernel but host-device copies ran (those run on the
+copy engines, beside the kernels, so a step that waits for one shows up there and not in idle). On a CPU
+the operators' own times are sorted the same way, and idle is the time spent outside them (Python, data
+loading, logging). `tuitune bench --profile` and the trainer's `training.profile_steps` take it in
+profile_windows' first window; imports torch when a profile starts.
 
 Recording every operator on the host slows the host down (an 8b step ran 524 ms profiled against 358
 ms unprofiled, H100), so the GPU waits on the host in places where an unprofiled step would not.
