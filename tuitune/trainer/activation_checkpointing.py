@@ -10,8 +10,7 @@
   through it (the RNG and autocast state of the first run are restored for the second).
 - ``"offloaded"``: as standard, but the kept input is copied to pinned CPU memory on a side CUDA
   stream while the next layers compute, and copied back on that stream one layer ahead of the
-  backward pass (while layer i recomputes, layer i-1's input is already on its way); the last layer's
-  entry also stays on the GPU, since the backward pass begins with it. With no CUDA
+  backward pass (while layer i recomputes, layer i-1's input is already on its way). With no CUDA
   device it falls back to ``"standard"``. The layer's q, k and v and its output projection's output
   (with TUITUNE_KEEP_ATTENTION=1 its attention output too) also go to the CPU with the input
   (`keep_block_output`), and the recompute pass replays them instead of running those projections'
@@ -304,9 +303,6 @@ class _Offloader:
         self.stream = torch.cuda.Stream(device)
         self.host_budget = _available_host_bytes() * HOST_SHARE if host_budget is None else host_budget
         self.pinned_bytes = 0  # all pinned buffers made, in use or free
-        # The newest entry. It also holds its tensors on the GPU until the next save(): the backward
-        # pass starts with it, right after the loss, and would otherwise wait for its copy back (about
-        # 2 ms at llama-8b) with nothing else to run.
         self.last: _Entry | None = None
         # The entry copied back ahead of its layer's backward. Its blocks belong to the main stream:
         # should that backward never run (an aborted step), the main stream must wait for the copy
@@ -369,8 +365,6 @@ class _Offloader:
         if kept:  # learn what a layer keeps beside its input, for `room_for`
             ratio = sum(t.numel() * t.element_size() for t in kept if t is not None) / max(1, hidden.nbytes)
             self.kept_per_input = max(self.kept_per_input or 0.0, ratio)
-        if self.last is not None:
-            self.last.gpu = None  # no longer the newest: `load` fetches it like the others
         main = torch.cuda.current_stream(self.device)
         e = _Entry()
         e.device = tensors[0].device  # the layer's input: always a tensor
@@ -385,7 +379,7 @@ class _Offloader:
         for t in tensors:
             if t is not None:
                 t.record_stream(self.stream)  # keep t's memory alive until the copy has read it
-        e.gpu, e.fetched, e.prev = list(tensors), None, self.last
+        e.gpu, e.fetched, e.prev = None, None, self.last
         self.last = e
         return e
 
@@ -412,8 +406,7 @@ class _Offloader:
 
     def load(self, e: _Entry) -> list[torch.Tensor]:
         self._fetch(e)
-        if e.fetched is not None:  # None: the newest entry, whose tensors never left the GPU
-            torch.cuda.current_stream(self.device).wait_event(e.fetched)
+        torch.cuda.current_stream(self.device).wait_event(e.fetched)
         if self.in_flight is e:
             self.in_flight = None
         prev, e.prev = e.prev, None
