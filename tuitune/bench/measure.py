@@ -38,12 +38,19 @@ class Job:
     autocast: bool = False  # run each forward under bf16 autocast, as the Hugging Face Trainer does with bf16=True
 
 
+def device_type(name: str) -> str:
+    """"cuda" or "cpu": where a run asked to run on ``name`` ("auto", "cuda" or "cpu") runs."""
+    import torch
+
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return "cpu"
+    return "cuda"
+
+
 def _device(job: Job):
     import torch
 
-    if job.device == "cpu" or (job.device == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda")
+    return torch.device(device_type(job.device))
 
 
 def _nvml_used_gb() -> float | None:

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from tuitune import events as ev
+from tuitune.bench.measure import device_type
 from tuitune.config import Config, apply_overrides
 from tuitune.trainer.launcher import start, wait_for
 from tuitune.trainer.profile_callback import PROFILE_FILE, steps_profiled
@@ -157,15 +158,6 @@ def _graph_lines(events: list[dict]) -> list[str]:
             if e["type"] in (ev.LOG, ev.WARNING) and "CUDA graphs" in e.get("text", "")]
 
 
-def _device_type(device: str) -> str:
-    """"cuda" or "cpu": where `tuitune train` with `training.device = device` runs."""
-    if device != "auto":
-        return "cuda" if device.startswith("cuda") else "cpu"
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def product_path(shape_name: str, *, batch: int, seq: int, steps: int, method: str, checkpointing: str,
                  bench_tokens_per_s: float | None, out: Path, device: str = "auto",
                  timeout: float = 900, profile_steps: int = 0, cuda_graphs: str = "auto",
@@ -173,7 +165,7 @@ def product_path(shape_name: str, *, batch: int, seq: int, steps: int, method: s
     """`tuitune train` at the bench's shape with kernels on and off; tokens/s against the bench's.
     ``cuda_graphs`` and ``dequantize_once`` are the trainer's `training.cuda_graphs` and
     `training.dequantize_once`: the bench's own settings, like for like."""
-    profiled = steps_profiled(profile_steps, _device_type(device))
+    profiled = steps_profiled(profile_steps, device_type(device))
     corpus = synthetic_text(out / "text.jsonl", rows=batch * (steps + profiled + 2), words_per_row=seq)
     folder = checkpoint_with_tokenizer(shape_name, corpus)
     # objective sft: the bench's step (LoRA on the projections, every token trained); auto would pick

@@ -16,7 +16,7 @@ import json
 from transformers import TrainerCallback
 
 from tuitune.runs import RunDir
-from tuitune.trainer.profile_windows import profile_windows, report, window_count
+from tuitune.trainer.profile_windows import profile_windows, report, window_names
 from tuitune.trainer.step_profile import format_profile
 
 WARMUP_STEPS = 3
@@ -25,7 +25,7 @@ PROFILE_FILE = "profile.json"
 
 def steps_profiled(profile_steps: int, device: str = "cuda") -> int:
     """How many steps `training.profile_steps = profile_steps` profiles on ``device``: every window's."""
-    return window_count(device) * profile_steps
+    return len(window_names(device)) * profile_steps
 
 
 class StepProfileCallback(TrainerCallback):

@@ -31,19 +31,18 @@ class _HostWindow:
         return self._host.stop(steps)
 
 
+def window_names(device: str) -> tuple[str, ...]:
+    """The windows a profile on ``device`` takes, in order: the timeline only on a GPU."""
+    return (KERNELS, TIMELINE, HOST) if device == "cuda" else (KERNELS, HOST)
+
+
 def profile_windows(device: str, *, rank_max: int, vocab: int) -> list[tuple[str, object]]:
-    """(name, profiler) for each window, in the order they are taken; every profiler has ``start()``
-    and ``stop(steps) -> dict``."""
-    windows: list[tuple[str, object]] = [(KERNELS, StepProfiler(device, rank_max=rank_max, vocab=vocab))]
-    if device == "cuda":
-        windows.append((TIMELINE, StepProfiler(device, rank_max=rank_max, vocab=vocab, gpu_only=True)))
-    windows.append((HOST, _HostWindow(device)))
-    return windows
-
-
-def window_count(device: str = "cuda") -> int:
-    """How many windows a profile on ``device`` takes (at most three)."""
-    return 3 if device == "cuda" else 2
+    """(name, profiler) for each of `window_names`; every profiler has ``start()`` and
+    ``stop(steps) -> dict``."""
+    profilers = {KERNELS: StepProfiler(device, rank_max=rank_max, vocab=vocab),
+                 TIMELINE: StepProfiler(device, rank_max=rank_max, vocab=vocab, gpu_only=True),
+                 HOST: _HostWindow(device)}
+    return [(name, profilers[name]) for name in window_names(device)]
 
 
 def report(reports: dict[str, dict]) -> dict:
