@@ -12,8 +12,9 @@ Two ways to keep what the backward pass needs (``mode``):
   projection's base GEMM and the MLP's dequantizations of the recompute are skipped, and the
   backward's working set is bounded by the chunk, whatever the sequence length.
 
-The adapters' rank-r terms are added by the GEMMs (the base GEMM accumulates into the adapter's
-product), not inside the activation kernel: measured on an H100 (2026-12-06, docs/device/glu_speed.py)
+The adapters' rank-r terms are added by the GEMMs (a 4-bit weight is dequantized merged with its
+adapter; a dense one's GEMM accumulates into the adapter's product: see lora_weights), not inside the
+activation kernel: measured on an H100 (2026-12-06, docs/device/glu_speed.py)
 at llama-8b's MLP, a GLU kernel adding r = 16 terms per element ran at a third of the plain kernel's
 speed (instruction-bound), which cost more than the adapter products' extra reads and writes.
 
@@ -64,14 +65,14 @@ def mlp_forward(x2, gate: LoRAWeights, up: LoRAWeights, down: LoRAWeights, activ
     """The MLP's output without autograd, ``chunk`` rows at a time."""
     n = x2.shape[0]
     if n <= chunk:
-        (g, u), _ = project_group(x2, (gate, up))
-        return project(_act_forward(activation, g, u), down)[0]
+        (g, u), _ = project_group(x2, (gate, up), need_xa=False)
+        return project(_act_forward(activation, g, u), down, need_xa=False)[0]
     y = x2.new_empty((n, down.out_features))
-    wg, wu, wd = gate.dense(x2.dtype), up.dense(x2.dtype), down.dense(x2.dtype)
+    wg, wu, wd = gate.effective(x2.dtype), up.effective(x2.dtype), down.effective(x2.dtype)
     for i in range(0, n, chunk):
         xc = x2[i:i + chunk]
-        (g, u), _ = project_group(xc, (gate, up), (wg, wu))
-        y[i:i + chunk] = project(_act_forward(activation, g, u), down, wd)[0]
+        (g, u), _ = project_group(xc, (gate, up), (wg, wu), need_xa=False)
+        y[i:i + chunk] = project(_act_forward(activation, g, u), down, wd, need_xa=False)[0]
     return y
 
 
@@ -126,7 +127,7 @@ class LoRAMLPFunction(torch.autograd.Function):
             dx = torch.empty_like(x2) if need_dx else None
             n, chunk = x2.shape[0], ctx.chunk
             # Each base weight is dequantized once for all chunks.
-            ws = tuple(p.dense(x2.dtype) for p in (gate, up, down))
+            ws = tuple(p.effective(x2.dtype) for p in (gate, up, down))
             for i in range(0, n, chunk):
                 xc = x2[i:i + chunk]
                 (g, u), (xa_g, xa_u) = project_group(xc, (gate, up), ws[:2])
@@ -144,16 +145,19 @@ class LoRAMLPFunction(torch.autograd.Function):
 
 def _backward_rows(activation, dy, x, g, u, xa_g, xa_u, ha_d, gate, up, down, grads: _Grads, dx_out, ws):
     """Backward of the MLP over one block of rows; writes ``dx_out`` (when given) and adds the adapter
-    gradients to ``grads``. ``g`` and ``u`` are consumed (overwritten). ``ws``: the dense gate, up and
-    down weights when the caller holds them, else None (each is dequantized when needed)."""
+    gradients to ``grads``. ``g`` and ``u`` are consumed (overwritten). ``ws``: the effective gate, up
+    and down weights (``LoRAWeights.effective``) when the caller holds them, else None (each is formed
+    when needed)."""
     wg, wu, wd = ws if ws is not None else (None, None, None)
-    wd = wd if wd is not None else down.dense(dy.dtype)
+    wd = wd if wd is not None else down.effective(dy.dtype)
     if down.lora_a is not None:
-        # the adapter's share first, written (beta=0); the compute-bound base GEMM then adds into it
         a_d, b_d = down.adapter(dy.dtype)
         dyb = scaled_mm(dy, b_d, down.scaling)
-        dh = scaled_mm(dyb, a_d)
-        dh.addmm_(dy, wd)
+        if down.merges():
+            dh = dy @ wd
+        else:  # the adapter's share first, written (beta=0); the compute-bound base GEMM adds into it
+            dh = scaled_mm(dyb, a_d)
+            dh.addmm_(dy, wd)
     else:
         dh = dy @ wd
     del wd

@@ -19,7 +19,7 @@ from .lora_weights import LoRAWeights, adapters, as_2d, project, project_backwar
 
 class LoRAOFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, p: LoRAWeights, keep_dense: bool, replay, a, b):
+    def forward(ctx, x, p: LoRAWeights, keep_dense: bool, replay, need_xa: bool, a, b):
         x2 = as_2d(x)
         ctx.p = p
         ctx.x_shape = x.shape
@@ -27,8 +27,8 @@ class LoRAOFunction(torch.autograd.Function):
             ctx.dense = None
             ctx.save_for_backward(x2, None)
             return replay.view(*x.shape[:-1], p.out_features)
-        w = p.dense(x2.dtype)
-        y, xa = project(x2, p, w)
+        w = p.effective(x2.dtype)
+        y, xa = project(x2, p, w, need_xa=need_xa)
         ctx.dense = w if keep_dense else None
         ctx.save_for_backward(x2, xa)
         return y.view(*x.shape[:-1], y.shape[-1])
@@ -41,7 +41,7 @@ class LoRAOFunction(torch.autograd.Function):
             xa = rank_products(x2, (p,))[0]
         dx, d_a, d_b = project_backward(as_2d(dy), x2, xa, p, need_dx=ctx.needs_input_grad[0], w=ctx.dense)
         ctx.dense = None
-        return (dx.view(ctx.x_shape) if dx is not None else None), None, None, None, d_a, d_b
+        return (dx.view(ctx.x_shape) if dx is not None else None), None, None, None, None, d_a, d_b
 
 
 def lora_o(x: torch.Tensor, o: LoRAWeights, *, keep_dense: bool = False,
@@ -56,4 +56,4 @@ def lora_o(x: torch.Tensor, o: LoRAWeights, *, keep_dense: bool = False,
     """
     if replay is not None and replay.shape[-1] != o.out_features:
         raise ValueError(f"lora_o: replay has {replay.shape[-1]} features, the projection {o.out_features}")
-    return LoRAOFunction.apply(x, o, keep_dense, replay, *adapters(o))
+    return LoRAOFunction.apply(x, o, keep_dense, replay, torch.is_grad_enabled(), *adapters(o))

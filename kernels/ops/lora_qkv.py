@@ -21,19 +21,19 @@ from .lora_weights import (LoRAWeights, adapters, as_2d, project_group, project_
 
 
 def _dense_weights(ps, dtype: torch.dtype, stack: bool, keep_dense: bool):
-    """``(stacked buffer or None, each projection's dense weight or None)``: 4-bit weights dequantized
-    into one stacked buffer when ``stack`` allows it, else each dequantized now (``keep_dense``) or
-    left to be dequantized where it is used (None)."""
+    """``(stacked buffer or None, each projection's effective weight or None)``: 4-bit weights
+    dequantized (merged with their adapters where they merge: ``LoRAWeights.effective``) into one stacked
+    buffer when ``stack`` allows it, else each formed now (``keep_dense``) or where it is used (None)."""
     stacked = stacked_dense(ps, dtype) if stack else None
     if stacked is not None:
         return stacked, row_blocks(stacked, ps)
-    return None, ([p.dense(dtype) for p in ps] if keep_dense else [None] * len(ps))
+    return None, ([p.effective(dtype) for p in ps] if keep_dense else [None] * len(ps))
 
 
 class LoRAQKVFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, q: LoRAWeights, k: LoRAWeights, v: LoRAWeights, keep_dense: bool, stack: bool, replay,
-                *ab):
+                need_xa: bool, *ab):
         x2 = as_2d(x)
         lead = x.shape[:-1]
         ps = (q, k, v)
@@ -44,9 +44,9 @@ class LoRAQKVFunction(torch.autograd.Function):
             ctx.save_for_backward(x2)
             return tuple(y.view(*lead, y.shape[-1]) for y in replay)
         stacked, dense = _dense_weights(ps, x2.dtype, stack, keep_dense)
-        ys, saved = project_group(x2, ps, dense, stacked=stacked)
+        ys, saved = project_group(x2, ps, dense, stacked=stacked, need_xa=need_xa)
         ctx.dense = dense if keep_dense else [None] * 3
-        ctx.save_for_backward(x2, *saved)
+        ctx.save_for_backward(x2, *(saved if need_xa else ()))  # without autograd no backward runs
         return tuple(y.view(*lead, y.shape[-1]) for y in ys)
 
     @staticmethod
@@ -61,7 +61,8 @@ class LoRAQKVFunction(torch.autograd.Function):
         dx, pairs = project_group_backward(dys, x2, xas, ps, need_dx=need_dx, ws=ws)
         ctx.dense = None
         grads = [g for pair in pairs for g in pair]
-        return ((dx.view(ctx.x_shape) if dx is not None else None), None, None, None, None, None, None, *grads)
+        return ((dx.view(ctx.x_shape) if dx is not None else None), None, None, None, None, None, None, None,
+                *grads)
 
 
 def lora_qkv(x: torch.Tensor, q: LoRAWeights, k: LoRAWeights, v: LoRAWeights, *, keep_dense: bool = False,
@@ -88,4 +89,5 @@ def lora_qkv(x: torch.Tensor, q: LoRAWeights, k: LoRAWeights, v: LoRAWeights, *,
                 raise ValueError(f"lora_qkv: replay's {name} has {y.shape[-1]} features, "
                                  f"the projection {p.out_features}")
     stack = keep_dense or not torch.is_grad_enabled()
-    return LoRAQKVFunction.apply(x, q, k, v, keep_dense, stack, replay, *adapters(q, k, v))
+    return LoRAQKVFunction.apply(x, q, k, v, keep_dense, stack, replay, torch.is_grad_enabled(),
+                                 *adapters(q, k, v))

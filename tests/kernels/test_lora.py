@@ -184,24 +184,32 @@ def test_lora_qkv_stacked_4bit_weights(device, dtype, base, adapter, shape):
     assert len({o.untyped_storage().data_ptr() for o in kept_for_the_step}) == 3
 
 
-def test_a_stacked_group_with_a_projection_without_adapter_projects_one_by_one(device):
-    """The one-GEMM path needs every output written first by its adapter; with a projection that has
-    none, the group's stacked weights are used as row blocks by separate GEMMs, with the same result."""
-    from tuitune.kernels.ops.lora_weights import project_group, stacked_dense
+@pytest.mark.parametrize("merging", [True, False])
+def test_a_stacked_group_with_a_projection_without_adapter(device, merging):
+    """Merged weights carry their adapters, so a group with a projection that has none still runs one
+    base GEMM. Unmerged, the one-GEMM path needs every output written first by its adapter: the group's
+    stacked weights are then used as row blocks by separate GEMMs. The result is the same."""
+    from tuitune.kernels.ops.lora_weights import project_group, set_merging, stacked_dense
     from tuitune.kernels.ops.nf4_dequantize import drop_dequantized, keep_dequantized
 
     dtype = torch.bfloat16 if ON_GPU else torch.float32
     (q, q64), (k, k64) = (_proj(o, 64, dtype, device, "nf4", 8, dtype) for o in (64, 24))
     v = LoRAWeights(_proj(24, 64, dtype, device, "nf4", 8, dtype)[0].weight)
     x = torch.randn(5, 64, device=device, dtype=dtype)
-    with torch.no_grad():
-        stacked = stacked_dense((q, k, v), dtype)
-        assert stacked is not None and stacked.shape == (112, 64)
-        ys, xas = project_group(x, (q, k, v), stacked=stacked)
-        want, _ = project_group(x, (q, k, v))
-    assert xas[2] is None and len({y.untyped_storage().data_ptr() for y in ys}) == 3
-    for y, w in zip(ys, want):
+    old = set_merging(merging)
+    try:
+        with torch.no_grad():
+            stacked = stacked_dense((q, k, v), dtype)
+            assert stacked is not None and stacked.shape == (112, 64)
+            ys, xas = project_group(x, (q, k, v), stacked=stacked)
+            want, _ = project_group(x, (q, k, v))
+    finally:
+        set_merging(old)
+    assert xas[2] is None and len({y.untyped_storage().data_ptr() for y in ys}) == (1 if merging else 3)
+    x64 = ref.up(x)
+    for y, w, p, w64 in zip(ys, want, (q, k), (q64, k64)):
         check("lora_qkv.nf4.q", y, w.double(), dtype)
+        check("lora_qkv.nf4.q", y, _ref_proj(x64, p, w64)[0], dtype)
     keep_dequantized(k.weight, dtype)  # dequantized once already: stacking would copy it every call
     try:
         assert stacked_dense((q, k, v), dtype) is None

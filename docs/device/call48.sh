@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Session 19 (~560 s; END bounds it): base weights dequantized merged with their adapters (nf4_merge).
+# First the merge's GPU tests (new kernel; test_lora exercises every merged path), then 8b offloaded,
+# 10 steps each, unmerged (TUITUNE_MERGE_ADAPTERS=0) and merged; criterion 1 (--repeat 2) and
+# criterion 2 with stock, each with the faster setting; then the embedding gather on the GPU at 8b,
+# then the kernel suite to END. Trees: bash docs/device/prepare_ab.sh (work = the tree).
+source .device/setup.sh; source .device/session17.sh
+END=${END:-585}
+timeout 120 python3 -m pytest -q -n 8 -p no:cacheprovider --tb=short -W ignore tests/kernels/test_nf4_merge.py \
+  tests/kernels/test_lora.py > $L/merge-tests.log 2>&1; echo "merge tests rc $?"; tail -3 $L/merge-tests.log
+grep -A12 "^E  " $L/merge-tests.log | head -24; elapsed
+TUITUNE_MERGE_ADAPTERS=0 ab8b work unmerged; elapsed
+ab8b work merged; elapsed
+echo "medians: unmerged $(med unmerged), merged $(med merged)"
+if [ -n "$(med merged)" ] && [ -n "$(med unmerged)" ] && \
+   python3 -c "import sys; sys.exit(0 if float('$(med merged)') < float('$(med unmerged)') else 1)"; then
+  export TUITUNE_MERGE_ADAPTERS=1
+else
+  export TUITUNE_MERGE_ADAPTERS=0
+fi
+echo "criteria with TUITUNE_MERGE_ADAPTERS=$TUITUNE_MERGE_ADAPTERS"
+criterion1 work; elapsed
+criterion2 work; elapsed
+[ $SECONDS -lt $((END - 180)) ] && { TUITUNE_EMBED_GATHER=device ab8b work device; echo "device gather $(med device)"; elapsed; }
+kernel_suite $END; elapsed
+save_triton_cache; pack_logs

@@ -1,0 +1,114 @@
+"""A 4-bit base weight dequantized with its LoRA adapter merged in: ``W + scaling * B @ A``, one kernel.
+
+The fused projections dequantize every 4-bit base weight at each use anyway. Writing the merged
+matrix instead of the plain one costs the kernel a rank-r ``tl.dot`` per tile (the adapter's rows and
+columns come from cache), and saves the projection every pass over its activations that the adapter
+needs on its own: the forward's rank-r GEMM that writes the output before the base GEMM adds into it
+(one write and one read of the output), and the backward's input-gradient share (one write and one
+read of the input gradient). At llama-8b's shapes that is about 1.8 GB of memory traffic a layer.
+
+The merged matrix is rounded to the activations' dtype once, like the plain dequantized weight; the
+adapter's gradients still come from the exact rank-r products (``lora_weights``).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._launch import cdiv, interpreted, next_pow2
+from .nf4_dequantize import _block_scale, _decoded, _quant_state
+
+
+def _configs():
+    if interpreted():
+        return [triton.Config({"BLOCK_N": 64, "BLOCK_K": 256})]
+    return [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w) for n, k, w in
+            ((32, 256, 4), (64, 128, 4), (64, 256, 4), (64, 256, 8), (128, 128, 8), (128, 256, 8))]
+
+
+@triton.autotune(configs=_configs(), key=["N", "K", "NESTED", "R"])
+@triton.jit
+def _dequant_merge(Q, CODE, ABSMAX, CODE2, ABSMAX2, A, B, OUT, N, K, blocksize, blocksize2, offset, scaling,
+                   stride_an, stride_ak, stride_bn, stride_br, stride_on, r,
+                   NESTED: tl.constexpr, R: tl.constexpr, IEEE: tl.constexpr,
+                   BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    n = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    half = tl.program_id(1).to(tl.int64) * (BLOCK_K // 2) + tl.arange(0, BLOCK_K // 2)  # byte columns
+    byte_mask = (n[:, None] < N) & (half[None, :] < K // 2)
+    b = n[:, None] * (K // 2) + half[None, :]
+    byte = tl.load(Q + b, mask=byte_mask, other=0).to(tl.int32)
+    scale = _block_scale(ABSMAX, CODE2, ABSMAX2, (b * 2) // blocksize, byte_mask, blocksize2, offset, NESTED)
+    hi = tl.load(CODE + (byte >> 4), mask=byte_mask, other=0.0) * scale
+    lo = tl.load(CODE + (byte & 15), mask=byte_mask, other=0.0) * scale
+    base = tl.interleave(hi, lo)  # element 2j is byte j's high nibble
+
+    k = tl.program_id(1).to(tl.int64) * BLOCK_K + tl.arange(0, BLOCK_K)
+    rr = tl.arange(0, R)
+    b_tile = tl.load(B + n[:, None] * stride_bn + rr[None, :] * stride_br, mask=(n[:, None] < N) & (rr[None, :] < r),
+                     other=0.0)
+    a_tile = tl.load(A + rr[:, None] * stride_an + k[None, :] * stride_ak, mask=(rr[:, None] < r) & (k[None, :] < K),
+                     other=0.0)
+    if IEEE:  # float32 adapters (and the interpreter, whose 16-bit dot is not exact): no TF32
+        delta = tl.dot(b_tile.to(tl.float32), a_tile.to(tl.float32), input_precision="ieee")
+    else:
+        delta = tl.dot(b_tile, a_tile)
+    out = base + scaling * delta
+    mask = (n[:, None] < N) & (k[None, :] < K)
+    tl.store(OUT + n[:, None] * stride_on + k[None, :], out.to(OUT.dtype.element_ty), mask=mask)
+
+
+def merge_supported(weight) -> bool:
+    """Whether ``nf4_merge`` can read this 4-bit weight's storage (bitsandbytes' default layout, an
+    even number of columns, an even block size)."""
+    qs = getattr(weight, "quant_state", None)
+    if qs is None or getattr(qs, "packing_format_for_cpu", False):
+        return False
+    k = int(qs.shape[1])
+    return k % 2 == 0 and int(qs.blocksize) % 2 == 0
+
+
+class _Picked:
+    """The autotuner's pick per (shape, nesting, rank, dtype): later launches skip the autotuner's key
+    building, which a launch-bound step would wait for (see nf4_dequantize's ``_WordLaunch``)."""
+
+    configs: dict[tuple, tuple] = {}
+
+
+def nf4_merge(weight, lora_a: torch.Tensor, lora_b: torch.Tensor, scaling: float,
+              out: torch.Tensor | None = None) -> torch.Tensor:
+    """``dequantize(weight) + scaling * lora_b @ lora_a`` as a dense (N, K) matrix of ``lora_a``'s dtype.
+
+    ``weight``: a bitsandbytes 4-bit ``Params4bit`` that ``merge_supported`` accepts; ``lora_a`` (r, K)
+    and ``lora_b`` (N, r) in the dtype wanted (the activations'). ``out``: an (N, K) tensor with
+    contiguous rows to write into (rows of a stacked buffer), else a new one.
+    """
+    data, qs = _quant_state(weight)
+    q = data.view(torch.uint8) if data.dtype != torch.uint8 else data
+    n_out, k_in = (int(s) for s in qs.shape)
+    r = int(lora_a.shape[0])
+    if tuple(lora_a.shape) != (r, k_in) or tuple(lora_b.shape) != (n_out, r) or lora_a.dtype != lora_b.dtype:
+        raise ValueError(f"nf4_merge: adapter shapes {tuple(lora_a.shape)} and {tuple(lora_b.shape)} "
+                         f"({lora_a.dtype}, {lora_b.dtype}) do not fit a ({n_out}, {k_in}) weight")
+    if out is None:
+        out = torch.empty((n_out, k_in), dtype=lora_a.dtype, device=q.device)
+    elif tuple(out.shape) != (n_out, k_in) or out.stride(1) != 1:
+        raise ValueError(f"nf4_merge: out must be ({n_out}, {k_in}) with contiguous rows, got {tuple(out.shape)}")
+    d = _decoded(qs, q.device)
+    head = (q, d.code, qs.absmax, d.code2, d.absmax2, lora_a, lora_b, out, n_out, k_in, int(qs.blocksize),
+            d.blocksize2, d.offset, float(scaling), lora_a.stride(0), lora_a.stride(1), lora_b.stride(0),
+            lora_b.stride(1), out.stride(0), r)
+    consts = {"NESTED": d.nested, "R": max(16, next_pow2(r)), "IEEE": lora_a.dtype == torch.float32 or interpreted()}
+    key = (n_out, k_in, d.nested, consts["R"], out.dtype, q.device)
+    picked = _Picked.configs.get(key)
+    if picked is not None:
+        grid, kwargs = picked
+        _dequant_merge.fn.run(*head, grid=grid, warmup=False, **kwargs, **consts)
+        return out
+    _dequant_merge[lambda meta: (cdiv(n_out, meta["BLOCK_N"]), cdiv(k_in, meta["BLOCK_K"]))](*head, **consts)
+    config = _dequant_merge.best_config
+    if config.pre_hook is None:
+        grid = (cdiv(n_out, config.kwargs["BLOCK_N"]), cdiv(k_in, config.kwargs["BLOCK_K"]))
+        _Picked.configs[key] = (grid, dict(config.all_kwargs()))
+    return out
