@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from ._launch import cdiv, interpreted, next_pow2
-from .nf4_dequantize import _block_scale, _decoded, _quant_state
+from .nf4_dequantize import _decoded, _quant_state
 
 
 def _configs():
@@ -28,25 +28,40 @@ def _configs():
             ((32, 256, 4), (64, 128, 4), (64, 256, 4), (64, 256, 8), (128, 128, 8), (128, 256, 8))]
 
 
-@triton.autotune(configs=_configs(), key=["N", "K", "NESTED", "R"])
+MIN_BLOCK_K = 128  # the narrowest tile of the configs: a quantization block never straddles two tiles
+
+
+@triton.autotune(configs=_configs(), key=["N", "K", "NESTED", "R", "BS"])
 @triton.jit
-def _dequant_merge(Q, CODE, ABSMAX, CODE2, ABSMAX2, A, B, OUT, N, K, blocksize, blocksize2, offset, scaling,
+def _dequant_merge(Q, CODE, ABSMAX, CODE2, ABSMAX2, A, B, OUT, N, K, offset, scaling,
                    stride_an, stride_ak, stride_bn, stride_br, stride_on, r,
-                   NESTED: tl.constexpr, R: tl.constexpr, IEEE: tl.constexpr,
+                   NESTED: tl.constexpr, BS: tl.constexpr, BS2: tl.constexpr, R: tl.constexpr, IEEE: tl.constexpr,
                    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    n = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
-    half = tl.program_id(1).to(tl.int64) * (BLOCK_K // 2) + tl.arange(0, BLOCK_K // 2)  # byte columns
-    byte_mask = (n[:, None] < N) & (half[None, :] < K // 2)
-    b = n[:, None] * (K // 2) + half[None, :]
-    byte = tl.load(Q + b, mask=byte_mask, other=0).to(tl.int32)
-    scale = _block_scale(ABSMAX, CODE2, ABSMAX2, (b * 2) // blocksize, byte_mask, blocksize2, offset, NESTED)
-    hi = tl.load(CODE + (byte >> 4), mask=byte_mask, other=0.0) * scale
-    lo = tl.load(CODE + (byte & 15), mask=byte_mask, other=0.0) * scale
+    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row = n < N
+    # one scale per (row, quantization block) of the tile: K is a multiple of BS, BLOCK_K of BS
+    kb = tl.program_id(1) * (BLOCK_K // BS) + tl.arange(0, BLOCK_K // BS)
+    block = n[:, None].to(tl.int64) * (K // BS) + kb[None, :]
+    block_mask = row[:, None] & (kb[None, :] < K // BS)
+    if NESTED:
+        qa = tl.load(ABSMAX + block, mask=block_mask, other=0).to(tl.int32)
+        scale = tl.load(CODE2 + qa, mask=block_mask, other=0.0) * tl.load(ABSMAX2 + block // BS2, mask=block_mask,
+                                                                         other=0.0) + offset
+    else:
+        scale = tl.load(ABSMAX + block, mask=block_mask, other=0.0).to(tl.float32)
+
+    half = tl.program_id(1) * (BLOCK_K // 2) + tl.arange(0, BLOCK_K // 2)  # byte columns
+    byte_mask = row[:, None] & (half[None, :] < K // 2)
+    byte = tl.load(Q + n[:, None].to(tl.int64) * (K // 2) + half[None, :], mask=byte_mask, other=0).to(tl.int32)
+    hi = tl.reshape(tl.load(CODE + (byte >> 4), mask=byte_mask, other=0.0), [BLOCK_N, BLOCK_K // BS, BS // 2])
+    lo = tl.reshape(tl.load(CODE + (byte & 15), mask=byte_mask, other=0.0), [BLOCK_N, BLOCK_K // BS, BS // 2])
+    hi = tl.reshape(hi * scale[:, :, None], [BLOCK_N, BLOCK_K // 2])
+    lo = tl.reshape(lo * scale[:, :, None], [BLOCK_N, BLOCK_K // 2])
     base = tl.interleave(hi, lo)  # element 2j is byte j's high nibble
 
-    k = tl.program_id(1).to(tl.int64) * BLOCK_K + tl.arange(0, BLOCK_K)
+    k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
     rr = tl.arange(0, R)
-    b_tile = tl.load(B + n[:, None] * stride_bn + rr[None, :] * stride_br, mask=(n[:, None] < N) & (rr[None, :] < r),
+    b_tile = tl.load(B + n[:, None] * stride_bn + rr[None, :] * stride_br, mask=row[:, None] & (rr[None, :] < r),
                      other=0.0)
     a_tile = tl.load(A + rr[:, None] * stride_an + k[None, :] * stride_ak, mask=(rr[:, None] < r) & (k[None, :] < K),
                      other=0.0)
@@ -55,18 +70,24 @@ def _dequant_merge(Q, CODE, ABSMAX, CODE2, ABSMAX2, A, B, OUT, N, K, blocksize, 
     else:
         delta = tl.dot(b_tile, a_tile)
     out = base + scaling * delta
-    mask = (n[:, None] < N) & (k[None, :] < K)
-    tl.store(OUT + n[:, None] * stride_on + k[None, :], out.to(OUT.dtype.element_ty), mask=mask)
+    tl.store(OUT + n[:, None].to(tl.int64) * stride_on + k[None, :], out.to(OUT.dtype.element_ty),
+             mask=row[:, None] & (k[None, :] < K))
 
 
 def merge_supported(weight) -> bool:
-    """Whether ``nf4_merge`` can read this 4-bit weight's storage (bitsandbytes' default layout, an
-    even number of columns, an even block size)."""
+    """Whether ``nf4_merge`` can read this 4-bit weight's storage: bitsandbytes' default layout, a
+    power-of-two block size that divides both a row and the narrowest tile (so a tile's blocks are
+    whole and never straddle rows), and double-quantization blocks of a power of two."""
     qs = getattr(weight, "quant_state", None)
     if qs is None or getattr(qs, "packing_format_for_cpu", False):
         return False
-    k = int(qs.shape[1])
-    return k % 2 == 0 and int(qs.blocksize) % 2 == 0
+    k, bs = int(qs.shape[1]), int(qs.blocksize)
+    if bs < 2 or bs & (bs - 1) or MIN_BLOCK_K % bs or k % bs:
+        return False
+    if qs.nested:
+        bs2 = int(qs.state2.blocksize)
+        return bs2 > 0 and not bs2 & (bs2 - 1)
+    return True
 
 
 class _Picked:
@@ -96,11 +117,13 @@ def nf4_merge(weight, lora_a: torch.Tensor, lora_b: torch.Tensor, scaling: float
     elif tuple(out.shape) != (n_out, k_in) or out.stride(1) != 1:
         raise ValueError(f"nf4_merge: out must be ({n_out}, {k_in}) with contiguous rows, got {tuple(out.shape)}")
     d = _decoded(qs, q.device)
-    head = (q, d.code, qs.absmax, d.code2, d.absmax2, lora_a, lora_b, out, n_out, k_in, int(qs.blocksize),
-            d.blocksize2, d.offset, float(scaling), lora_a.stride(0), lora_a.stride(1), lora_b.stride(0),
-            lora_b.stride(1), out.stride(0), r)
-    consts = {"NESTED": d.nested, "R": max(16, next_pow2(r)), "IEEE": lora_a.dtype == torch.float32 or interpreted()}
-    key = (n_out, k_in, d.nested, consts["R"], out.dtype, q.device)
+    if not merge_supported(weight):
+        raise ValueError("nf4_merge: this weight's layout or block size is not one merge_supported accepts")
+    head = (q, d.code, qs.absmax, d.code2, d.absmax2, lora_a, lora_b, out, n_out, k_in, d.offset, float(scaling),
+            lora_a.stride(0), lora_a.stride(1), lora_b.stride(0), lora_b.stride(1), out.stride(0), r)
+    consts = {"NESTED": d.nested, "BS": int(qs.blocksize), "BS2": d.blocksize2, "R": max(16, next_pow2(r)),
+              "IEEE": lora_a.dtype == torch.float32 or interpreted()}
+    key = (n_out, k_in, d.nested, consts["BS"], consts["BS2"], consts["R"], out.dtype, q.device)
     picked = _Picked.configs.get(key)
     if picked is not None:
         grid, kwargs = picked

@@ -13,7 +13,8 @@ with warnings.catch_warnings():
     import bitsandbytes as bnb
 
 # (tokens, hidden, intermediate, rank)
-SHAPES = [(1, 64, 96, 8), (13, 96, 160, 16)] + gpu_shapes((4096, 2048, 8192, 16))
+# widths of whole quantization blocks (64) have their 4-bit weights merged with the adapters; the others not
+SHAPES = [(1, 64, 96, 8), (13, 96, 160, 16), (7, 128, 192, 8)] + gpu_shapes((4096, 2048, 8192, 16))
 
 
 def _proj(out_f, in_f, dtype, device, base, rank, adapter_dtype, bias=False):

@@ -17,7 +17,7 @@ with warnings.catch_warnings():
 
 # (out_features, in_features, rank): one row, rows and columns that fill no tile, a rank below the
 # dot's 16 and one above it (24: padded to 32), and llama-8b's gate on a GPU
-SHAPES = [(1, 64, 4), (37, 192, 8), (130, 320, 24), (96, 1000, 16)] + gpu_shapes((14336, 4096, 16), (1024, 4096, 16))
+SHAPES = [(1, 64, 4), (37, 192, 8), (130, 320, 24), (96, 1088, 16)] + gpu_shapes((14336, 4096, 16), (1024, 4096, 16))
 
 
 def _weight(n, k, dtype, nested, device):
@@ -78,6 +78,11 @@ def test_which_projections_merge(device):
         assert not LoRAWeights(p, None, a, b).merges()
     finally:
         set_merging(old)
+    ragged = _weight(32, 96, dtype, True, device)  # rows of 1.5 quantization blocks: not merged
+    a96 = torch.zeros(4, 96, device=device)
+    assert not merge_supported(ragged) and not LoRAWeights(ragged, None, a96, b).merges()
+    with pytest.raises(ValueError, match="merge_supported"):
+        nf4_merge(ragged, a96, b, 1.0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
