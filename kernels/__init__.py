@@ -9,6 +9,7 @@ The functional API (see each function's docstring)::
     cross_entropy(logits, labels, *, ignore_index=-100, softcap=None)
     fused_linear_cross_entropy(hidden, weight, labels, *, ignore_index=-100, softcap=None)
     nf4_dequantize(weight)
+    nf4_merge(weight, lora_a, lora_b, scaling)   # dequantize(weight) + scaling * lora_b @ lora_a
     lora_mlp(x, gate, up, down, activation="swiglu")
     lora_qkv(x, q, k, v) -> (q, k, v)
     lora_o(x, o)
@@ -64,6 +65,7 @@ _EXPORTS = {  # exported name -> its module in ops/
     "cross_entropy": "cross_entropy",
     "fused_linear_cross_entropy": "fused_linear_cross_entropy",
     "nf4_dequantize": "nf4_dequantize",
+    "nf4_merge": "nf4_merge",
     "lora_mlp": "lora_mlp",
     "lora_qkv": "lora_qkv",
     "lora_o": "lora_o",

@@ -25,6 +25,7 @@ def test_signatures_match_the_design():
     assert _params(K.fused_linear_cross_entropy) == [("hidden", P, E), ("weight", P, E), ("labels", P, E),
                                                      ("ignore_index", KW, -100), ("softcap", KW, None)]
     assert _params(K.nf4_dequantize)[0][0] == "weight"
+    assert [p[0] for p in _params(K.nf4_merge)[:4]] == ["weight", "lora_a", "lora_b", "scaling"]
     assert _params(K.lora_o) == [("x", P, E), ("o", P, E), ("keep_dense", KW, False), ("replay", KW, None)]
     assert _params(K.lora_qkv) == [("x", P, E), ("q", P, E), ("k", P, E), ("v", P, E), ("keep_dense", KW, False),
                                    ("replay", KW, None)]
