@@ -6,6 +6,8 @@
 # then, with time left, the embedding gather on the GPU at 8b and the kernel suite to END. Trees: bash docs/device/prepare_ab.sh (work = the tree).
 source .device/setup.sh; source .device/session17.sh
 END=${END:-585}
+# logs.tgz after every step: a call cut by the device budget still brings back what it measured
+elapsed() { echo "elapsed $SECONDS s"; tar -czf $OUT/logs.tgz -C $OUT logs; }
 timeout 120 python3 -m pytest -q -n 8 -p no:cacheprovider --tb=short -W ignore tests/kernels/test_nf4_merge.py \
   tests/kernels/test_lora.py > $L/merge-tests.log 2>&1; echo "merge tests rc $?"; tail -3 $L/merge-tests.log
 grep -A12 "^E  " $L/merge-tests.log | head -24; elapsed

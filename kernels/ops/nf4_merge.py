@@ -23,12 +23,26 @@ from .nf4_dequantize import _decoded, _quant_state
 
 def _configs():
     if interpreted():
-        return [triton.Config({"BLOCK_N": 64, "BLOCK_K": 256})]
-    return [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w) for n, k, w in
-            ((32, 256, 4), (64, 128, 4), (64, 256, 4), (64, 256, 8), (128, 128, 8), (128, 256, 8))]
+        return [triton.Config({"BLOCK_N": 64, "BLOCK_K": 256, "BY_BYTE": False})]
+    return [triton.Config({"BLOCK_N": n, "BLOCK_K": k, "BY_BYTE": by_byte}, num_warps=w)
+            for n, k, w in ((32, 256, 4), (64, 128, 4), (64, 256, 4), (64, 256, 8), (128, 128, 8), (128, 256, 8))
+            for by_byte in (False, True)]
 
 
 MIN_BLOCK_K = 128  # the narrowest tile of the configs: a quantization block never straddles two tiles
+
+
+@triton.jit
+def _scales(ABSMAX, CODE2, ABSMAX2, block, mask, offset, NESTED: tl.constexpr, BS2: tl.constexpr):
+    """The float32 scale of each quantization ``block`` index (see nf4_dequantize's ``_block_scale``;
+    here the second level's block size is a constant, so its division is a shift)."""
+    if NESTED:
+        qa = tl.load(ABSMAX + block, mask=mask, other=0).to(tl.int32)
+        scale = tl.load(CODE2 + qa, mask=mask, other=0.0) * tl.load(ABSMAX2 + block // BS2, mask=mask,
+                                                                    other=0.0) + offset
+    else:
+        scale = tl.load(ABSMAX + block, mask=mask, other=0.0).to(tl.float32)
+    return scale
 
 
 @triton.autotune(configs=_configs(), key=["N", "K", "NESTED", "R", "BS"])
@@ -36,27 +50,31 @@ MIN_BLOCK_K = 128  # the narrowest tile of the configs: a quantization block nev
 def _dequant_merge(Q, CODE, ABSMAX, CODE2, ABSMAX2, A, B, OUT, N, K, offset, scaling,
                    stride_an, stride_ak, stride_bn, stride_br, stride_on, r,
                    NESTED: tl.constexpr, BS: tl.constexpr, BS2: tl.constexpr, R: tl.constexpr, IEEE: tl.constexpr,
-                   BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                   BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BY_BYTE: tl.constexpr):
+    """One (BLOCK_N, BLOCK_K) tile of the merged weight. K is a multiple of BS and BLOCK_K of BS, so a
+    tile holds whole quantization blocks. ``BY_BYTE`` looks each byte's scale up on its own (cached
+    loads); otherwise one scale per (row, block) is loaded and broadcast over the block by reshaping
+    the tile (fewer loads, a layout shuffle): the autotuner picks whichever runs faster."""
     n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row = n < N
-    # one scale per (row, quantization block) of the tile: K is a multiple of BS, BLOCK_K of BS
-    kb = tl.program_id(1) * (BLOCK_K // BS) + tl.arange(0, BLOCK_K // BS)
-    block = n[:, None].to(tl.int64) * (K // BS) + kb[None, :]
-    block_mask = row[:, None] & (kb[None, :] < K // BS)
-    if NESTED:
-        qa = tl.load(ABSMAX + block, mask=block_mask, other=0).to(tl.int32)
-        scale = tl.load(CODE2 + qa, mask=block_mask, other=0.0) * tl.load(ABSMAX2 + block // BS2, mask=block_mask,
-                                                                         other=0.0) + offset
-    else:
-        scale = tl.load(ABSMAX + block, mask=block_mask, other=0.0).to(tl.float32)
-
     half = tl.program_id(1) * (BLOCK_K // 2) + tl.arange(0, BLOCK_K // 2)  # byte columns
     byte_mask = row[:, None] & (half[None, :] < K // 2)
     byte = tl.load(Q + n[:, None].to(tl.int64) * (K // 2) + half[None, :], mask=byte_mask, other=0).to(tl.int32)
-    hi = tl.reshape(tl.load(CODE + (byte >> 4), mask=byte_mask, other=0.0), [BLOCK_N, BLOCK_K // BS, BS // 2])
-    lo = tl.reshape(tl.load(CODE + (byte & 15), mask=byte_mask, other=0.0), [BLOCK_N, BLOCK_K // BS, BS // 2])
-    hi = tl.reshape(hi * scale[:, :, None], [BLOCK_N, BLOCK_K // 2])
-    lo = tl.reshape(lo * scale[:, :, None], [BLOCK_N, BLOCK_K // 2])
+    hi = tl.load(CODE + (byte >> 4), mask=byte_mask, other=0.0)
+    lo = tl.load(CODE + (byte & 15), mask=byte_mask, other=0.0)
+    if BY_BYTE:
+        block = n[:, None].to(tl.int64) * (K // BS) + half[None, :] // (BS // 2)
+        scale = _scales(ABSMAX, CODE2, ABSMAX2, block, byte_mask, offset, NESTED, BS2)
+        hi = hi * scale
+        lo = lo * scale
+    else:
+        kb = tl.program_id(1) * (BLOCK_K // BS) + tl.arange(0, BLOCK_K // BS)
+        block = n[:, None].to(tl.int64) * (K // BS) + kb[None, :]
+        scale = _scales(ABSMAX, CODE2, ABSMAX2, block, row[:, None] & (kb[None, :] < K // BS), offset, NESTED, BS2)
+        hi = tl.reshape(tl.reshape(hi, [BLOCK_N, BLOCK_K // BS, BS // 2]) * scale[:, :, None],
+                        [BLOCK_N, BLOCK_K // 2])
+        lo = tl.reshape(tl.reshape(lo, [BLOCK_N, BLOCK_K // BS, BS // 2]) * scale[:, :, None],
+                        [BLOCK_N, BLOCK_K // 2])
     base = tl.interleave(hi, lo)  # element 2j is byte j's high nibble
 
     k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
@@ -88,6 +106,9 @@ def merge_supported(weight) -> bool:
         bs2 = int(qs.state2.blocksize)
         return bs2 > 0 and not bs2 & (bs2 - 1)
     return True
+
+
+_FORCED: dict | None = None  # a tile config every launch uses instead of the autotuner's (tests: each scale path)
 
 
 class _Picked:
@@ -124,6 +145,9 @@ def nf4_merge(weight, lora_a: torch.Tensor, lora_b: torch.Tensor, scaling: float
     consts = {"NESTED": d.nested, "BS": int(qs.blocksize), "BS2": d.blocksize2, "R": max(16, next_pow2(r)),
               "IEEE": lora_a.dtype == torch.float32 or interpreted()}
     key = (n_out, k_in, d.nested, consts["BS"], consts["BS2"], consts["R"], out.dtype, q.device)
+    if _FORCED is not None:
+        _dequant_merge.fn[(cdiv(n_out, _FORCED["BLOCK_N"]), cdiv(k_in, _FORCED["BLOCK_K"]))](*head, **consts, **_FORCED)
+        return out
     picked = _Picked.configs.get(key)
     if picked is not None:
         grid, kwargs = picked

@@ -26,14 +26,22 @@ def _weight(n, k, dtype, nested, device):
                              blocksize=64).to(device)
 
 
+# the autotuner's pick, and each way of applying the scales forced on a small tile (several tiles a row)
+TILES = [None, {"BLOCK_N": 16, "BLOCK_K": 128, "BY_BYTE": True}, {"BLOCK_N": 16, "BLOCK_K": 128, "BY_BYTE": False}]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("nested", [True, False])
-def test_merge_is_the_dequantized_weight_plus_the_scaled_adapter(device, dtype, shape, nested):
+@pytest.mark.parametrize("tile", TILES, ids=["autotuned", "by-byte", "by-block"])
+def test_merge_is_the_dequantized_weight_plus_the_scaled_adapter(device, dtype, shape, nested, tile, monkeypatch):
+    from tuitune.kernels.ops import nf4_merge as module
+
     n, k, r = shape
     p = _weight(n, k, dtype, nested, device)
     a = (torch.randn(r, k, device=device) / k**0.5).to(dtype)
     b = (torch.randn(n, r, device=device) * 0.1).to(dtype)
+    monkeypatch.setattr(module, "_FORCED", tile)
     merged = nf4_merge(p, a, b, 2.0)
     assert merged.dtype == dtype and merged.shape == (n, k)
     want = nf4_dequantize(p, torch.float32).double() + 2.0 * b.double() @ a.double()
