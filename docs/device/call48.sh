@@ -23,7 +23,7 @@ fi
 echo "criteria with TUITUNE_MERGE_ADAPTERS=$TUITUNE_MERGE_ADAPTERS"
 criterion1 work; elapsed
 criterion2 work; elapsed
-timeout $((END - SECONDS > 100 ? 100 : END - SECONDS)) python3 -m pytest -q -p no:cacheprovider --tb=short -W ignore \
+[ $SECONDS -lt $((END - 40)) ] && timeout $((END - SECONDS > 100 ? 100 : END - SECONDS)) python3 -m pytest -q -p no:cacheprovider --tb=short -W ignore \
   tests/convergence -k "not smollm2" > $L/convergence.log 2>&1; echo "convergence rc $?"; tail -2 $L/convergence.log
 grep -E "max|loss" $L/convergence.log | head -6; elapsed
 [ $SECONDS -lt $((END - 180)) ] && { TUITUNE_EMBED_GATHER=device ab8b work device; echo "device gather $(med device)"; elapsed; }
