@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._launch import cdiv, elementwise_block, interpreted
+from ._launch import bench_in_place, cdiv, elementwise_block, interpreted
 
 
 @triton.jit
@@ -73,7 +73,7 @@ def _byte_configs():
             ((512, 4), (1024, 4), (2048, 4), (2048, 8), (4096, 8))]
 
 
-@triton.autotune(configs=_byte_configs(), key=["n_bytes", "NESTED"])
+@triton.autotune(configs=_byte_configs(), key=["n_bytes", "NESTED"], do_bench=bench_in_place)
 @triton.jit
 def _dequant_4bit_bytes(Q, CODE, ABSMAX, CODE2, ABSMAX2, OUT, n_bytes, blocksize, blocksize2, offset,
                         NESTED: tl.constexpr, BLOCK_BYTES: tl.constexpr):
@@ -97,7 +97,7 @@ def _word_configs():
             ((256, 4), (512, 4), (512, 8), (1024, 8), (2048, 8))]
 
 
-@triton.autotune(configs=_word_configs(), key=["n_words", "NESTED"])
+@triton.autotune(configs=_word_configs(), key=["n_words", "NESTED"], do_bench=bench_in_place)
 @triton.jit
 def _dequant_4bit_words(Q, CODE, ABSMAX, CODE2, ABSMAX2, OUT, n_words, blocksize, blocksize2, offset,
                         NESTED: tl.constexpr, BLOCK_WORDS: tl.constexpr):

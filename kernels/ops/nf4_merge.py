@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._launch import cdiv, interpreted, next_pow2
+from ._launch import bench_in_place, cdiv, interpreted, next_pow2
 from .nf4_dequantize import _decoded, _quant_state
 
 
@@ -45,7 +45,7 @@ def _scales(ABSMAX, CODE2, ABSMAX2, block, mask, offset, NESTED: tl.constexpr, B
     return scale
 
 
-@triton.autotune(configs=_configs(), key=["N", "K", "NESTED", "R", "BS"])
+@triton.autotune(configs=_configs(), key=["N", "K", "NESTED", "R", "BS"], do_bench=bench_in_place)
 @triton.jit
 def _dequant_merge(Q, CODE, ABSMAX, CODE2, ABSMAX2, A, B, OUT, N, K, offset, scaling,
                    stride_an, stride_ak, stride_bn, stride_br, stride_on, r,

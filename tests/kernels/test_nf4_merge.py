@@ -171,3 +171,32 @@ def test_a_merged_weight_follows_the_adapter_after_an_optimizer_step(device):
     want = ref.lora_linear(x.double(), nf4_dequantize(p, torch.float32).double(), None, a.double(), b.double(), 1.0)
     assert not torch.equal(after, before)
     check("lora_o.merged.y", after, want, dtype)
+
+
+def test_the_autotuned_kernels_time_their_configs_without_a_flush_buffer():
+    """Triton's default timing allocates a 256 MB L2-flush buffer while the first step runs, which
+    counts in that run's peak memory; the 4-bit kernels time their configs in place."""
+    from tuitune.kernels.ops import _launch, nf4_dequantize as dq, nf4_merge as merge
+
+    for kernel in (merge._dequant_merge, dq._dequant_4bit_words, dq._dequant_4bit_bytes):
+        assert kernel._do_bench is _launch.bench_in_place
+    assert _launch.quantiles_of([5.0, 1.0, 3.0, 2.0, 4.0], (0.5, 0.2, 0.8)) == [3.0, 2.0, 4.0]
+    assert _launch.quantiles_of([7.0], (0.5, 0.0, 1.0)) == [7.0, 7.0, 7.0]
+
+
+@pytest.mark.skipif(not ON_GPU, reason="the autotuner times configs on a GPU only")
+def test_autotuning_a_new_shape_allocates_no_more_than_its_output(device):
+    from tuitune.kernels.ops import nf4_merge as merge
+
+    n, k = 520, 768  # a shape no other test tunes
+    p = _weight(n, k, torch.bfloat16, True, device)
+    a = torch.randn(16, k, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, 16, device=device, dtype=torch.bfloat16)
+    merge._Picked.configs.clear()
+    merge._dequant_merge.cache.clear()
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    merge.nf4_merge(p, a, b, 1.0)
+    torch.cuda.synchronize()
+    assert torch.cuda.max_memory_allocated() - before <= n * k * 2 + (8 << 20)
