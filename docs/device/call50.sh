@@ -8,16 +8,7 @@
 source .device/setup.sh; source .device/session17.sh
 END=${END:-585}
 elapsed() { echo "elapsed $SECONDS s"; tar -czf $OUT/logs.tgz -C $OUT logs; }
-TUITUNE_MERGE_ADAPTERS=0 ab8b work unmerged; elapsed
-ab8b work merged; elapsed
-echo "medians: unmerged $(med unmerged), merged $(med merged)"
-if [ -n "$(med unmerged)" ] && [ -n "$(med merged)" ] && \
-   python3 -c "import sys; sys.exit(1 if float('$(med unmerged)') < float('$(med merged)') else 0)"; then
-  export TUITUNE_MERGE_ADAPTERS=1
-else
-  export TUITUNE_MERGE_ADAPTERS=0
-fi
-echo "criteria with TUITUNE_MERGE_ADAPTERS=$TUITUNE_MERGE_ADAPTERS"
+pick_merging
 criterion1 work; elapsed
 criterion2 work; elapsed
 mv $M/bench-llama-1b-qlora-offloaded-$G-$D-s17.json $M/bench-llama-1b-qlora-offloaded-$G-$D-s17-run1.json

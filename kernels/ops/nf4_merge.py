@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from ._launch import bench_in_place, cdiv, interpreted, next_pow2
-from .nf4_dequantize import _decoded, _quant_state
+from .nf4_dequantize import _block_scale, _decoded, _quant_state
 
 
 def _configs():
@@ -30,19 +30,6 @@ def _configs():
 
 
 MIN_BLOCK_K = 128  # the narrowest tile of the configs: a quantization block never straddles two tiles
-
-
-@triton.jit
-def _scales(ABSMAX, CODE2, ABSMAX2, block, mask, offset, NESTED: tl.constexpr, BS2: tl.constexpr):
-    """The float32 scale of each quantization ``block`` index (see nf4_dequantize's ``_block_scale``;
-    here the second level's block size is a constant, so its division is a shift)."""
-    if NESTED:
-        qa = tl.load(ABSMAX + block, mask=mask, other=0).to(tl.int32)
-        scale = tl.load(CODE2 + qa, mask=mask, other=0.0) * tl.load(ABSMAX2 + block // BS2, mask=mask,
-                                                                    other=0.0) + offset
-    else:
-        scale = tl.load(ABSMAX + block, mask=mask, other=0.0).to(tl.float32)
-    return scale
 
 
 @triton.autotune(configs=_configs(), key=["N", "K", "NESTED", "R", "BS"], do_bench=bench_in_place)
@@ -64,13 +51,14 @@ def _dequant_merge(Q, CODE, ABSMAX, CODE2, ABSMAX2, A, B, OUT, N, K, offset, sca
     lo = tl.load(CODE + (byte & 15), mask=byte_mask, other=0.0)
     if BY_BYTE:
         block = n[:, None].to(tl.int64) * (K // BS) + half[None, :] // (BS // 2)
-        scale = _scales(ABSMAX, CODE2, ABSMAX2, block, byte_mask, offset, NESTED, BS2)
+        scale = _block_scale(ABSMAX, CODE2, ABSMAX2, block, byte_mask, BS2, offset, NESTED)  # BS2: a shift
         hi = hi * scale
         lo = lo * scale
     else:
         kb = tl.program_id(1) * (BLOCK_K // BS) + tl.arange(0, BLOCK_K // BS)
         block = n[:, None].to(tl.int64) * (K // BS) + kb[None, :]
-        scale = _scales(ABSMAX, CODE2, ABSMAX2, block, row[:, None] & (kb[None, :] < K // BS), offset, NESTED, BS2)
+        scale = _block_scale(ABSMAX, CODE2, ABSMAX2, block, row[:, None] & (kb[None, :] < K // BS), BS2, offset,
+                             NESTED)
         hi = tl.reshape(tl.reshape(hi, [BLOCK_N, BLOCK_K // BS, BS // 2]) * scale[:, :, None],
                         [BLOCK_N, BLOCK_K // 2])
         lo = tl.reshape(tl.reshape(lo, [BLOCK_N, BLOCK_K // BS, BS // 2]) * scale[:, :, None],
