@@ -31,6 +31,7 @@ launch-bound step).
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -75,8 +76,13 @@ class LoRAWeights:
         """Whether this projection's GEMMs use its base weight merged with its adapter: a 4-bit weight
         dequantized at each use anyway (not kept dense), in a layout ``nf4_merge`` reads, with an
         adapter held as plain tensors (a sharded DTensor adapter is cast on its own, every time)."""
-        return (_MERGE and self.lora_a is not None and merge_supported(self.weight)
-                and not has_kept_dense(self.weight)
+        return _MERGE and self._mergeable and not has_kept_dense(self.weight)
+
+    @functools.cached_property
+    def _mergeable(self) -> bool:
+        """What of ``merges`` never changes for these tensors (asked several times a projection, on a
+        step that may wait for the host)."""
+        return (self.lora_a is not None and merge_supported(self.weight)
                 and type(self.lora_a) in (torch.Tensor, torch.nn.Parameter)
                 and type(self.lora_b) in (torch.Tensor, torch.nn.Parameter))
 
