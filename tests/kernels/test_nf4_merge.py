@@ -179,7 +179,7 @@ def test_the_autotuned_kernels_time_their_configs_without_a_flush_buffer():
     from tuitune.kernels.ops import _launch, nf4_dequantize as dq, nf4_merge as merge
 
     for kernel in (merge._dequant_merge, dq._dequant_4bit_words, dq._dequant_4bit_bytes):
-        assert kernel._do_bench is _launch.bench_in_place
+        assert kernel.do_bench is _launch.bench_in_place
     assert _launch.quantiles_of([5.0, 1.0, 3.0, 2.0, 4.0], (0.5, 0.2, 0.8)) == [3.0, 2.0, 4.0]
     assert _launch.quantiles_of([7.0], (0.5, 0.0, 1.0)) == [7.0, 7.0, 7.0]
 
