@@ -11,16 +11,7 @@ elapsed() { echo "elapsed $SECONDS s"; tar -czf $OUT/logs.tgz -C $OUT logs; }
 timeout 120 python3 -m pytest -q -n 8 -p no:cacheprovider --tb=short -W ignore tests/kernels/test_nf4_merge.py \
   tests/kernels/test_lora.py > $L/merge-tests.log 2>&1; echo "merge tests rc $?"; tail -3 $L/merge-tests.log
 grep -A12 "^E  " $L/merge-tests.log | head -24; elapsed
-TUITUNE_MERGE_ADAPTERS=0 ab8b work unmerged; elapsed
-ab8b work merged; elapsed
-echo "medians: unmerged $(med unmerged), merged $(med merged)"
-if [ -n "$(med merged)" ] && [ -n "$(med unmerged)" ] && \
-   python3 -c "import sys; sys.exit(0 if float('$(med merged)') < float('$(med unmerged)') else 1)"; then
-  export TUITUNE_MERGE_ADAPTERS=1
-else
-  export TUITUNE_MERGE_ADAPTERS=0
-fi
-echo "criteria with TUITUNE_MERGE_ADAPTERS=$TUITUNE_MERGE_ADAPTERS"
+pick_merging
 criterion1 work; elapsed
 criterion2 work; elapsed
 [ $SECONDS -lt $((END - 40)) ] && timeout $((END - SECONDS > 100 ? 100 : END - SECONDS)) python3 -m pytest -q -p no:cacheprovider --tb=short -W ignore \

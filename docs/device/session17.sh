@@ -34,13 +34,13 @@ kernel_suite() {
   grep -A12 "^E  " $L/kernels-n8.log | head -30
 }
 pack_logs() { tar -czf $OUT/logs.tgz -C $OUT logs && rm -rf $L; }
-# 8b offloaded unmerged and merged (ab8b logs "unmerged", "merged"), then export the faster setting
+# 8b offloaded unmerged and merged (ab8b logs "unmerged", "merged"); merged stays on only when faster
 pick_merging() {
   TUITUNE_MERGE_ADAPTERS=0 ab8b work unmerged; elapsed
   ab8b work merged; elapsed
   echo "medians: unmerged $(med unmerged), merged $(med merged)"
-  if [ -n "$(med unmerged)" ] && [ -n "$(med merged)" ] && \
-     python3 -c "import sys; sys.exit(1 if float('$(med unmerged)') < float('$(med merged)') else 0)"; then
+  if [ -n "$(med merged)" ] && [ -n "$(med unmerged)" ] && \
+     python3 -c "import sys; sys.exit(0 if float('$(med merged)') < float('$(med unmerged)') else 1)"; then
     export TUITUNE_MERGE_ADAPTERS=1
   else
     export TUITUNE_MERGE_ADAPTERS=0

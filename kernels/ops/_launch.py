@@ -67,6 +67,23 @@ def as_rows(x: torch.Tensor) -> torch.Tensor:
     return x2
 
 
+def run_tuned(kernel, grid, args: tuple, consts: dict, picked: dict, key) -> None:
+    """Launch the autotuned ``kernel`` on ``args`` (``consts``: its constexpr arguments), with the
+    config the autotuner picked for ``key`` when ``picked`` holds one: Triton's autotuner rebuilds its
+    key from every argument on every call, a host cost that a launch-bound step waits for. The first
+    launch for a key goes through the autotuner and keeps its pick in ``picked``. ``grid``: a function
+    of a config's meta-parameters, as for ``kernel[grid]``."""
+    kept = picked.get(key)
+    if kept is not None:
+        launch_grid, kwargs = kept
+        kernel.fn.run(*args, grid=launch_grid, warmup=False, **kwargs)
+        return
+    kernel[grid](*args, **consts)
+    config = kernel.best_config
+    if config.pre_hook is None:
+        picked[key] = (grid(config.kwargs), {**config.all_kwargs(), **consts})
+
+
 BENCH_CALLS = 10  # timed calls per config when the autotuner measures one (after one untimed call)
 
 

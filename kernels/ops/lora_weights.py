@@ -9,9 +9,10 @@ Every matrix product runs in the activations' dtype. The adapter may be stored i
 master copy, which the optimizer updates); the activations are never cast, only the two small
 rank-r matrices, and that cast is kept until the adapter changes (``adapter_casts``).
 
-Where a weight is not merged (below), the adapter's rank-r GEMM writes the output first and the base GEMM adds into it (``addmm_`` with
-``beta=1``): the compute-bound base GEMM reads the output in its epilogue for free, where adding
-the adapter last would be a memory-bound pass reading and writing the whole output. Projections
+Where a weight is not merged (below), the adapter's rank-r GEMM writes the output first and the
+base GEMM adds into it (``addmm_`` with ``beta=1``): the compute-bound base GEMM reads the output in
+its epilogue for free, where adding the adapter last would be a memory-bound pass reading and
+writing the whole output. Projections
 that share an input (q, k and v; gate and up) get their rank-r products from one GEMM, and in the
 backward pass their dA from one GEMM and their input-gradient shares from one GEMM.
 
@@ -50,6 +51,7 @@ def set_merging(on: bool) -> bool:
     global _MERGE
     old, _MERGE = _MERGE, bool(on)
     return old
+
 
 @dataclass(frozen=True)
 class LoRAWeights:

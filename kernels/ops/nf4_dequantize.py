@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._launch import bench_in_place, cdiv, elementwise_block, interpreted
+from ._launch import bench_in_place, cdiv, elementwise_block, interpreted, run_tuned
 
 
 @triton.jit
@@ -156,7 +156,7 @@ class _WordLaunch:
     (llama-1b: 224 dequantizations a step) the host cost of each launch is what the step waits for:
     the quant_state reads, the argument list and, above all, Triton's autotuner, which rebuilds its
     key from every argument on every call. After the autotuner's first pick for an output dtype, the
-    kernel is launched with that pick directly."""
+    kernel is launched with that pick directly (``_launch.run_tuned``)."""
 
     __slots__ = ("data_ptr", "absmax_ptr", "decoded", "shape", "device", "head", "tail", "n_words", "picked")
 
@@ -173,18 +173,9 @@ class _WordLaunch:
         return d is self.decoded and q.data_ptr() == self.data_ptr and qs.absmax.data_ptr() == self.absmax_ptr
 
     def run(self, out: torch.Tensor) -> None:
-        picked = self.picked.get(out.dtype)
-        if picked is not None:
-            grid, kwargs = picked
-            _dequant_4bit_words.fn.run(*self.head, out, *self.tail, grid=grid, warmup=False, **kwargs)
-            return
         n_words = self.n_words
-        _dequant_4bit_words[lambda meta: (cdiv(n_words, meta["BLOCK_WORDS"]),)](
-            *self.head, out, *self.tail, NESTED=self.decoded.nested)
-        config = _dequant_4bit_words.best_config
-        if config.pre_hook is None:
-            self.picked[out.dtype] = ((cdiv(n_words, config.kwargs["BLOCK_WORDS"]),),
-                                      {**config.all_kwargs(), "NESTED": self.decoded.nested})
+        run_tuned(_dequant_4bit_words, lambda meta: (cdiv(n_words, meta["BLOCK_WORDS"]),),
+                  (*self.head, out, *self.tail), {"NESTED": self.decoded.nested}, self.picked, out.dtype)
 
 
 def _word_launch(q: torch.Tensor, qs, d: _Decoded) -> _WordLaunch | None:

@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._launch import bench_in_place, cdiv, interpreted, next_pow2
+from ._launch import bench_in_place, cdiv, interpreted, next_pow2, run_tuned
 from .nf4_dequantize import _block_scale, _decoded, _quant_state
 
 
@@ -97,13 +97,7 @@ def merge_supported(weight) -> bool:
 
 
 _FORCED: dict | None = None  # a tile config every launch uses instead of the autotuner's (tests: each scale path)
-
-
-class _Picked:
-    """The autotuner's pick per (shape, nesting, rank, dtype): later launches skip the autotuner's key
-    building, which a launch-bound step would wait for (see nf4_dequantize's ``_WordLaunch``)."""
-
-    configs: dict[tuple, tuple] = {}
+_PICKED: dict[tuple, tuple] = {}  # the autotuner's pick per (shape, nesting, block sizes, rank, dtype, device)
 
 
 def nf4_merge(weight, lora_a: torch.Tensor, lora_b: torch.Tensor, scaling: float,
@@ -125,9 +119,9 @@ def nf4_merge(weight, lora_a: torch.Tensor, lora_b: torch.Tensor, scaling: float
         out = torch.empty((n_out, k_in), dtype=lora_a.dtype, device=q.device)
     elif tuple(out.shape) != (n_out, k_in) or out.stride(1) != 1:
         raise ValueError(f"nf4_merge: out must be ({n_out}, {k_in}) with contiguous rows, got {tuple(out.shape)}")
-    d = _decoded(qs, q.device)
     if not merge_supported(weight):
         raise ValueError("nf4_merge: this weight's layout or block size is not one merge_supported accepts")
+    d = _decoded(qs, q.device)
     head = (q, d.code, qs.absmax, d.code2, d.absmax2, lora_a, lora_b, out, n_out, k_in, d.offset, float(scaling),
             lora_a.stride(0), lora_a.stride(1), lora_b.stride(0), lora_b.stride(1), out.stride(0), r)
     consts = {"NESTED": d.nested, "BS": int(qs.blocksize), "BS2": d.blocksize2, "R": max(16, next_pow2(r)),
@@ -136,14 +130,6 @@ def nf4_merge(weight, lora_a: torch.Tensor, lora_b: torch.Tensor, scaling: float
     if _FORCED is not None:
         _dequant_merge.fn[(cdiv(n_out, _FORCED["BLOCK_N"]), cdiv(k_in, _FORCED["BLOCK_K"]))](*head, **consts, **_FORCED)
         return out
-    picked = _Picked.configs.get(key)
-    if picked is not None:
-        grid, kwargs = picked
-        _dequant_merge.fn.run(*head, grid=grid, warmup=False, **kwargs, **consts)
-        return out
-    _dequant_merge[lambda meta: (cdiv(n_out, meta["BLOCK_N"]), cdiv(k_in, meta["BLOCK_K"]))](*head, **consts)
-    config = _dequant_merge.best_config
-    if config.pre_hook is None:
-        grid = (cdiv(n_out, config.kwargs["BLOCK_N"]), cdiv(k_in, config.kwargs["BLOCK_K"]))
-        _Picked.configs[key] = (grid, dict(config.all_kwargs()))
+    run_tuned(_dequant_merge, lambda meta: (cdiv(n_out, meta["BLOCK_N"]), cdiv(k_in, meta["BLOCK_K"])), head, consts,
+              _PICKED, key)
     return out

@@ -192,7 +192,7 @@ def test_autotuning_a_new_shape_allocates_no_more_than_its_output(device):
     p = _weight(n, k, torch.bfloat16, True, device)
     a = torch.randn(16, k, device=device, dtype=torch.bfloat16)
     b = torch.randn(n, 16, device=device, dtype=torch.bfloat16)
-    merge._Picked.configs.clear()
+    merge._PICKED.clear()
     merge._dequant_merge.cache.clear()
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
