@@ -100,6 +100,55 @@ _FORCED: dict | None = None  # a tile config every launch uses instead of the au
 _PICKED: dict[tuple, tuple] = {}  # the autotuner's pick per (shape, nesting, block sizes, rank, dtype, device)
 
 
+class _MergeLaunch:
+    """One weight's merge with one adapter, worked out once and kept on its quant_state (as
+    ``nf4_dequantize._WordLaunch`` keeps the plain dequantization's). A launch-bound step (llama-1b:
+    about 220 merges a step) waits for each call's checks and argument list; a kept launch serves the
+    next call after comparing pointers. It holds the tensors it read, so a pointer that compares equal
+    is still theirs."""
+
+    __slots__ = ("weight_ptr", "absmax_ptr", "decoded", "adapter", "a", "b", "scaling", "shape", "head", "mid",
+                 "r", "consts", "key")
+
+    def __init__(self, q: torch.Tensor, qs, d, a: torch.Tensor, b: torch.Tensor, scaling: float):
+        self.weight_ptr, self.absmax_ptr, self.decoded = q.data_ptr(), qs.absmax.data_ptr(), d
+        self.a, self.b, self.scaling = a, b, scaling
+        self.adapter = _adapter_layout(a, b)
+        n_out, k_in = (int(s) for s in qs.shape)
+        self.shape, self.r = (n_out, k_in), int(a.shape[0])
+        self.head = (q, d.code, qs.absmax, d.code2, d.absmax2, a, b)
+        self.mid = (n_out, k_in, d.offset, float(scaling), a.stride(0), a.stride(1), b.stride(0), b.stride(1))
+        self.consts = {"NESTED": d.nested, "BS": int(qs.blocksize), "BS2": d.blocksize2,
+                       "R": max(16, next_pow2(self.r)), "IEEE": a.dtype == torch.float32 or interpreted()}
+        self.key = (n_out, k_in, d.nested, self.consts["BS"], self.consts["BS2"], self.consts["R"], a.dtype, q.device)
+
+    def serves(self, weight, qs, a: torch.Tensor, b: torch.Tensor, scaling: float) -> bool:
+        """Whether this launch reads exactly what a merge of ``weight`` with ``a``, ``b``, ``scaling`` would."""
+        return (scaling == self.scaling and _adapter_layout(a, b) == self.adapter
+                and weight.data_ptr() == self.weight_ptr and qs.absmax.data_ptr() == self.absmax_ptr
+                and getattr(qs, "_tuitune_decoded", None) is self.decoded)
+
+    def run(self, out: torch.Tensor | None) -> torch.Tensor:
+        n_out, k_in = self.shape
+        if out is None:
+            out = torch.empty(self.shape, dtype=self.a.dtype, device=self.a.device)
+        else:
+            _check_out(out, n_out, k_in)
+        args = (*self.head, out, *self.mid, out.stride(0), self.r)
+        run_tuned(_dequant_merge, lambda meta: (cdiv(n_out, meta["BLOCK_N"]), cdiv(k_in, meta["BLOCK_K"])), args,
+                  self.consts, _PICKED, self.key)
+        return out
+
+
+def _adapter_layout(a: torch.Tensor, b: torch.Tensor) -> tuple:
+    return a.data_ptr(), a.shape, a.stride(), a.dtype, b.data_ptr(), b.shape, b.stride()
+
+
+def _check_out(out: torch.Tensor, n_out: int, k_in: int) -> None:
+    if tuple(out.shape) != (n_out, k_in) or out.stride(1) != 1:
+        raise ValueError(f"nf4_merge: out must be ({n_out}, {k_in}) with contiguous rows, got {tuple(out.shape)}")
+
+
 def nf4_merge(weight, lora_a: torch.Tensor, lora_b: torch.Tensor, scaling: float,
               out: torch.Tensor | None = None) -> torch.Tensor:
     """``dequantize(weight) + scaling * lora_b @ lora_a`` as a dense (N, K) matrix of ``lora_a``'s dtype.
@@ -108,6 +157,10 @@ def nf4_merge(weight, lora_a: torch.Tensor, lora_b: torch.Tensor, scaling: float
     and ``lora_b`` (N, r) in the dtype wanted (the activations'). ``out``: an (N, K) tensor with
     contiguous rows to write into (rows of a stacked buffer), else a new one.
     """
+    qs = getattr(weight, "quant_state", None)
+    kept = getattr(qs, "_tuitune_merge_launch", None)
+    if kept is not None and _FORCED is None and kept.serves(weight, qs, lora_a, lora_b, scaling):
+        return kept.run(out)
     data, qs = _quant_state(weight)
     q = data.view(torch.uint8) if data.dtype != torch.uint8 else data
     n_out, k_in = (int(s) for s in qs.shape)
@@ -115,21 +168,20 @@ def nf4_merge(weight, lora_a: torch.Tensor, lora_b: torch.Tensor, scaling: float
     if tuple(lora_a.shape) != (r, k_in) or tuple(lora_b.shape) != (n_out, r) or lora_a.dtype != lora_b.dtype:
         raise ValueError(f"nf4_merge: adapter shapes {tuple(lora_a.shape)} and {tuple(lora_b.shape)} "
                          f"({lora_a.dtype}, {lora_b.dtype}) do not fit a ({n_out}, {k_in}) weight")
-    if out is None:
-        out = torch.empty((n_out, k_in), dtype=lora_a.dtype, device=q.device)
-    elif tuple(out.shape) != (n_out, k_in) or out.stride(1) != 1:
-        raise ValueError(f"nf4_merge: out must be ({n_out}, {k_in}) with contiguous rows, got {tuple(out.shape)}")
+    if out is not None:
+        _check_out(out, n_out, k_in)
     if not merge_supported(weight):
         raise ValueError("nf4_merge: this weight's layout or block size is not one merge_supported accepts")
-    d = _decoded(qs, q.device)
-    head = (q, d.code, qs.absmax, d.code2, d.absmax2, lora_a, lora_b, out, n_out, k_in, d.offset, float(scaling),
-            lora_a.stride(0), lora_a.stride(1), lora_b.stride(0), lora_b.stride(1), out.stride(0), r)
-    consts = {"NESTED": d.nested, "BS": int(qs.blocksize), "BS2": d.blocksize2, "R": max(16, next_pow2(r)),
-              "IEEE": lora_a.dtype == torch.float32 or interpreted()}
-    key = (n_out, k_in, d.nested, consts["BS"], consts["BS2"], consts["R"], out.dtype, q.device)
+    launch = _MergeLaunch(q, qs, _decoded(qs, q.device), lora_a, lora_b, float(scaling))
     if _FORCED is not None:
-        _dequant_merge.fn[(cdiv(n_out, _FORCED["BLOCK_N"]), cdiv(k_in, _FORCED["BLOCK_K"]))](*head, **consts, **_FORCED)
+        out = torch.empty((n_out, k_in), dtype=lora_a.dtype, device=q.device) if out is None else out
+        args = (*launch.head, out, *launch.mid, out.stride(0), r)
+        _dequant_merge.fn[(cdiv(n_out, _FORCED["BLOCK_N"]), cdiv(k_in, _FORCED["BLOCK_K"]))](*args, **launch.consts,
+                                                                                           **_FORCED)
         return out
-    run_tuned(_dequant_merge, lambda meta: (cdiv(n_out, meta["BLOCK_N"]), cdiv(k_in, meta["BLOCK_K"])), head, consts,
-              _PICKED, key)
-    return out
+    if isinstance(weight, torch.Tensor):  # a Params4bit (a Linear4bit is read through the module, every call)
+        try:
+            qs._tuitune_merge_launch = launch
+        except AttributeError:  # a quant_state that takes no new attributes: work it out every call
+            pass
+    return launch.run(out)

@@ -63,6 +63,36 @@ def test_merge_writes_rows_of_a_stack_and_reads_strided_adapters(device):
     assert (stack[:16] == 7).all() and (stack[56:] == 7).all()
 
 
+def test_a_kept_merge_launch_serves_only_what_it_was_worked_out_for(device):
+    """The second merge of a weight reuses the launch kept on its quant_state; another adapter, scaling
+    or weight storage gets a launch of its own, and every result is the merge of what was passed."""
+    dtype = torch.bfloat16 if ON_GPU else torch.float32
+    p = _weight(40, 128, dtype, True, device)
+    a = torch.randn(8, 128, device=device, dtype=dtype) / 10
+    b = torch.randn(40, 8, device=device, dtype=dtype)
+
+    def want(a, b, scaling):
+        return nf4_dequantize(p, torch.float32).double() + scaling * b.double() @ a.double()
+
+    check("nf4_merge.w", nf4_merge(p, a, b, 1.0), want(a, b, 1.0), dtype)
+    kept = p.quant_state._tuitune_merge_launch
+    check("nf4_merge.w", nf4_merge(p, a, b, 1.0), want(a, b, 1.0), dtype)
+    assert p.quant_state._tuitune_merge_launch is kept
+    a.mul_(3)  # the same tensor, new values: read at the next launch
+    check("nf4_merge.w", nf4_merge(p, a, b, 1.0), want(a, b, 1.0), dtype)
+    assert p.quant_state._tuitune_merge_launch is kept
+    a2 = a.clone() * -1
+    check("nf4_merge.w", nf4_merge(p, a2, b, 1.0), want(a2, b, 1.0), dtype)
+    check("nf4_merge.w", nf4_merge(p, a2, b, 0.25), want(a2, b, 0.25), dtype)
+    wide = torch.zeros(8, 256, device=device, dtype=dtype)
+    wide[:, ::2] = a2  # the same values read through another stride
+    check("nf4_merge.w", nf4_merge(p, wide[:, ::2], b, 0.25), want(a2, b, 0.25), dtype)
+    moved = p.quant_state._tuitune_merge_launch
+    p.data = p.data.clone()  # new storage, same contents
+    check("nf4_merge.w", nf4_merge(p, wide[:, ::2], b, 0.25), want(a2, b, 0.25), dtype)
+    assert p.quant_state._tuitune_merge_launch is not moved
+
+
 def test_merge_rejects_an_adapter_that_does_not_fit(device):
     p = _weight(32, 64, torch.float32, True, device)
     with pytest.raises(ValueError, match="do not fit"):
