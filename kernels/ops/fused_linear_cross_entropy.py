@@ -31,6 +31,12 @@ def _logits_buffer(rows: int, weight: torch.Tensor) -> torch.Tensor:
     return torch.empty(rows, weight.shape[0], dtype=weight.dtype, device=weight.device)
 
 
+def logits_buffer_shape(n_rows: int, weight: torch.Tensor) -> tuple[int, int]:
+    """The shape of the logits buffer the forward pass uses for ``n_rows`` rows against ``weight``
+    (vocab, H), for a caller that hands its own in (``logits_buffer=``)."""
+    return max(1, min(_chunk_rows(n_rows, weight.shape[0]), n_rows)), weight.shape[0]
+
+
 class FusedLinearCrossEntropyFunction(torch.autograd.Function):
     """``(hidden (N, H), weight (V, H), labels (N,))`` -> per-row ``(loss, entropy, is_top1)``.
 
@@ -38,7 +44,7 @@ class FusedLinearCrossEntropyFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, labels, ignore_index, softcap):
+    def forward(ctx, hidden, weight, labels, ignore_index, softcap, logits_buffer=None):
         n_rows = hidden.shape[0]
         w = weight if weight.dtype == hidden.dtype else weight.to(hidden.dtype)
         chunk = _chunk_rows(n_rows, w.shape[0])
@@ -50,7 +56,7 @@ class FusedLinearCrossEntropyFunction(torch.autograd.Function):
         top1 = torch.empty(n_rows, dtype=torch.bool, device=dev)
         dh_unit = torch.empty_like(hidden) if want_h else None
         unit = torch.ones(min(chunk, n_rows), dtype=torch.float32, device=dev) if want_h else None
-        buffer = _logits_buffer(min(chunk, n_rows), w)
+        buffer = _logits_buffer(min(chunk, n_rows), w) if logits_buffer is None else logits_buffer
         for i in range(0, n_rows, chunk):
             j = min(i + chunk, n_rows)
             logits = torch.matmul(hidden[i:j], w.t(), out=buffer[:j - i])
@@ -83,7 +89,7 @@ class FusedLinearCrossEntropyFunction(torch.autograd.Function):
                                            ctx.softcap, out=logits)
                 dw += (dlogits.t() @ hidden[i:j]).float()
             dw = dw.to(weight.dtype)
-        return dh, dw, None, None, None
+        return dh, dw, None, None, None, None
 
 
 def _prepare(hidden, weight, labels):
@@ -100,14 +106,23 @@ def _prepare(hidden, weight, labels):
 
 
 def fused_linear_cross_entropy_rows(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, *,
-                                    ignore_index: int = -100, softcap: float | None = None):
+                                    ignore_index: int = -100, softcap: float | None = None,
+                                    logits_buffer: torch.Tensor | None = None):
     """Per-token ``(loss, entropy, is_top1)``, each shaped like ``labels``; 0 where ignored.
 
     ``loss`` is the negative log-likelihood (differentiable), ``entropy`` the softmax entropy and
-    ``is_top1`` whether the label is the arg-max (both without gradient).
+    ``is_top1`` whether the label is the arg-max (both without gradient). ``logits_buffer``: the
+    forward pass's logits chunk, shaped ``logits_buffer_shape(rows, weight)`` in ``hidden``'s dtype,
+    when the caller provides the memory (nothing that outlives the forward pass is put in it).
     """
     h2, lab = _prepare(hidden, weight, labels)
-    loss, entropy, top1 = FusedLinearCrossEntropyFunction.apply(h2, weight, lab, int(ignore_index), softcap)
+    if logits_buffer is not None:
+        want = logits_buffer_shape(h2.shape[0], weight)
+        if tuple(logits_buffer.shape) != want or logits_buffer.dtype != h2.dtype or not logits_buffer.is_contiguous():
+            raise ValueError(f"fused_linear_cross_entropy: logits_buffer must be a contiguous {want} {h2.dtype} "
+                             f"tensor, got {tuple(logits_buffer.shape)} {logits_buffer.dtype}")
+    loss, entropy, top1 = FusedLinearCrossEntropyFunction.apply(h2, weight, lab, int(ignore_index), softcap,
+                                                                logits_buffer)
     shape = labels.shape
     return loss.view(shape), entropy.view(shape), top1.view(shape)
 

@@ -99,6 +99,8 @@ def test_graphed_runs_count_their_pool_in_the_peak(monkeypatch):
                               cuda_graphs="both")
     assert [(j.path, j.cuda_graphs) for j in jobs] == [("hf", False), ("tuitune", False), ("tuitune", True)]
     assert runner.peak_gb(result["runs"]["tuitune graphs"]) == 5.0  # timed peak 4.0 + pool 1.0
+    lent = {**result["runs"]["tuitune graphs"], "graph_outside_pool_peak_gb": 3.25}
+    assert runner.peak_gb(lent) == 4.25  # the loss borrowed the pool: the peak outside it + the pool
     assert runner.peak_gb(result["runs"]["tuitune"]) == 4.5
     report = runner.format_report(result)
     assert "ratio (graphs)" in report and "2.40x" in report and "0.50x" in report, report

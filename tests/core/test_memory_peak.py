@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tuitune.bench.memory_peak import GIB, format_breakdown, peak_breakdown, site_of
+from tuitune.bench.memory_peak import GIB, format_breakdown, outside_pool_peak, peak_breakdown, site_of
 
 OURS = {"filename": "/work/repo/kernels/ops/lora_mlp.py", "line": 126, "name": "backward"}
 HF = {"filename": "/venv/lib/python3.11/site-packages/transformers/models/llama/modeling_llama.py", "line": 80,
@@ -80,3 +80,23 @@ def test_a_real_trace_on_the_gpu_matches_the_allocators_peak():
     result = trace_step(step)
     assert result["peak_gb"] == pytest.approx(result["reported_peak_gb"], rel=0.01)
     assert result["at_peak"] and result["own_gb"] >= 4096 * 1024 * 4 / GIB
+
+
+def test_the_peak_outside_a_pool_leaves_out_what_was_lent_from_it():
+    """A graphed run whose loss borrows the graphs' pool: the pool is counted whole elsewhere, so the
+    peak that goes with it is that of the allocations outside the pool's segments."""
+    pool = (7, 1)
+    segments = [{"device": 0, "address": 1000, "total_size": 500, "segment_pool_id": pool},
+                {"device": 0, "address": 5000, "total_size": 800, "segment_pool_id": (0, 0)}]
+    events = [
+        {"action": "alloc", "addr": 5000, "size": 100},   # outside
+        {"action": "alloc", "addr": 1000, "size": 400},   # lent from the pool
+        {"action": "alloc", "addr": 5100, "size": 50},    # outside: the peak outside is 150
+        {"action": "free_requested", "addr": 1000, "size": 400},
+        {"action": "free_completed", "addr": 1000, "size": 400},
+        {"action": "free_completed", "addr": 5100, "size": 50},
+        {"action": "alloc", "addr": 5100, "size": 30},
+    ]
+    snapshot = {"segments": segments, "device_traces": [events]}
+    assert outside_pool_peak(snapshot, 2000, pool) == 2150
+    assert peak_breakdown(snapshot, 2000)["peak_gb"] * GIB == 2550  # everything: the lent tensor included

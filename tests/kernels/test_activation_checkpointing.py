@@ -243,9 +243,11 @@ def test_an_offloaded_lm_head_leaves_the_gpu_for_the_backward_pass_and_still_ser
     torch.testing.assert_close(head(hidden), hidden @ table.t())
 
 
-def test_the_head_copy_starts_after_the_input_rows_as_the_first_layer_begins():
+@pytest.mark.parametrize("at_loss", [False, True], ids=["first-layer", "lent-to-the-loss"])
+def test_the_head_copy_starts_after_the_input_rows_as_the_first_layer_begins(at_loss):
     """Host-to-device copies share a copy engine: started before the embedding lookup, the head's copy
-    would hold the input rows' copy (and the mask's host read that waits for it) back, GPU idle."""
+    would hold the input rows' copy (and the mask's host read that waits for it) back, GPU idle. A copy
+    whose memory the graphs' pool lends (loss_in_graph_pool) starts only when the loss takes it."""
     from tuitune.trainer.head_offload import _MARK, start_with_first_layer
 
     model = _model(True, DEVICE)
@@ -254,6 +256,7 @@ def test_the_head_copy_starts_after_the_input_rows_as_the_first_layer_begins():
 
     class Stash:
         starts_with_first_layer = False
+        starts_at_loss = at_loss
 
         def start(self):
             order.append("head copy")
@@ -272,7 +275,8 @@ def test_the_head_copy_starts_after_the_input_rows_as_the_first_layer_begins():
     enable_checkpointing(model, "standard")
     ids = torch.randint(0, 320, (2, 12), device=DEVICE)
     model(input_ids=ids, labels=ids).loss.backward()  # the recompute does not copy the head again
-    assert order == ["input rows", "head copy", "layer 0", "layer 1", "layer 2", "loss"]
+    head_copy = [] if at_loss else ["head copy"]  # take() starts a lent copy (this stand-in's take does not)
+    assert order == ["input rows", *head_copy, "layer 0", "layer 1", "layer 2", "loss"]
 
 
 def _patched_then_on_the_cpu(kernels: bool = True):

@@ -5,7 +5,7 @@ from tests.kernels import kernel_reference as ref
 from tests.kernels.kernel_env import DTYPES, gpu_shapes
 from tests.kernels.tolerances import check
 from tuitune.kernels import fused_linear_cross_entropy
-from tuitune.kernels.ops.fused_linear_cross_entropy import fused_linear_cross_entropy_rows
+from tuitune.kernels.ops.fused_linear_cross_entropy import fused_linear_cross_entropy_rows, logits_buffer_shape
 
 # (tokens, hidden, vocab)
 SHAPES = [(1, 16, 7), (13, 48, 1000), (3, 64, 128256)] + gpu_shapes((4096, 2048, 128256), (1000, 576, 49152))
@@ -65,3 +65,26 @@ def test_fused_linear_cross_entropy_chunks_many_rows(device, monkeypatch):
     ref.cross_entropy(x64 @ w64.t(), labels).backward()
     check("fused_linear_ce.dhidden", x.grad, x64.grad, torch.float32)
     check("fused_linear_ce.dweight", w.grad, w64.grad, torch.float32)
+
+
+def test_a_logits_buffer_handed_in_gives_the_same_rows_and_must_fit(device, monkeypatch):
+    """The caller's memory for the logits chunk (the graphs' pool, loss_in_graph_pool) changes nothing."""
+    import tuitune.kernels.ops.fused_linear_cross_entropy as flce
+
+    monkeypatch.setattr(flce, "_chunk_rows", lambda n, v: 4)  # several chunks through the one buffer
+    x = torch.randn(11, 24, device=device, requires_grad=True)
+    w = torch.randn(37, 24, device=device)
+    labels = torch.randint(0, 37, (11,), device=device)
+    labels[3] = -100
+    want = fused_linear_cross_entropy_rows(x, w, labels)
+    (want[0].sum()).backward()
+    want_dx, x.grad = x.grad.clone(), None
+    assert logits_buffer_shape(11, w) == (4, 37) and logits_buffer_shape(3, w) == (3, 37)
+    buffer = torch.full(logits_buffer_shape(11, w), float("nan"), device=device)
+    got = fused_linear_cross_entropy_rows(x, w, labels, logits_buffer=buffer)
+    (got[0].sum()).backward()
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
+    assert torch.equal(x.grad, want_dx)
+    with pytest.raises(ValueError, match="logits_buffer must be a contiguous"):
+        fused_linear_cross_entropy_rows(x, w, labels, logits_buffer=torch.empty(5, 37, device=device))

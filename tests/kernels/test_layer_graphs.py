@@ -230,3 +230,48 @@ def test_a_capture_broken_by_an_earlier_call_names_that_call():
     except RuntimeError as exc:
         assert _first_error(exc) == f"RuntimeError: {cause}"
     assert _first_error(ValueError("plain\nmore")) == "ValueError: plain"
+
+
+@pytest.mark.skipif(not ON_GPU, reason="CUDA graphs need a CUDA device")
+def test_a_loss_that_borrows_the_graph_pool_trains_like_eager_and_leaves_the_pool_its_size():
+    """The offloaded LM head's copy and the logits chunk live in the graphs' pool between the last
+    forward replay and the first backward replay (loss_in_graph_pool): same losses and adapters as
+    eager layers, and the pool stays the one segment reserved for them."""
+    from tuitune.trainer.embedding_offload import offload_input_embeddings
+    from tuitune.trainer.head_offload import head_stash, offload_output_head
+    from tuitune.trainer.loss_in_graph_pool import lend_graph_pool_to_loss
+    from tuitune.trainer.patching import LOSS_ALLOCATOR
+
+    def train(graphs: bool):
+        model = gpu_lora_llama(LAYERS)
+        assert enable_checkpointing(model, "offloaded", cuda_graphs=graphs) == "offloaded"
+        offload_input_embeddings(model)
+        assert offload_output_head(model) == "offloaded"
+        told = lend_graph_pool_to_loss(model)
+        assert told.startswith("lent" if graphs else "not lent"), told
+        if graphs:  # count what the loss takes from the pool: the head's copy and the logits chunk, each step
+            base, stash = model.get_base_model(), head_stash(model.get_base_model().lm_head)
+            lend = stash.allocate
+            stash.allocate = base.__dict__[LOSS_ALLOCATOR] = lambda *a: lent.append(a) or lend(*a)
+        losses = [float(loss) for loss in adamw_losses(model, (256,) * STEPS, rows=2, vocab=2048, lr=1e-3)]
+        adapters = {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
+        return losses, adapters, layer_graphs(model), model
+
+    lent: list = []
+    eager, eager_adapters, _, _ = train(False)
+    losses, lent_adapters, graphs, model = train(True)
+    assert graphs.failed is None and graphs.captured == 2 * LAYERS and graphs.lends(), graphs.describe()
+    assert head_stash(model.get_base_model().lm_head).starts_at_loss
+    assert len(lent) == 2 * STEPS, lent
+    check_trains_like_eager(losses, eager, lent_adapters, eager_adapters)
+    reserved = 2048 * 512 * 2 + (1 << 26) * 2 + (4 << 20)  # the head, the largest logits chunk, slack
+    large = [s["total_size"] for s in torch.cuda.memory_snapshot()
+             if tuple(s.get("segment_pool_id", (0, 0))) == tuple(graphs.pool) and s.get("segment_type") == "large"]
+    assert len(large) == 1 and large[0] >= reserved - (2 << 20), large  # the captures carved from the reserve
+
+
+def test_the_loss_borrows_no_pool_where_the_layers_are_not_graphed():
+    from tuitune.trainer.loss_in_graph_pool import lend_graph_pool_to_loss
+
+    model = with_lora(build_base("llama"), "llama")
+    assert lend_graph_pool_to_loss(model) == "not lent: the layers are not graphed with recomputation"

@@ -134,6 +134,10 @@ def _apply_tuitune(model, mode: str, cuda_graphs: bool = False, dequantized: boo
 
             report["input_embeddings"] = offload_input_embeddings(model)
             report["output_head"] = offload_output_head(model)
+            from tuitune.trainer import loss_in_graph_pool
+
+            if cuda_graphs and loss_in_graph_pool.wanted():
+                report["loss_memory"] = loss_in_graph_pool.lend_graph_pool_to_loss(model)
     return report
 
 
@@ -201,15 +205,16 @@ def profile_point(model, optimizer, device, vocab: int, batch: int, seq: int, st
 
 
 def memory_trace_point(model, optimizer, device, vocab: int, batch: int, seq: int, seed: int,
-                       autocast: bool = False) -> dict:
-    """What is alive at the peak of one more step, and where it was allocated (memory_peak)."""
+                       autocast: bool = False, pool=None) -> dict:
+    """What is alive at the peak of one more step, and where it was allocated (memory_peak); ``pool``:
+    a memory pool's id whose allocations are also left out of a second peak (``outside_pool_peak_gb``)."""
     import torch
 
     from tuitune.bench.memory_peak import trace_step
 
     generator = torch.Generator().manual_seed(seed + 2)
     ids = torch.randint(0, vocab, (batch, seq), generator=generator).to(device)
-    return trace_step(lambda: train_step(model, optimizer, ids, autocast))
+    return trace_step(lambda: train_step(model, optimizer, ids, autocast), pool=pool)
 
 
 def run_point(model, optimizer, device, vocab: int, batch: int, seq: int, steps: int, warmup: int,
@@ -323,6 +328,15 @@ def run(job: Job) -> dict:
         result["cuda_graphs"] = graphs.describe() if graphs is not None else "not applied"
         if device.type == "cuda" and graphs is not None:
             result["graph_pool_gb"] = graphs.pool_gb()  # runner.peak_gb adds it to the timed peak
+        lends = getattr(graphs, "lends", None)
+        if device.type == "cuda" and lends is not None and lends() and result["points"] \
+                and "error" not in result["points"][0]:
+            # Tensors lent from the pool count as allocated and the pool counts whole: the peak of what
+            # lies outside the pool, from one traced step, plus the pool.
+            batch, seq = job.points[0][:2]
+            traced = memory_trace_point(model, optimizer, device, job.vocab, batch, seq, job.seed, job.autocast,
+                                        pool=graphs.pool)
+            result["graph_outside_pool_peak_gb"] = traced["outside_pool_peak_gb"]
     return result
 
 

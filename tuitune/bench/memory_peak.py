@@ -19,8 +19,9 @@ LIBRARIES = ("/transformers/", "/peft/", "/bitsandbytes/", "/trl/", "/accelerate
 TOP = 15
 
 
-def trace_step(step: Callable[[], Any], max_entries: int = 1_000_000) -> dict:
-    """Run `step` once under the allocator's history recorder and return its `peak_breakdown`."""
+def trace_step(step: Callable[[], Any], max_entries: int = 1_000_000, pool=None) -> dict:
+    """Run `step` once under the allocator's history recorder and return its `peak_breakdown`; with
+    `pool` (a memory pool's id) also `outside_pool_peak_gb` (`outside_pool_peak`)."""
     import torch
 
     torch.cuda.synchronize()
@@ -35,7 +36,33 @@ def trace_step(step: Callable[[], Any], max_entries: int = 1_000_000) -> dict:
         torch.cuda.memory._record_memory_history(enabled=None)
     breakdown = peak_breakdown(snapshot, before, torch.cuda.current_device())
     breakdown["reported_peak_gb"] = torch.cuda.max_memory_allocated() / GIB
+    if pool is not None:
+        breakdown["outside_pool_peak_gb"] = outside_pool_peak(snapshot, before, pool,
+                                                             torch.cuda.current_device()) / GIB
     return breakdown
+
+
+def outside_pool_peak(snapshot: dict, before_bytes: int, pool, device: int = 0) -> int:
+    """The most bytes allocated at once over the trace outside the segments of memory pool ``pool`` (its
+    id). ``before_bytes``: memory_allocated() when the trace started, none of it in the pool (between
+    CUDA graph replays a graphs' pool holds no tensor)."""
+    ranges = [(s["address"], s["address"] + s["total_size"]) for s in snapshot.get("segments", [])
+              if s.get("device", device) == device and tuple(s.get("segment_pool_id", (0, 0))) == tuple(pool)]
+    traces = snapshot.get("device_traces") or []
+    current = peak = 0
+    requested: set[int] = set()
+    for event in traces[device] if device < len(traces) else []:
+        address, action = event.get("addr"), event.get("action")
+        if any(lo <= address < hi for lo, hi in ranges):
+            if action == "free_requested":
+                requested.add(address)
+            continue
+        if action == "alloc":
+            current += int(event.get("size", 0))
+            peak = max(peak, current)
+        elif _frees(action, address, requested):
+            current -= int(event.get("size", 0))
+    return before_bytes + peak
 
 
 def site_of(frames: list[dict]) -> str:

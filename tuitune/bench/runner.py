@@ -240,7 +240,8 @@ def _offloads(run: dict) -> str:
     """What offloaded checkpointing moved to the CPU besides the layer inputs, and the base weights
     kept dequantized."""
     moved = [f"{what} {run[key]}" for key, what in (("input_embeddings", "input embeddings"),
-                                                    ("output_head", "LM head")) if run.get(key)]
+                                                    ("output_head", "LM head"), ("loss_memory", "loss memory"))
+             if run.get(key)]
     kept = f"; {run['dequantized']}" if run.get("dequantized") else ""
     return ("; " + ", ".join(moved) if moved else "") + kept
 
@@ -259,7 +260,9 @@ def peak_gb(run: dict) -> float | None:
     p = _point(run)
     if not run.get("cuda_graphs"):
         return p.get("peak_allocated_gb")
-    peak = p.get("timed_peak_allocated_gb", p.get("peak_allocated_gb"))
+    peak = run.get("graph_outside_pool_peak_gb")  # the loss phase borrows the pool: its tensors counted once
+    if peak is None:
+        peak = p.get("timed_peak_allocated_gb", p.get("peak_allocated_gb"))
     return None if peak is None else peak + (run.get("graph_pool_gb") or 0.0)
 
 

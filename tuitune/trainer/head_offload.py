@@ -34,6 +34,8 @@ class HeadStash:
         self.gpu: torch.Tensor | None = None
         self.ready: torch.cuda.Event | None = None
         self.starts_with_first_layer = False  # else the fused loss starts it as the forward begins
+        self.allocate = None  # (shape, dtype) -> the GPU copy's tensor; None: the main stream's allocator
+        self.starts_at_loss = False  # the copy starts when the loss takes it (its memory is lent: graphs)
 
     def start(self) -> None:
         """Begin copying the table to the GPU (once per forward pass)."""
@@ -42,7 +44,11 @@ class HeadStash:
         main = torch.cuda.current_stream(self.device)
         # Allocated on the main stream, which reads and frees it; the block may have been freed by the
         # main stream with kernels still queued that read it, so the copy waits for them.
-        self.gpu = torch.empty(self.table.shape, dtype=self.table.dtype, device=self.device)
+        if self.allocate is None:
+            self.gpu = torch.empty(self.table.shape, dtype=self.table.dtype, device=self.device)
+        else:
+            self.gpu = self.allocate(self.table.shape, self.table.dtype)
+            self.gpu.record_stream(self.stream)
         self.stream.wait_stream(main)
         with torch.cuda.stream(self.stream):
             self.gpu.copy_(self.table, non_blocking=True)
@@ -114,7 +120,7 @@ def start_with_first_layer(base, stash) -> None:
         return
 
     def start(module, args):
-        if not recomputing():  # a backward pass never reads the head
+        if not recomputing() and not stash.starts_at_loss:  # a backward pass never reads the head
             stash.start()
 
     layers[0].register_forward_pre_hook(start)

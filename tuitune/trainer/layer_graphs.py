@@ -157,6 +157,7 @@ class ModelGraphs:
         self.device = device
         self.capacity_tokens = capacity_tokens
         self.pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None
+        self.mempool = None  # a torch.cuda.MemPool once lend_to_loss made the pool one
         self.statics: dict[tuple, _Statics] = {}
         self._flat: list[torch.Tensor] = []  # flat (x, io) buffers the signatures' views share
         self.layers: dict[int, _LayerGraphs] = {}
@@ -220,6 +221,42 @@ class ModelGraphs:
         self._fresh_casts()
         graph.replay()
         return statics.io.clone()
+
+    def lend_to_loss(self, nbytes: int) -> str | None:
+        """Let the loss phase borrow up to ``nbytes`` of the graphs' pool (``lent_empty``); None when
+        done, else why not. Between the last forward replay and the first backward replay no graph
+        runs, so the pool's memory is idle while the loss needs the most (the LM head, a logits chunk).
+        The pool becomes a ``MemPool`` holding one segment of ``nbytes``, reserved on the capture stream
+        (the caching allocator hands a free block only to the stream it was allocated on) before any
+        capture, which then carves its blocks out of it. Only tensors that die before the next replay
+        may be lent: a replay writes over whatever the pool holds."""
+        if self.device.type != "cuda":
+            return "no CUDA device"
+        if self.captured or self.failed:
+            return "graphs were captured already"
+        if not hasattr(torch.cuda, "MemPool") or not hasattr(torch.cuda, "use_mem_pool"):
+            return "this torch has no torch.cuda.MemPool"
+        self.mempool = torch.cuda.MemPool()
+        self.pool = self.mempool.id
+        stream = self.capture_stream()
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream), torch.cuda.use_mem_pool(self.mempool):
+            torch.empty(int(nbytes), dtype=torch.uint8, device=self.device)  # freed at once; the segment stays
+        return None
+
+    def lent_empty(self, shape, dtype: torch.dtype) -> torch.Tensor:
+        """A new tensor in the graphs' pool (see ``lend_to_loss``), for use on the current stream. The
+        caller drops it before the next replay (the backward's first)."""
+        main = torch.cuda.current_stream(self.device)
+        stream = self.capture_stream()
+        stream.wait_stream(main)
+        with torch.cuda.stream(stream), torch.cuda.use_mem_pool(self.mempool):
+            tensor = torch.empty(shape, dtype=dtype, device=self.device)
+        tensor.record_stream(main)  # not reused for the capture stream before main's work on it is done
+        return tensor
+
+    def lends(self) -> bool:
+        return self.mempool is not None
 
     def pool_gb(self) -> float:
         """Device memory this model's graphs hold in their pool and no tensor holds between replays:

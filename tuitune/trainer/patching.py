@@ -35,6 +35,7 @@ import torch
 
 SUPPORTED = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3")
 _PATCHED = "_tuitune_patched"
+LOSS_ALLOCATOR = "_tuitune_loss_allocator"  # on the causal LM: (shape, dtype) -> the loss's logits buffer
 
 
 @dataclass
@@ -371,8 +372,9 @@ def _patch_lm_head(base) -> bool:
 def _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm_head, kwargs):
     from transformers.modeling_outputs import CausalLMOutputWithPast
 
-    from tuitune.kernels.ops.fused_linear_cross_entropy import fused_linear_cross_entropy_rows
+    from tuitune.kernels.ops.fused_linear_cross_entropy import fused_linear_cross_entropy_rows, logits_buffer_shape
 
+    from .fused_lm_output import fused_output_class, row_mean_logits
     from .head_offload import head_stash
 
     kwargs.pop("logits_to_keep", None)
@@ -384,7 +386,7 @@ def _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm
     # of the step then happens while the GPU has nothing queued, not between forward and backward.
     rows = mask.reshape(-1).nonzero().squeeze(1)
     stash = head_stash(self.lm_head)
-    if stash is not None and not stash.starts_with_first_layer:
+    if stash is not None and not stash.starts_with_first_layer and not stash.starts_at_loss:
         stash.start()  # the offloaded head's copy back overlaps the decoder
     outputs = self.model(**kwargs)
     hidden = outputs.last_hidden_state
@@ -398,7 +400,10 @@ def _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm
         flat_hidden, flat_target = flat_hidden.index_select(0, rows), flat_target.index_select(0, rows)
     softcap = getattr(self.config, "final_logit_softcapping", None)
     head = self.lm_head.weight if stash is None else stash.take()
-    nll, entropy, top1 = fused_linear_cross_entropy_rows(flat_hidden, head, flat_target, softcap=softcap)
+    lend = self.__dict__.get(LOSS_ALLOCATOR)  # the graphs' pool lent to the loss (loss_in_graph_pool)
+    buffer = None if lend is None else lend(logits_buffer_shape(flat_hidden.shape[0], head), flat_hidden.dtype)
+    nll, entropy, top1 = fused_linear_cross_entropy_rows(flat_hidden, head, flat_target, softcap=softcap,
+                                                         logits_buffer=buffer)
     denom = mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
     loss = nll.sum() / denom
     if not fused_lm_head:
@@ -409,41 +414,7 @@ def _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm
         full = torch.zeros(mask.numel(), dtype=dtype, device=mask.device)
         return full.index_copy(0, rows, values.to(dtype)).view(mask.shape)
 
-    mean_logits = _row_mean_logits(flat_hidden, head, softcap)
-    return _fused_output_class()(
+    mean_logits = row_mean_logits(flat_hidden, head, softcap)
+    return fused_output_class()(
         loss=loss, log_probs=spread(-nll, torch.float32), entropy=spread(entropy, torch.float32),
         is_top1=spread(top1, torch.bool), mean_logits=spread(mean_logits, torch.float32), label_mask=mask)
-
-
-@torch.no_grad()
-def _row_mean_logits(hidden, weight, softcap, chunk: int = 1024):
-    """Each row's mean logit (DPO's and ORPO's logits/* metrics) without the full logits: the mean over the
-    vocabulary of h.w_v is h.mean(W), one GEMV. A soft-capped head (Gemma 2) takes it chunk by chunk."""
-    if softcap is None:
-        mean_row = weight.new_ones(1, weight.shape[0]) @ weight / weight.shape[0]
-        return (hidden @ mean_row.to(hidden.dtype).t()).squeeze(1).float()
-    w = weight.to(hidden.dtype)
-    parts = [(softcap * torch.tanh((hidden[i:i + chunk] @ w.t()).float() / softcap)).mean(-1)
-             for i in range(0, hidden.shape[0], chunk)]
-    return torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
-
-
-@functools.cache
-def _fused_output_class():
-    """The output of ``forward(..., fused_lm_head=True)``: the fields TRL's SFT/DPO trainers read."""
-    from dataclasses import dataclass as model_output_dataclass
-
-    from transformers.utils import ModelOutput
-
-    @model_output_dataclass
-    class FusedLMOutput(ModelOutput):
-        loss: torch.Tensor | None = None
-        log_probs: torch.Tensor | None = None
-        entropy: torch.Tensor | None = None
-        log_sum_sq_probs: torch.Tensor | None = None
-        mean_logits: torch.Tensor | None = None
-        is_top1: torch.Tensor | None = None
-        label_mask: torch.Tensor | None = None
-        aux_loss: torch.Tensor | None = None
-
-    return FusedLMOutput

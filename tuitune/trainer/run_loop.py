@@ -95,7 +95,9 @@ def train_and_save(prepared: Prepared, config: Config, plan: Plan, run: RunDir, 
 
 def _peak_gpu_memory_gb(model) -> float:
     """The run's peak allocated GPU memory, plus the pool of the layers' CUDA graphs if they have one:
-    between replays the allocator counts none of it as allocated, yet nothing else can use it."""
+    between replays the allocator counts none of it as allocated, yet nothing else can use it. (Where
+    the loss borrows the pool, loss_in_graph_pool, its two tensors count twice: an upper bound; the
+    bench counts them once, from a traced step.)"""
     import torch
 
     from tuitune.trainer.activation_checkpointing import layer_graphs

@@ -176,6 +176,10 @@ def apply_speedups(model, config: Config, plan: Plan, sink: EventSink) -> str:
                 sink.log(f"LM head: kept on the GPU ({config.training.distributed} shards it).")
             else:
                 sink.log(f"LM head: {offload_output_head(model)}.")
+                from tuitune.trainer import loss_in_graph_pool
+
+                if graphs and loss_in_graph_pool.wanted():
+                    sink.log(f"Loss memory: {loss_in_graph_pool.lend_graph_pool_to_loss(model)}.")
     return note
 
 
