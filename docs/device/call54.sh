@@ -4,7 +4,8 @@
 # run against eager layers; every other graph and checkpointing test beside it). (2) llama-1b
 # offloaded with graphs, lent and not (speed; the bench counts a lent run as the peak outside the
 # pool, from a traced step, plus the pool). (3) Criterion 2 with the lent graphs (--repeat 3, with
-# stock), only if (1) passed. (4) Criterion 1 (--repeat 3): for the H200, if one came.
+# stock), only if (1) passed. (4) Criterion 1 (--repeat 3): for the H200, if one came. (5) With time
+# left, merge_bandwidth.py: the merged dequantization's GB/s per tile config (22.3 ms of an 8b step).
 source .device/setup.sh; source .device/session17.sh
 export TUITUNE_MERGE_ADAPTERS=1
 timeout 170 python3 -m pytest -q -p no:cacheprovider --tb=short -W ignore tests/kernels/test_layer_graphs.py \
@@ -20,4 +21,6 @@ if [ $rc -eq 0 ]; then
 fi
 [ $SECONDS -lt 330 ] && { timeout 240 bash -c "$(declare -f run); run work --shape llama-8b --checkpointing offloaded --steps 8 --repeat 3 --json $M/bench-llama-8b-qlora-offloaded-$G-$D-s21.json" \
   2>&1 | tee $L/bench8b-offloaded.log | grep -v "^\s*$" | tail -7 | cut -c1-400; elapsed; }
+[ $SECONDS -lt 520 ] && { timeout 70 env PYTHONPATH=$PWD/.device/ab/work:/tmp/site python3 -P .device/merge_bandwidth.py \
+  > $L/merge-bandwidth.txt 2>&1; grep -E "^[a-z/]+ [0-9]|autotuned|plain|copy" $L/merge-bandwidth.txt | head -20; elapsed; }
 pack_logs
