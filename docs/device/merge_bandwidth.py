@@ -10,7 +10,6 @@ written, the 4-bit codes and the 8-bit nested scales read. Merged dequantization
 321 ms llama-8b step on the H100 (2026-12-07), about half of what the bandwidth allows.
 """
 
-import statistics
 import warnings
 
 import torch
@@ -19,22 +18,15 @@ warnings.simplefilter("ignore")
 import bitsandbytes as bnb  # noqa: E402
 
 from tuitune.kernels.ops import nf4_merge as merge  # noqa: E402
+from tuitune.kernels.ops._launch import bench_in_place  # noqa: E402
 from tuitune.kernels.ops.nf4_dequantize import nf4_dequantize  # noqa: E402
 
 SHAPES = {"q/o": (4096, 4096), "k/v": (1024, 4096), "gate/up": (14336, 4096), "down": (4096, 14336)}
 
 
-def timed(fn, reps: int = 20) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times) / 1e3
+def timed(fn) -> float:
+    """Seconds a call takes: the median of the autotuner's in-place timing (``_launch.bench_in_place``)."""
+    return bench_in_place(fn, quantiles=(0.5,))[0] / 1e3
 
 
 def main() -> None:

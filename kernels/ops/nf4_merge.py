@@ -128,15 +128,22 @@ class _MergeLaunch:
                 and weight.data_ptr() == self.weight_ptr and qs.absmax.data_ptr() == self.absmax_ptr
                 and getattr(qs, "_tuitune_decoded", None) is self.decoded)
 
+    def output(self, out: torch.Tensor | None) -> torch.Tensor:
+        """``out`` checked, or a new (N, K) tensor of the adapter's dtype."""
+        if out is None:
+            return torch.empty(self.shape, dtype=self.a.dtype, device=self.a.device)
+        _check_out(out, *self.shape)
+        return out
+
+    def args(self, out: torch.Tensor) -> tuple:
+        """The kernel's arguments up to its constexprs, writing into ``out``."""
+        return (*self.head, out, *self.mid, out.stride(0), self.r)
+
     def run(self, out: torch.Tensor | None) -> torch.Tensor:
         n_out, k_in = self.shape
-        if out is None:
-            out = torch.empty(self.shape, dtype=self.a.dtype, device=self.a.device)
-        else:
-            _check_out(out, n_out, k_in)
-        args = (*self.head, out, *self.mid, out.stride(0), self.r)
-        run_tuned(_dequant_merge, lambda meta: (cdiv(n_out, meta["BLOCK_N"]), cdiv(k_in, meta["BLOCK_K"])), args,
-                  self.consts, _PICKED, self.key)
+        out = self.output(out)
+        run_tuned(_dequant_merge, lambda meta: (cdiv(n_out, meta["BLOCK_N"]), cdiv(k_in, meta["BLOCK_K"])),
+                  self.args(out), self.consts, _PICKED, self.key)
         return out
 
 
@@ -174,10 +181,9 @@ def nf4_merge(weight, lora_a: torch.Tensor, lora_b: torch.Tensor, scaling: float
         raise ValueError("nf4_merge: this weight's layout or block size is not one merge_supported accepts")
     launch = _MergeLaunch(q, qs, _decoded(qs, q.device), lora_a, lora_b, float(scaling))
     if _FORCED is not None:
-        out = torch.empty((n_out, k_in), dtype=lora_a.dtype, device=q.device) if out is None else out
-        args = (*launch.head, out, *launch.mid, out.stride(0), r)
-        _dequant_merge.fn[(cdiv(n_out, _FORCED["BLOCK_N"]), cdiv(k_in, _FORCED["BLOCK_K"]))](*args, **launch.consts,
-                                                                                           **_FORCED)
+        out = launch.output(out)
+        _dequant_merge.fn[(cdiv(n_out, _FORCED["BLOCK_N"]), cdiv(k_in, _FORCED["BLOCK_K"]))](
+            *launch.args(out), **launch.consts, **_FORCED)
         return out
     if isinstance(weight, torch.Tensor):  # a Params4bit (a Linear4bit is read through the module, every call)
         try:

@@ -42,8 +42,8 @@ class HeadStash:
         if self.gpu is not None:
             return
         main = torch.cuda.current_stream(self.device)
-        # Allocated on the main stream, which reads and frees it; the block may have been freed by the
-        # main stream with kernels still queued that read it, so the copy waits for them.
+        # Allocated for the main stream, which reads and frees it (or lent from the graphs' pool); the
+        # block may have been freed with kernels still queued that read it, so the copy waits for them.
         if self.allocate is None:
             self.gpu = torch.empty(self.table.shape, dtype=self.table.dtype, device=self.device)
         else:

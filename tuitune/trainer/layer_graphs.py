@@ -238,10 +238,7 @@ class ModelGraphs:
             return "this torch has no torch.cuda.MemPool"
         self.mempool = torch.cuda.MemPool()
         self.pool = self.mempool.id
-        stream = self.capture_stream()
-        stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(stream), torch.cuda.use_mem_pool(self.mempool):
-            torch.empty(int(nbytes), dtype=torch.uint8, device=self.device)  # freed at once; the segment stays
+        self.lent_empty((int(nbytes),), torch.uint8)  # dropped at once; its segment stays in the pool
         return None
 
     def lent_empty(self, shape, dtype: torch.dtype) -> torch.Tensor:
