@@ -33,7 +33,7 @@ class CheckpointingChoice:
 # Where launches bound the step (tuitune.graphs_policy), the order of speed measured on llama-1b
 # QLoRA at batch 2 x 2048 (H100, tokens/s): none with graphs 70,031, standard with graphs 56,698,
 # none 52,020 (one call, 2026-12-06); offloaded with graphs 44,500, standard 36,667, offloaded
-# 30,243 (2026-12-05).
+# 30,243 (2026-12-05); offloaded with graphs, the loss in their pool, 52,231 (2026-12-07).
 GRAPHED_ORDER = (("none", True), ("standard", True), ("offloaded", True), ("none", False), ("standard", False),
                  ("offloaded", False))
 

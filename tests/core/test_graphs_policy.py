@@ -49,10 +49,10 @@ def test_graphs_are_refused_where_a_replay_cannot_stand_in():
     assert choose(config("llama-3.1-8b", **{"training.cuda_graphs": "on"})).on  # asked for: the user's call
 
 
-def test_the_estimate_counts_what_the_graphs_keep():
+def test_the_estimate_counts_what_the_graphs_keep(monkeypatch):
     spec = catalog.get_model("llama-3.2-1b")
-    eager = fit.estimate(spec, "qlora", checkpointing="offloaded")
-    graphed = fit.estimate(spec, "qlora", checkpointing="offloaded", cuda_graphs=True)
+    eager = fit.estimate(spec, "qlora", checkpointing="standard")
+    graphed = fit.estimate(spec, "qlora", checkpointing="standard", cuda_graphs=True)
     assert "graphs" not in eager.breakdown and graphed.breakdown["graphs"] > 0.5  # measured pool: 0.51 GiB
     assert graphed.total_gb > eager.total_gb
     # without recomputation: each layer's input and output once more, the pool (0.61 GiB measured with
@@ -61,6 +61,19 @@ def test_the_estimate_counts_what_the_graphs_keep():
     kept = fit.estimate(spec, "qlora", checkpointing="none", cuda_graphs=True).breakdown["graphs"]
     layer_input = 2 * 4096 * 2048 / 1024**3
     assert kept == pytest.approx(3 * 16 * layer_input + fit.KEPT_GRAPHS_SLACK_GB + graphed.breakdown["graphs"])
+
+
+def test_offloaded_graphs_lend_their_pool_to_the_loss_unless_turned_off(monkeypatch):
+    """Offloaded checkpointing's loss takes the LM head's copy from the pool (loss_in_graph_pool), so
+    the pool costs that much less (llama-1b measured: 1.45 GiB lent, 1.44 eager, 2.00 not lent)."""
+    spec = catalog.get_model("llama-3.2-1b")
+    monkeypatch.delenv("TUITUNE_GRAPH_LEND", raising=False)
+    lent = fit.estimate(spec, "qlora", checkpointing="offloaded", cuda_graphs=True).breakdown["graphs"]
+    monkeypatch.setenv("TUITUNE_GRAPH_LEND", "0")
+    kept_apart = fit.estimate(spec, "qlora", checkpointing="offloaded", cuda_graphs=True).breakdown["graphs"]
+    head = spec.vocab * spec.hidden * 2 / 1024**3
+    assert lent == pytest.approx(kept_apart - head)
+    assert 0 < lent < kept_apart
 
 
 def test_checkpointing_auto_tries_the_graphed_modes_first_on_a_launch_bound_step():
@@ -73,9 +86,12 @@ def test_checkpointing_auto_tries_the_graphed_modes_first_on_a_launch_bound_step
     middling = resolve_plan(config("llama-3.2-1b"), replace(H100, free_gb=5.0))
     assert (middling.checkpointing, middling.cuda_graphs) == ("standard", True), middling.checkpointing_reason
     assert "none with CUDA graphs needs" in middling.checkpointing_reason
-    squeezed = resolve_plan(config("llama-3.2-1b"), replace(H100, free_gb=2.6))
-    assert not squeezed.cuda_graphs and squeezed.checkpointing in ("standard", "offloaded")
-    assert "with CUDA graphs needs" in squeezed.checkpointing_reason
+    # offloaded with graphs costs little more than eager: the loss borrows the pool (loss_in_graph_pool)
+    tight = resolve_plan(config("llama-3.2-1b"), replace(H100, free_gb=2.6))
+    assert (tight.checkpointing, tight.cuda_graphs) == ("offloaded", True), tight.checkpointing_reason
+    squeezed = resolve_plan(config("llama-3.2-1b"), replace(H100, free_gb=2.4))
+    assert (squeezed.checkpointing, squeezed.cuda_graphs) == ("offloaded", False), squeezed.checkpointing_reason
+    assert "offloaded with CUDA graphs needs" in squeezed.checkpointing_reason
     big = resolve_plan(config("llama-3.1-8b"), H100)
     assert (big.checkpointing, big.cuda_graphs) == ("none", False)
     assert not resolve_plan(config("llama-3.2-1b", **{"training.cuda_graphs": "off"}), H100).cuda_graphs
