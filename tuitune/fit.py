@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from tuitune.catalog import ModelSpec
+from tuitune.pool_lending import loss_borrows_the_pool
 
 GIB = 1024**3
 METHODS = ("qlora", "lora", "full")
@@ -204,7 +205,7 @@ def estimate(spec: ModelSpec, method: str, *, batch: int = 2, seq: int = 2048, r
         # llama-1b and 1.10 GiB for llama-8b at 4,096 tokens, against 0.74 and 1.61 GiB here.
         graphs = (KERNELS_RECOMPUTE_PER_HIDDEN * h * tokens + KERNELS_RECOMPUTE_FIXED_PER_HIDDEN * h
                   + (3 * 2.0 * h * ffn if method == "qlora" else 0.0) + 2 * layer_input)
-        if checkpointing == "offloaded" and _loss_borrows_the_pool():
+        if checkpointing == "offloaded" and loss_borrows_the_pool():
             # The offloaded LM head's GPU copy and a logits chunk live in the pool in the loss phase
             # (tuitune.trainer.loss_in_graph_pool). Measured (H100, 2026-12-07, llama-1b at 4,096
             # tokens): 1.45 GiB lent, 1.44 eager, 2.00 lent nowhere.
@@ -232,12 +233,6 @@ def estimate(spec: ModelSpec, method: str, *, batch: int = 2, seq: int = 2048, r
     breakdown = {k: v / GIB for k, v in breakdown_bytes.items()}
     breakdown["overhead"] = CUDA_CONTEXT_GB
     return FitEstimate(method, sum(breakdown.values()), breakdown, batch, seq)
-
-
-def _loss_borrows_the_pool() -> bool:
-    from tuitune.trainer.loss_in_graph_pool import wanted  # torch-free
-
-    return wanted()
 
 
 def fastest_fitting_mode(needs_gb: dict[str, float], free_gb: float) -> str:

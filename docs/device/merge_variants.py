@@ -30,7 +30,7 @@ from tuitune.kernels.ops import nf4_merge as merge  # noqa: E402
 from tuitune.kernels.ops.nf4_dequantize import _block_scale, _decoded, nf4_dequantize  # noqa: E402
 
 SHAPES = {"gate/up": (14336, 4096), "down": (4096, 14336), "q/o": (4096, 4096), "k/v": (1024, 4096)}
-TILES = [(16, 128, 2), (32, 128, 2), (32, 128, 4), (64, 128, 2), (64, 128, 4), (32, 256, 4)]
+TILES = [(16, 128, 2), (32, 128, 2), (32, 128, 4), (64, 128, 2), (64, 128, 4), (128, 128, 4), (32, 256, 4)]
 REPLAYS = 20
 
 

@@ -240,7 +240,15 @@ def test_a_loss_that_borrows_the_graph_pool_trains_like_eager_and_leaves_the_poo
     from tuitune.trainer.embedding_offload import offload_input_embeddings
     from tuitune.trainer.head_offload import head_stash, offload_output_head
     from tuitune.trainer.loss_in_graph_pool import lend_graph_pool_to_loss
+    from tuitune.trainer.outside_pool_peak import OutsidePoolPeak
     from tuitune.trainer.patching import LOSS_ALLOCATOR
+
+    closed: list[int] = []  # what the trainer's peak outside the pool took off each stretch it closed
+
+    class Recorded(OutsidePoolPeak):
+        def _close(self, lent):
+            closed.append(lent)
+            super()._close(lent)
 
     def train(graphs: bool):
         model = gpu_lora_llama(LAYERS)
@@ -253,6 +261,7 @@ def test_a_loss_that_borrows_the_graph_pool_trains_like_eager_and_leaves_the_poo
             base, stash = model.get_base_model(), head_stash(model.get_base_model().lm_head)
             lend = stash.allocate
             stash.allocate = base.__dict__[LOSS_ALLOCATOR] = lambda *a: lent.append(a) or lend(*a)
+            layer_graphs(model).outside_peak = Recorded.on_device(torch.device("cuda"))
         losses = [float(loss) for loss in adamw_losses(model, (256,) * STEPS, rows=2, vocab=2048, lr=1e-3)]
         adapters = {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
         return losses, adapters, layer_graphs(model), model
@@ -263,6 +272,9 @@ def test_a_loss_that_borrows_the_graph_pool_trains_like_eager_and_leaves_the_poo
     assert graphs.failed is None and graphs.captured == 2 * LAYERS and graphs.lends(), graphs.describe()
     assert head_stash(model.get_base_model().lm_head).starts_at_loss
     assert len(lent) == 2 * STEPS, lent
+    # each step: nothing lent up to the loss, then the head's copy and the chunk until the first backward replay
+    assert closed[0::2] == [0] * STEPS and len(set(closed[1::2])) == 1 and closed[1] >= 2048 * 512 * 2, closed
+    assert len(closed) == 2 * STEPS and graphs.outside_peak.bytes() > 0
     check_trains_like_eager(losses, eager, lent_adapters, eager_adapters)
     reserved = 2048 * 512 * 2 + (1 << 26) * 2 + (4 << 20)  # the head, the largest logits chunk, slack
     large = [s["total_size"] for s in torch.cuda.memory_snapshot()

@@ -158,6 +158,7 @@ class ModelGraphs:
         self.capacity_tokens = capacity_tokens
         self.pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None
         self.mempool = None  # a torch.cuda.MemPool once lend_to_loss made the pool one
+        self.outside_peak = None  # an OutsidePoolPeak the trainer sets on a run that lends the pool
         self.statics: dict[tuple, _Statics] = {}
         self._flat: list[torch.Tensor] = []  # flat (x, io) buffers the signatures' views share
         self.layers: dict[int, _LayerGraphs] = {}
@@ -194,6 +195,8 @@ class ModelGraphs:
     def backward(self, layer, run_layer, hidden, grad_out, rest, kwargs, autocast, enter, leave):
         """Recompute + backward of the layer from its input ``hidden``: the input's gradient (adapter
         gradients go into their ``.grad``), or None when it has no graph (run it eagerly)."""
+        if self.outside_peak is not None:
+            self.outside_peak.replaying()
         # the forward's autocast state, not the backward's: a trainer's autocast covers only the forward
         call = self._entry(layer, hidden, rest, kwargs, autocast, count=False)
         if call is None or call[1] not in call[0].forward:
@@ -244,12 +247,16 @@ class ModelGraphs:
     def lent_empty(self, shape, dtype: torch.dtype) -> torch.Tensor:
         """A new tensor in the graphs' pool (see ``lend_to_loss``), for use on the current stream. The
         caller drops it before the next replay (the backward's first)."""
+        if self.outside_peak is not None:
+            self.outside_peak.lending()
         main = torch.cuda.current_stream(self.device)
         stream = self.capture_stream()
         stream.wait_stream(main)
         with torch.cuda.stream(stream), torch.cuda.use_mem_pool(self.mempool):
             tensor = torch.empty(shape, dtype=dtype, device=self.device)
         tensor.record_stream(main)  # not reused for the capture stream before main's work on it is done
+        if self.outside_peak is not None:
+            self.outside_peak.lent(tensor)
         return tensor
 
     def lends(self) -> bool:

@@ -55,6 +55,8 @@ def train_and_save(prepared: Prepared, config: Config, plan: Plan, run: RunDir, 
 
         use_in_trainer(trainer)  # the same 8-bit AdamW updates, without a host wait per tensor
     skip_per_step_model_walks(trainer, rank.mode)
+    if plan.device == "cuda":
+        _count_peak_outside_a_lent_pool(model)
     trainable, total = _parameter_counts(model)
     sink.emit(
         ev.STARTED, config=config.to_dict(), model=prepared.source_display, method=plan.method, dtype=plan.dtype,
@@ -93,17 +95,33 @@ def train_and_save(prepared: Prepared, config: Config, plan: Plan, run: RunDir, 
     }
 
 
+def _count_peak_outside_a_lent_pool(model) -> None:
+    """Where the loss borrows the layer graphs' pool, keep the peak outside it (outside_pool_peak)."""
+    from tuitune.trainer.activation_checkpointing import layer_graphs
+
+    graphs = layer_graphs(model)
+    if graphs is not None and getattr(graphs, "lends", lambda: False)():
+        from tuitune.trainer.outside_pool_peak import OutsidePoolPeak
+
+        graphs.outside_peak = OutsidePoolPeak.on_device(graphs.device)
+
+
 def _peak_gpu_memory_gb(model) -> float:
     """The run's peak allocated GPU memory, plus the pool of the layers' CUDA graphs if they have one:
-    between replays the allocator counts none of it as allocated, yet nothing else can use it. (Where
-    the loss borrows the pool, loss_in_graph_pool, its two tensors count twice: an upper bound; the
-    bench counts them once, from a traced step.)"""
+    between replays the allocator counts none of it as allocated, yet nothing else can use it. Where
+    the loss borrows the pool (loss_in_graph_pool), the peak outside the pool instead of the
+    allocator's, which counts the borrowed tensors a second time."""
     import torch
 
     from tuitune.trainer.activation_checkpointing import layer_graphs
 
     graphs = layer_graphs(model)
-    return torch.cuda.max_memory_allocated() / 1024 ** 3 + (graphs.pool_gb() if graphs is not None else 0.0)
+    if graphs is None:
+        return torch.cuda.max_memory_allocated() / 1024 ** 3
+    outside = getattr(graphs, "outside_peak", None)
+    if outside is None:
+        return torch.cuda.max_memory_allocated() / 1024 ** 3 + graphs.pool_gb()
+    return max(outside.before / 1024 ** 3, outside.bytes() / 1024 ** 3 + graphs.pool_gb())
 
 
 def save_adapter(model, tokenizer, config: Config, run: RunDir) -> Path:

@@ -1,0 +1,71 @@
+"""The trainer's peak outside a lent graph pool (tuitune.trainer.outside_pool_peak), against a fake
+allocator whose peak counter the tracker reads and resets as it does torch.cuda's, driven in the
+order ModelGraphs drives it: lending, the allocation, lent; then a backward replay."""
+
+import torch
+
+from tuitune.trainer.outside_pool_peak import OutsidePoolPeak
+
+
+class Allocator:
+    def __init__(self):
+        self.allocated = 0
+        self.peak = 0
+
+    def alloc(self, nbytes):
+        self.allocated += nbytes
+        self.peak = max(self.peak, self.allocated)
+
+    def free(self, nbytes):
+        self.allocated -= nbytes
+
+    def reset(self):
+        self.peak = self.allocated
+
+
+def _lend(peak, allocator, nbytes):
+    peak.lending()
+    allocator.alloc(nbytes)
+    tensor = torch.empty(nbytes, dtype=torch.uint8)
+    peak.lent(tensor)
+    return tensor
+
+
+def _step(peak, a, forward=300, loss_outside=200):
+    a.alloc(forward)  # the forward's own tensors, outside the pool
+    a.free(forward)
+    head = _lend(peak, a, 490)
+    chunk = _lend(peak, a, 130)
+    a.alloc(loss_outside)  # the loss's tensors outside the pool, while the lent ones live
+    a.free(loss_outside)
+    a.free(chunk.numel())
+    a.free(head.numel())
+    peak.replaying()  # the first backward replay
+    peak.replaying()  # and the next ones: nothing to close
+
+
+def test_what_was_lent_is_taken_off_the_loss_phase_peak():
+    a = Allocator()
+    a.alloc(500)  # weights, before training
+    peak = OutsidePoolPeak(lambda: a.peak, a.reset)
+    assert peak.before == 500
+    for _ in range(3):
+        _step(peak, a)
+    assert peak.bytes() == 800  # the forward's 500 + 300; the loss phase reaches 700 outside the pool
+
+
+def test_a_loss_phase_that_peaks_higher_than_the_forward_counts_once():
+    a = Allocator()
+    a.alloc(100)
+    peak = OutsidePoolPeak(lambda: a.peak, a.reset)
+    _step(peak, a, forward=50, loss_outside=900)
+    assert peak.bytes() == 1000  # 100 + 900 outside the pool; the 620 lent are the pool's
+
+
+def test_the_peak_before_training_is_kept_apart():
+    a = Allocator()
+    a.alloc(3000)
+    a.free(2500)  # loading the model peaked higher than any step
+    peak = OutsidePoolPeak(lambda: a.peak, a.reset)
+    _step(peak, a)
+    assert peak.before == 3000 and peak.bytes() == 800
