@@ -13,6 +13,8 @@ adapter's gradients still come from the exact rank-r products (``lora_weights``)
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -21,29 +23,86 @@ from ._launch import bench_in_place, cdiv, interpreted, next_pow2, run_tuned
 from .nf4_dequantize import _block_scale, _decoded, _quant_state
 
 
+PLAIN = {"BY_BYTE": False, "WORDS": False, "ACC": False}
+
+
 def _configs():
     if interpreted():
-        return [triton.Config({"BLOCK_N": 64, "BLOCK_K": 256, "BY_BYTE": False})]
-    return [triton.Config({"BLOCK_N": n, "BLOCK_K": k, "BY_BYTE": by_byte}, num_warps=w)
-            for n, k, w in ((32, 256, 4), (64, 128, 4), (64, 256, 4), (64, 256, 8), (128, 128, 8), (128, 256, 8))
-            for by_byte in (False, True)]
+        return [triton.Config({"BLOCK_N": 64, "BLOCK_K": 256, **PLAIN})]
+    # (32, 128, 4) holds 72 registers a thread where (64, 128, 4), call54's fastest, holds 152 (ptxas for
+    # sm_90a, docs/device/merge_registers.py): more warps in flight for a kernel bound by memory.
+    tiles = ((32, 128, 4), (32, 256, 4), (64, 128, 4), (64, 256, 4), (64, 256, 8), (128, 128, 8), (128, 256, 8))
+    configs = [triton.Config({"BLOCK_N": n, "BLOCK_K": k, **PLAIN, "BY_BYTE": by_byte}, num_warps=w)
+               for n, k, w in tiles for by_byte in (False, True)]
+    if variants_wanted():
+        configs += [triton.Config({"BLOCK_N": n, "BLOCK_K": k, **PLAIN, "WORDS": words, "ACC": acc}, num_warps=w)
+                    for n, k, w in ((16, 128, 2), (32, 128, 2), (32, 128, 4), (64, 128, 2), (64, 128, 4))
+                    for words, acc in ((False, False), (True, False), (False, True), (True, True))
+                    if words or acc or (n, k, w) not in tiles]
+    return configs
+
+
+def variants_wanted() -> bool:
+    """``TUITUNE_MERGE_VARIANTS=1``: let the autotuner also try the smaller tiles and the two other ways
+    of building a tile (WORDS, ACC; see ``_dequant_merge``). On call54's H100 the smallest tile of the
+    default list was the fastest and still 30 us slower than the plain dequantization per llama-8b MLP
+    weight; docs/device/merge_variants.py measures the variants on their own. Off until measured."""
+    return os.environ.get("TUITUNE_MERGE_VARIANTS", "0") == "1"
+
+
+def _words_only_where_they_fit(configs, named_args, **kwargs):
+    """Drop the WORDS configs for a weight whose codes cannot be read as aligned 32-bit words."""
+    if kwargs.get("WORDS_OK", False):
+        return configs
+    return [c for c in configs if not c.kwargs.get("WORDS")]
 
 
 MIN_BLOCK_K = 128  # the narrowest tile of the configs: a quantization block never straddles two tiles
 
 
-@triton.autotune(configs=_configs(), key=["N", "K", "NESTED", "R", "BS"], do_bench=bench_in_place)
+@triton.autotune(configs=_configs(), key=["N", "K", "NESTED", "R", "BS", "WORDS_OK"], do_bench=bench_in_place,
+                 prune_configs_by={"early_config_prune": _words_only_where_they_fit})
 @triton.jit
 def _dequant_merge(Q, CODE, ABSMAX, CODE2, ABSMAX2, A, B, OUT, N, K, offset, scaling,
                    stride_an, stride_ak, stride_bn, stride_br, stride_on, r,
                    NESTED: tl.constexpr, BS: tl.constexpr, BS2: tl.constexpr, R: tl.constexpr, IEEE: tl.constexpr,
-                   BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BY_BYTE: tl.constexpr):
+                   WORDS_OK: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BY_BYTE: tl.constexpr,
+                   WORDS: tl.constexpr, ACC: tl.constexpr):
     """One (BLOCK_N, BLOCK_K) tile of the merged weight. K is a multiple of BS and BLOCK_K of BS, so a
     tile holds whole quantization blocks. ``BY_BYTE`` looks each byte's scale up on its own (cached
     loads); otherwise one scale per (row, block) is loaded and broadcast over the block by reshaping
-    the tile (fewer loads, a layout shuffle): the autotuner picks whichever runs faster."""
+    the tile (fewer loads, a layout shuffle). ``WORDS`` reads the codes as 32-bit words, eight elements
+    a lane, as the plain word dequantization does (``WORDS_OK``: the codes are 4-byte aligned and a
+    block holds whole words). ``ACC`` has the rank-r dot accumulate into the dequantized tile instead
+    of adding its result to it. The autotuner picks whichever runs faster."""
     n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row = n < N
+    if WORDS:
+        base = _words_tile(Q, CODE, ABSMAX, CODE2, ABSMAX2, n, row, K, offset, NESTED, BS, BS2, BLOCK_N, BLOCK_K)
+    else:
+        base = _bytes_tile(Q, CODE, ABSMAX, CODE2, ABSMAX2, n, row, K, offset, NESTED, BS, BS2, BLOCK_N, BLOCK_K,
+                           BY_BYTE)
+    k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+    rr = tl.arange(0, R)
+    b_tile = tl.load(B + n[:, None] * stride_bn + rr[None, :] * stride_br, mask=row[:, None] & (rr[None, :] < r),
+                     other=0.0)
+    a_tile = tl.load(A + rr[:, None] * stride_an + k[None, :] * stride_ak, mask=(rr[:, None] < r) & (k[None, :] < K),
+                     other=0.0)
+    if IEEE:  # float32 adapters (and the interpreter, whose 16-bit dot is not exact): no TF32
+        b_tile = b_tile.to(tl.float32)
+        a_tile = a_tile.to(tl.float32)
+    if ACC:
+        out = scaling * tl.dot(b_tile, a_tile, acc=base * (1.0 / scaling), input_precision="ieee" if IEEE else None)
+    else:
+        out = base + scaling * tl.dot(b_tile, a_tile, input_precision="ieee" if IEEE else None)
+    tl.store(OUT + n[:, None].to(tl.int64) * stride_on + k[None, :], out.to(OUT.dtype.element_ty),
+             mask=row[:, None] & (k[None, :] < K))
+
+
+@triton.jit
+def _bytes_tile(Q, CODE, ABSMAX, CODE2, ABSMAX2, n, row, K, offset, NESTED: tl.constexpr, BS: tl.constexpr,
+                BS2: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BY_BYTE: tl.constexpr):
+    """The dequantized (BLOCK_N, BLOCK_K) tile in float32, from bytes split into two nibble tensors."""
     half = tl.program_id(1) * (BLOCK_K // 2) + tl.arange(0, BLOCK_K // 2)  # byte columns
     byte_mask = row[:, None] & (half[None, :] < K // 2)
     byte = tl.load(Q + n[:, None].to(tl.int64) * (K // 2) + half[None, :], mask=byte_mask, other=0).to(tl.int32)
@@ -63,21 +122,24 @@ def _dequant_merge(Q, CODE, ABSMAX, CODE2, ABSMAX2, A, B, OUT, N, K, offset, sca
                         [BLOCK_N, BLOCK_K // 2])
         lo = tl.reshape(tl.reshape(lo, [BLOCK_N, BLOCK_K // BS, BS // 2]) * scale[:, :, None],
                         [BLOCK_N, BLOCK_K // 2])
-    base = tl.interleave(hi, lo)  # element 2j is byte j's high nibble
+    return tl.interleave(hi, lo)  # element 2j is byte j's high nibble
 
-    k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
-    rr = tl.arange(0, R)
-    b_tile = tl.load(B + n[:, None] * stride_bn + rr[None, :] * stride_br, mask=row[:, None] & (rr[None, :] < r),
-                     other=0.0)
-    a_tile = tl.load(A + rr[:, None] * stride_an + k[None, :] * stride_ak, mask=(rr[:, None] < r) & (k[None, :] < K),
-                     other=0.0)
-    if IEEE:  # float32 adapters (and the interpreter, whose 16-bit dot is not exact): no TF32
-        delta = tl.dot(b_tile.to(tl.float32), a_tile.to(tl.float32), input_precision="ieee")
-    else:
-        delta = tl.dot(b_tile, a_tile)
-    out = base + scaling * delta
-    tl.store(OUT + n[:, None].to(tl.int64) * stride_on + k[None, :], out.to(OUT.dtype.element_ty),
-             mask=row[:, None] & (k[None, :] < K))
+
+@triton.jit
+def _words_tile(Q, CODE, ABSMAX, CODE2, ABSMAX2, n, row, K, offset, NESTED: tl.constexpr, BS: tl.constexpr,
+                BS2: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """The dequantized (BLOCK_N, BLOCK_K) tile in float32, from 32-bit words of eight codes each."""
+    kb = tl.program_id(1) * (BLOCK_K // BS) + tl.arange(0, BLOCK_K // BS)
+    block = n[:, None].to(tl.int64) * (K // BS) + kb[None, :]
+    scale = _block_scale(ABSMAX, CODE2, ABSMAX2, block, row[:, None] & (kb[None, :] < K // BS), BS2, offset, NESTED)
+    w = tl.program_id(1) * (BLOCK_K // 8) + tl.arange(0, BLOCK_K // 8)
+    word = tl.load(Q.to(tl.pointer_type(tl.int32)) + n[:, None].to(tl.int64) * (K // 8) + w[None, :],
+                   mask=row[:, None] & (w[None, :] < K // 8), other=0)
+    e = tl.arange(0, 8)
+    shift = 8 * (e // 2) + 4 * (1 - e % 2)  # little-endian: element 2j is byte j's high nibble
+    value = tl.load(CODE + ((word[:, :, None] >> shift[None, None, :]) & 15))
+    value = tl.reshape(value, [BLOCK_N, BLOCK_K // BS, BS // 8, 8]) * scale[:, :, None, None]
+    return tl.reshape(value, [BLOCK_N, BLOCK_K])
 
 
 def merge_supported(weight) -> bool:
@@ -118,9 +180,12 @@ class _MergeLaunch:
         self.shape, self.r = (n_out, k_in), int(a.shape[0])
         self.head = (q, d.code, qs.absmax, d.code2, d.absmax2, a, b)
         self.mid = (n_out, k_in, d.offset, float(scaling), a.stride(0), a.stride(1), b.stride(0), b.stride(1))
+        words_ok = q.data_ptr() % 4 == 0 and k_in % 8 == 0 and int(qs.blocksize) % 8 == 0 and q.is_contiguous()
         self.consts = {"NESTED": d.nested, "BS": int(qs.blocksize), "BS2": d.blocksize2,
-                       "R": max(16, next_pow2(self.r)), "IEEE": a.dtype == torch.float32 or interpreted()}
-        self.key = (n_out, k_in, d.nested, self.consts["BS"], self.consts["BS2"], self.consts["R"], a.dtype, q.device)
+                       "R": max(16, next_pow2(self.r)), "IEEE": a.dtype == torch.float32 or interpreted(),
+                       "WORDS_OK": words_ok}
+        self.key = (n_out, k_in, d.nested, self.consts["BS"], self.consts["BS2"], self.consts["R"], a.dtype, q.device,
+                    words_ok)
 
     def serves(self, weight, qs, a: torch.Tensor, b: torch.Tensor, scaling: float) -> bool:
         """Whether this launch reads exactly what a merge of ``weight`` with ``a``, ``b``, ``scaling`` would."""
@@ -183,7 +248,7 @@ def nf4_merge(weight, lora_a: torch.Tensor, lora_b: torch.Tensor, scaling: float
     if _FORCED is not None:
         out = launch.output(out)
         _dequant_merge.fn[(cdiv(n_out, _FORCED["BLOCK_N"]), cdiv(k_in, _FORCED["BLOCK_K"]))](
-            *launch.args(out), **launch.consts, **_FORCED)
+            *launch.args(out), **launch.consts, **{**PLAIN, **_FORCED})
         return out
     if isinstance(weight, torch.Tensor):  # a Params4bit (a Linear4bit is read through the module, every call)
         try:

@@ -26,14 +26,17 @@ def _weight(n, k, dtype, nested, device):
                              blocksize=64).to(device)
 
 
-# the autotuner's pick, and each way of applying the scales forced on a small tile (several tiles a row)
-TILES = [None, {"BLOCK_N": 16, "BLOCK_K": 128, "BY_BYTE": True}, {"BLOCK_N": 16, "BLOCK_K": 128, "BY_BYTE": False}]
+# the autotuner's pick, and each way of building a tile forced on a small one (several tiles a row): the
+# scales per byte or per block, the codes read as words, the dot accumulating into the tile, both
+TILES = [None, {"BLOCK_N": 16, "BLOCK_K": 128, "BY_BYTE": True}, {"BLOCK_N": 16, "BLOCK_K": 128, "BY_BYTE": False},
+         {"BLOCK_N": 16, "BLOCK_K": 128, "WORDS": True}, {"BLOCK_N": 16, "BLOCK_K": 128, "ACC": True},
+         {"BLOCK_N": 16, "BLOCK_K": 128, "WORDS": True, "ACC": True}]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("nested", [True, False])
-@pytest.mark.parametrize("tile", TILES, ids=["autotuned", "by-byte", "by-block"])
+@pytest.mark.parametrize("tile", TILES, ids=["autotuned", "by-byte", "by-block", "words", "acc", "words-acc"])
 def test_merge_is_the_dequantized_weight_plus_the_scaled_adapter(device, dtype, shape, nested, tile, monkeypatch):
     from tuitune.kernels.ops import nf4_merge as module
 
@@ -230,3 +233,22 @@ def test_autotuning_a_new_shape_allocates_no_more_than_its_output(device):
     merge.nf4_merge(p, a, b, 1.0)
     torch.cuda.synchronize()
     assert torch.cuda.max_memory_allocated() - before <= n * k * 2 + (8 << 20)
+
+
+def test_the_tile_variants_join_the_autotuner_only_when_asked_and_words_only_where_they_fit(monkeypatch):
+    from tuitune.kernels.ops import nf4_merge as module
+
+    monkeypatch.setattr(module, "interpreted", lambda: False)
+    monkeypatch.delenv("TUITUNE_MERGE_VARIANTS", raising=False)
+    plain = module._configs()
+    assert not any(c.kwargs["WORDS"] or c.kwargs["ACC"] for c in plain)
+    monkeypatch.setenv("TUITUNE_MERGE_VARIANTS", "1")
+    every = module._configs()
+    described = [(c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"], c.num_warps, c.kwargs["BY_BYTE"], c.kwargs["WORDS"],
+                  c.kwargs["ACC"]) for c in every]
+    assert len(set(described)) == len(described) > len(plain)
+    assert all(k % module.MIN_BLOCK_K == 0 for _, k, *_ in described)
+    assert any(words and acc for *_, words, acc in described)
+    unaligned = module._words_only_where_they_fit(every, {}, WORDS_OK=False)
+    assert unaligned and not any(c.kwargs["WORDS"] for c in unaligned)
+    assert module._words_only_where_they_fit(every, {}, WORDS_OK=True) == every
