@@ -46,7 +46,7 @@ def variants_wanted() -> bool:
     """``TUITUNE_MERGE_VARIANTS=1``: let the autotuner also try the smaller tiles and the two other ways
     of building a tile (WORDS, ACC; see ``_dequant_merge``). On call54's H100 the smallest tile of the
     default list was the fastest and still 30 us slower than the plain dequantization per llama-8b MLP
-    weight; docs/device/merge_variants.py measures the variants on their own. Off until measured."""
+    weight; docs/device/merge_bandwidth.py times each of them. Off until measured."""
     return os.environ.get("TUITUNE_MERGE_VARIANTS", "0") == "1"
 
 
