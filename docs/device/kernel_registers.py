@@ -32,15 +32,33 @@ def _module(path: str):
     return module
 
 
-def main() -> None:
+def compile_for_h100(fn, signature: dict, constants: dict, attrs: dict, warps: int):
+    """``fn`` (a ``triton.jit`` function) compiled for sm_90 with these argument types, constexprs and
+    attributes (merge_registers.py uses it too)."""
     import triton
-    import triton.backends.nvidia as nvidia
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
+    src = ASTSource(fn=fn, signature=signature, constexprs={(fn.arg_names.index(k),): v for k, v in constants.items()},
+                    attrs=attrs)
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
+
+
+def ptxas_report(kernel) -> str:
+    """What Triton's bundled ptxas says of a compiled kernel for sm_90a: registers, stack and spills."""
+    import triton.backends.nvidia as nvidia
+
+    ptxas = os.path.join(os.path.dirname(nvidia.__file__), "bin", "ptxas")
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+        f.write(kernel.asm["ptx"])
+    out = subprocess.run([ptxas, "-v", "--gpu-name=sm_90a", f.name, "-o", os.devnull], capture_output=True, text=True)
+    return " | ".join(line.split("info    :")[-1].strip() for line in (out.stderr + out.stdout).splitlines()
+                      if "registers" in line or "spill" in line)
+
+
+def main() -> None:
     module = _module(sys.argv[1])
     float32_factors = hasattr(module, "_contiguous_float32")  # the rank-r factors go to the kernel in float32
-    ptxas = os.path.join(os.path.dirname(nvidia.__file__), "bin", "ptxas")
     for tile in sys.argv[2:]:
         rows, cols, warps = map(int, tile.split(","))
         for name, fn in (("forward", module._lora_glu_fwd), ("backward", module._lora_glu_bwd)):
@@ -56,16 +74,8 @@ def main() -> None:
                     signature[p] = "i32"
                     if p in ("n_cols", "sxg", "sxu", "sdy", "RG", "RU", "RD"):  # and integers that are multiples of 16
                         attrs[(i,)] = [["tt.divisibility", 16]]
-            src = ASTSource(fn=fn, signature=signature,
-                            constexprs={(fn.arg_names.index(k),): v for k, v in constants.items()}, attrs=attrs)
-            kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
-            with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
-                f.write(kernel.asm["ptx"])
-            out = subprocess.run([ptxas, "-v", "--gpu-name=sm_90a", f.name, "-o", os.devnull], capture_output=True,
-                                 text=True)
-            info = [line.split("info    :")[-1].strip() for line in (out.stderr + out.stdout).splitlines()
-                    if "registers" in line or "spill" in line]
-            print(f"{rows} x {cols}, {warps} warps, {name}: {' | '.join(info)}")
+            kernel = compile_for_h100(fn, signature, constants, attrs, warps)
+            print(f"{rows} x {cols}, {warps} warps, {name}: {ptxas_report(kernel)}")
 
 
 if __name__ == "__main__":

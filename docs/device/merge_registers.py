@@ -9,9 +9,7 @@ live in different register layouts, and Triton moves one into the other through 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import tempfile
+from kernel_registers import compile_for_h100, ptxas_report  # this folder is the script's sys.path[0]
 
 POINTERS = {"Q": "*u8", "CODE": "*fp32", "ABSMAX": "*u8", "CODE2": "*fp32", "ABSMAX2": "*fp32", "A": "*bf16",
             "B": "*bf16", "OUT": "*bf16"}
@@ -20,15 +18,9 @@ FIXED = {"NESTED": True, "BS": 64, "BS2": 256, "R": 16, "IEEE": False, "WORDS_OK
 
 
 def main() -> None:
-    import triton
-    import triton.backends.nvidia as nvidia
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     from tuitune.kernels.ops import nf4_merge as merge
 
     fn = merge._dequant_merge.fn
-    ptxas = os.path.join(os.path.dirname(nvidia.__file__), "bin", "ptxas")
     for config in merge._configs():
         constants = {**FIXED, **config.kwargs}
         signature, attrs = {}, {}
@@ -48,19 +40,11 @@ def main() -> None:
                  f"bytes={int(not config.kwargs['WORDS'])} by_byte={int(config.kwargs['BY_BYTE'])} "
                  f"words={int(config.kwargs['WORDS'])} acc={int(config.kwargs['ACC'])}")
         try:
-            src = ASTSource(fn=fn, signature=signature,
-                            constexprs={(fn.arg_names.index(k),): v for k, v in constants.items()}, attrs=attrs)
-            kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": config.num_warps})
+            kernel = compile_for_h100(fn, signature, constants, attrs, config.num_warps)
         except Exception as exc:  # a config that does not build: the autotuner would fail on it too
             print(f"{label}: DOES NOT BUILD: {str(exc).splitlines()[0][:200]}")
             continue
-        with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
-            f.write(kernel.asm["ptx"])
-        out = subprocess.run([ptxas, "-v", "--gpu-name=sm_90a", f.name, "-o", os.devnull], capture_output=True,
-                             text=True)
-        info = [line.split("info    :")[-1].strip() for line in (out.stderr + out.stdout).splitlines()
-                if "registers" in line or "spill" in line]
-        print(f"{label}: shared {kernel.metadata.shared} B | {' | '.join(info)}")
+        print(f"{label}: shared {kernel.metadata.shared} B | {ptxas_report(kernel)}")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def test_graphs_are_refused_where_a_replay_cannot_stand_in():
     assert choose(config("llama-3.1-8b", **{"training.cuda_graphs": "on"})).on  # asked for: the user's call
 
 
-def test_the_estimate_counts_what_the_graphs_keep(monkeypatch):
+def test_the_estimate_counts_what_the_graphs_keep():
     spec = catalog.get_model("llama-3.2-1b")
     eager = fit.estimate(spec, "qlora", checkpointing="standard")
     graphed = fit.estimate(spec, "qlora", checkpointing="standard", cuda_graphs=True)

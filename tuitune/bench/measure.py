@@ -134,10 +134,11 @@ def _apply_tuitune(model, mode: str, cuda_graphs: bool = False, dequantized: boo
 
             report["input_embeddings"] = offload_input_embeddings(model)
             report["output_head"] = offload_output_head(model)
-            from tuitune.trainer import loss_in_graph_pool
+            from tuitune.pool_lending import loss_borrows_the_pool
+            from tuitune.trainer.loss_in_graph_pool import lend_graph_pool_to_loss
 
-            if cuda_graphs and loss_in_graph_pool.wanted():
-                report["loss_memory"] = loss_in_graph_pool.lend_graph_pool_to_loss(model)
+            if cuda_graphs and loss_borrows_the_pool():
+                report["loss_memory"] = lend_graph_pool_to_loss(model)
     return report
 
 
@@ -328,8 +329,7 @@ def run(job: Job) -> dict:
         result["cuda_graphs"] = graphs.describe() if graphs is not None else "not applied"
         if device.type == "cuda" and graphs is not None:
             result["graph_pool_gb"] = graphs.pool_gb()  # runner.peak_gb adds it to the timed peak
-        lends = getattr(graphs, "lends", None)
-        if device.type == "cuda" and lends is not None and lends() and result["points"] \
+        if device.type == "cuda" and graphs is not None and graphs.lends() and result["points"] \
                 and "error" not in result["points"][0]:
             # Tensors lent from the pool count as allocated and the pool counts whole: the peak of what
             # lies outside the pool, from one traced step, plus the pool.

@@ -16,14 +16,8 @@ on wherever that mode runs graphed; `TUITUNE_GRAPH_LEND=0` turns it off in the b
 
 from __future__ import annotations
 
-from tuitune.pool_lending import loss_borrows_the_pool
-
 _SLACK = 4 << 20  # bytes: the allocator rounds each block up
 
-
-def wanted() -> bool:
-    """Whether this process lends the pool: yes unless ``TUITUNE_GRAPH_LEND=0`` (tuitune.pool_lending)."""
-    return loss_borrows_the_pool()
 
 
 def lend_graph_pool_to_loss(model) -> str:

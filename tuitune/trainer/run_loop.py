@@ -100,7 +100,7 @@ def _count_peak_outside_a_lent_pool(model) -> None:
     from tuitune.trainer.activation_checkpointing import layer_graphs
 
     graphs = layer_graphs(model)
-    if graphs is not None and getattr(graphs, "lends", lambda: False)():
+    if graphs is not None and graphs.lends():
         from tuitune.trainer.outside_pool_peak import OutsidePoolPeak
 
         graphs.outside_peak = OutsidePoolPeak.on_device(graphs.device)
@@ -118,7 +118,7 @@ def _peak_gpu_memory_gb(model) -> float:
     graphs = layer_graphs(model)
     if graphs is None:
         return torch.cuda.max_memory_allocated() / 1024 ** 3
-    outside = getattr(graphs, "outside_peak", None)
+    outside = graphs.outside_peak
     if outside is None:
         return torch.cuda.max_memory_allocated() / 1024 ** 3 + graphs.pool_gb()
     return max(outside.before / 1024 ** 3, outside.bytes() / 1024 ** 3 + graphs.pool_gb())

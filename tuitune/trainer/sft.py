@@ -176,10 +176,11 @@ def apply_speedups(model, config: Config, plan: Plan, sink: EventSink) -> str:
                 sink.log(f"LM head: kept on the GPU ({config.training.distributed} shards it).")
             else:
                 sink.log(f"LM head: {offload_output_head(model)}.")
-                from tuitune.trainer import loss_in_graph_pool
+                from tuitune.pool_lending import loss_borrows_the_pool
+                from tuitune.trainer.loss_in_graph_pool import lend_graph_pool_to_loss
 
-                if graphs and loss_in_graph_pool.wanted():
-                    sink.log(f"Loss memory: {loss_in_graph_pool.lend_graph_pool_to_loss(model)}.")
+                if graphs and loss_borrows_the_pool():
+                    sink.log(f"Loss memory: {lend_graph_pool_to_loss(model)}.")
     return note
 
 
