@@ -290,6 +290,10 @@ def run(job: Job) -> dict:
     model, report = load_model(job, device)
     load_s = time.perf_counter() - t0
     optimizer, optimizer_name = _optimizer(model, device, job.path)
+    if job.path == "tuitune":  # as `tuitune train` does (collector_freeze); the stock path keeps Python's default
+        from tuitune.trainer.collector_freeze import freeze_what_is_loaded
+
+        freeze_what_is_loaded()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     result = {
         "path": job.path, "method": job.method, "rank": job.rank, "device": str(device),

@@ -19,7 +19,7 @@ from tuitune.config import Config, to_toml
 from tuitune.plan import Plan
 from tuitune.runs import RunDir
 from tuitune.steps import planned_steps
-from tuitune.trainer import faults
+from tuitune.trainer import collector_freeze, faults
 from tuitune.trainer.event_sink import EventSink
 from tuitune.trainer.model_walks import skip_per_step_model_walks
 
@@ -69,7 +69,7 @@ def train_and_save(prepared: Prepared, config: Config, plan: Plan, run: RunDir, 
     callback.best.patience = config.training.early_stopping_patience
     # Out of memory, a full disk or a loss that is not a number end in a TrainingFault that says what was
     # kept and what to change (tuitune.trainer.faults).
-    with faults.guard(trainer, callback, config, plan, run, prepared.folder):
+    with faults.guard(trainer, callback, config, plan, run, prepared.folder), collector_freeze.frozen():
         result = trainer.train(resume_from_checkpoint=resume_from)
     faults.raise_if_faulted(callback, config, plan, run)
     stopped = callback.stopped
