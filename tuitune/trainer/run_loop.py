@@ -46,6 +46,7 @@ def train_and_save(prepared: Prepared, config: Config, plan: Plan, run: RunDir, 
                    save: Callable | None = None) -> dict:
     """Train, evaluate and save; returns the `finished` summary. `save(model, tokenizer, config, run)` writes
     the adapter (`save_adapter`); on a distributed run rank 0 writes it (RankContext.save_adapter)."""
+    from tuitune.trainer.batches_ahead import BatchesAhead
     from tuitune.trainer.distributed import current
 
     rank = current(config)
@@ -55,6 +56,7 @@ def train_and_save(prepared: Prepared, config: Config, plan: Plan, run: RunDir, 
 
         use_in_trainer(trainer)  # the same 8-bit AdamW updates, without a host wait per tensor
     skip_per_step_model_walks(trainer, rank.mode)
+    BatchesAhead.install(trainer)  # the next step's batches are fetched before this step's log waits
     if plan.device == "cuda":
         _count_peak_outside_a_lent_pool(model)
     trainable, total = _parameter_counts(model)
