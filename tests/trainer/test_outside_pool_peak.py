@@ -69,3 +69,32 @@ def test_the_peak_before_training_is_kept_apart():
     peak = OutsidePoolPeak(lambda: a.peak, a.reset)
     _step(peak, a)
     assert peak.before == 3000 and peak.bytes() == 800
+
+
+def test_a_capture_leaves_its_pool_tensors_out_and_keeps_the_stretch_before_it():
+    a = Allocator()
+    a.alloc(100)
+    peak = OutsidePoolPeak(lambda: a.peak, a.reset)
+    a.alloc(400)  # the warm-up run before the capture, outside the pool
+    a.free(400)
+    with peak.capture():
+        a.alloc(600)  # the captured layer's working set: the pool's, counted whole by the run's peak
+        a.free(600)
+    a.alloc(50)
+    a.free(50)
+    assert peak.bytes() == 500  # 100 + the warm-up's 400; the capture's 700 would count the pool twice
+
+
+def test_a_capture_while_lending_takes_the_lent_tensors_off_once():
+    a = Allocator()
+    a.alloc(100)
+    peak = OutsidePoolPeak(lambda: a.peak, a.reset)
+    head = _lend(peak, a, 490)
+    a.alloc(200)  # outside the pool, while the head is lent: 790 allocated
+    a.free(200)
+    with peak.capture():
+        a.alloc(900)
+        a.free(900)
+    a.free(head.numel())
+    peak.replaying()
+    assert peak.bytes() == 300  # 790 less the 490 lent

@@ -32,7 +32,7 @@ recompute), layers whose backward would reach a trainable tensor they do not own
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -211,7 +211,6 @@ class ModelGraphs:
                 entry.refused = reason
                 return None
             entry.bind_grads()
-
             def body(accumulate=True):
                 self._backward_body(entry, run_layer, statics, autocast, enter, leave, accumulate)
 
@@ -412,7 +411,8 @@ class ModelGraphs:
                 with self.on_capture_stream():
                     warm()
                 reload()  # the warm-up wrote over the buffers the graph reads
-                with torch.cuda.graph(graph, pool=self.pool, stream=stream, capture_error_mode="thread_local"):
+                peak = nullcontext() if self.outside_peak is None else self.outside_peak.capture()
+                with peak, torch.cuda.graph(graph, pool=self.pool, stream=stream, capture_error_mode="thread_local"):
                     body()
                 main.wait_stream(stream)
             except Exception as exc:  # noqa: BLE001 - any capture failure: run eagerly from now on
