@@ -1,21 +1,19 @@
 #!/usr/bin/env bash
-# Written in session 22 for the next session (~450 s). Trees: bash docs/device/prepare_ab.sh before=0f5e02c
-# (work = this tree; before = session 22's start, without the frozen collector, batches_ahead and the
-# capture's peak left out). (1) The graph tests (the lent run's peak bookkeeping now leaves each
-# capture's own peak out). (2) Criterion 6 at llama-1b offloaded with graphs (lent): `tuitune train`
-# against the bench and kernels on against off, on work (the next step's batches fetched before the
-# log's wait) and then on before. The trainer's summary peak should now read about 1.45 GiB, not 1.81.
-# (3) criterion 6 at llama-8b too, reported beside the 1b figure whatever it shows.
+# Written in session 22 for the next session (~480 s). Tree: this one (`prepare_ab.sh` builds work).
+# (1) The graph tests (the lent run's peak bookkeeping now leaves each capture's own peak out).
+# (2) Criterion 6 at llama-1b offloaded with graphs (lent): `tuitune train` against the bench and
+# kernels on against off, with the next step's batches fetched before the log's wait (batches_ahead)
+# and without (TUITUNE_BATCHES_AHEAD=0). The trainer's summary peak should now read about 1.45 GiB,
+# not 1.81. (3) Criterion 6 at llama-8b, reported beside the 1b figure whatever it shows.
 source .device/setup.sh; source .device/session17.sh
 export TUITUNE_MERGE_ADAPTERS=1
 timeout 150 python3 -m pytest -q -p no:cacheprovider --tb=short -W ignore tests/kernels/test_layer_graphs.py \
   tests/trainer/test_outside_pool_peak.py > $L/graph-tests.log 2>&1
 echo "graph tests rc $?"; tail -2 $L/graph-tests.log; grep -E "^(FAILED|ERROR)|^E " $L/graph-tests.log | head; elapsed
-for t in work before; do
-  timeout 150 bash -c "$(declare -f run); run $t --shape llama-1b --checkpointing offloaded --cuda-graphs on --baseline none --steps 12 --trainer --json $M/bench-llama-1b-qlora-offloaded-graphs-lent-trainer-$G-$D-$t.json" \
-    2>&1 | tee $L/bench1b-lent-trainer-$t.log | grep -v "^\s*$" | tail -12 | cut -c1-200 | sed "s/^/$t: /"; elapsed
+for ahead in 1 0; do
+  TUITUNE_BATCHES_AHEAD=$ahead timeout 150 bash -c "$(declare -f run); run work --shape llama-1b --checkpointing offloaded --cuda-graphs on --baseline none --steps 12 --trainer --json $M/bench-llama-1b-qlora-offloaded-graphs-lent-trainer-$G-$D-ahead$ahead.json" \
+    2>&1 | tee $L/bench1b-lent-trainer-ahead$ahead.log | grep -v "^\s*$" | tail -12 | cut -c1-200 | sed "s/^/ahead=$ahead: /"; elapsed
 done
-# (3) The same comparison at llama-8b (GPU-bound: the ratio should follow the bench's), as far as time goes.
 timeout $((585 - SECONDS)) bash -c "$(declare -f run); run work --shape llama-8b --checkpointing offloaded --baseline none --steps 10 --trainer --json $M/bench-llama-8b-qlora-offloaded-trainer-$G-$D.json" \
   2>&1 | tee $L/bench8b-trainer.log | grep -v "^\s*$" | tail -10 | cut -c1-200; elapsed
 pack_logs

@@ -9,7 +9,6 @@ import pytest
 import transformers
 
 from tests.trainer.test_training import run_training
-from tuitune.trainer import batches_ahead
 from tuitune.trainer.batches_ahead import BatchesAhead
 
 pytestmark = pytest.mark.timeout(400)
@@ -114,7 +113,9 @@ def test_training_takes_the_next_batch_before_the_log_and_keeps_its_losses(tiny_
     _, _, ahead = run_training(tiny_model_dir, tmp_path, "ahead", **steps)
     assert order == [("held", 1), ("log", 1), ("held", 1), ("log", 2), ("held", 1), ("log", 3),
                      ("held", 0), ("log", 4)], order
-    monkeypatch.setattr(batches_ahead.BatchesAhead, "install", classmethod(lambda cls, trainer: None))
+    monkeypatch.setenv("TUITUNE_BATCHES_AHEAD", "0")
+    order.clear()
     _, _, plain = run_training(tiny_model_dir, tmp_path, "plain", **steps)
     assert sorted(ahead) == sorted(plain) == [1, 2, 3, 4]
     assert [ahead[s] for s in sorted(ahead)] == [plain[s] for s in sorted(plain)]
+    assert order == [("log", 1), ("log", 2), ("log", 3), ("log", 4)]  # off: nothing taken ahead

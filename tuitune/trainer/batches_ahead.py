@@ -9,11 +9,13 @@ to finish, to read the loss. So that host work runs with the GPU idle: 1.3 to 1.
 Here, at the end of a step and before that wait, as many batches as the Trainer took last time are
 taken ahead from the epoch's iterator and held; the Trainer's next `get_batch_samples` is handed them
 first. The batches, their order and what the step does with them are unchanged; only when they are
-fetched moves. On the last step of the run nothing is taken ahead.
+fetched moves. On the last step of the run nothing is taken ahead. `TUITUNE_BATCHES_AHEAD=0` turns it
+off (to measure it against the Trainer's own order).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from transformers import TrainerCallback
@@ -30,7 +32,9 @@ class BatchesAhead(TrainerCallback):
         self._wanted = 0  # how many batches the Trainer asked for last time
 
     @classmethod
-    def install(cls, trainer: Any) -> BatchesAhead:
+    def install(cls, trainer: Any) -> BatchesAhead | None:
+        if os.environ.get("TUITUNE_BATCHES_AHEAD", "1") == "0":
+            return None
         ahead = cls(trainer.get_batch_samples)
         trainer.get_batch_samples = ahead.get_batch_samples
         # First among the callbacks, so that none that reads from the GPU at the step's end runs before it.
