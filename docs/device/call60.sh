@@ -5,8 +5,10 @@
 # kernels on against off, with the next step's batches fetched before the log's wait (batches_ahead)
 # and without (TUITUNE_BATCHES_AHEAD=0). The trainer's summary peak should now read about 1.45 GiB,
 # not 1.81. (3) Criterion 6 at llama-8b, reported beside the 1b figure whatever it shows.
+# (4) gcprobe logs every full collection of each process (bench and trainer children) to gc.txt.
 source .device/setup.sh; source .device/session17.sh
-export TUITUNE_MERGE_ADAPTERS=1
+export TUITUNE_MERGE_ADAPTERS=1 TUITUNE_GC_LOG=$L/gc.txt
+run() { local t=$1; shift; env PYTHONPATH=$PWD/.device/gcprobe:$PWD/.device/ab/$t:/tmp/site python3 -P -m tuitune bench "$@"; }
 timeout 150 python3 -m pytest -q -p no:cacheprovider --tb=short -W ignore tests/kernels/test_layer_graphs.py \
   tests/trainer/test_outside_pool_peak.py > $L/graph-tests.log 2>&1
 echo "graph tests rc $?"; tail -2 $L/graph-tests.log; grep -E "^(FAILED|ERROR)|^E " $L/graph-tests.log | head; elapsed
@@ -16,4 +18,5 @@ for ahead in 1 0; do
 done
 timeout $((585 - SECONDS)) bash -c "$(declare -f run); run work --shape llama-8b --checkpointing offloaded --baseline none --steps 10 --trainer --json $M/bench-llama-8b-qlora-offloaded-trainer-$G-$D.json" \
   2>&1 | tee $L/bench8b-trainer.log | grep -v "^\s*$" | tail -10 | cut -c1-200; elapsed
+cut -c1-400 $L/gc.txt
 pack_logs

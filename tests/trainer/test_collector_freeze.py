@@ -55,6 +55,8 @@ def test_the_trainer_steps_with_the_collector_frozen(tiny_model_dir, tmp_path, m
         return step(self, *args, **kwargs)
 
     monkeypatch.setattr(transformers.Trainer, "training_step", counted)
-    run_training(tiny_model_dir, tmp_path, "frozen", **{"training.max_steps": 2})
-    assert len(seen) == 2 and all(count > 100_000 for count in seen), seen
+    run_training(tiny_model_dir, tmp_path, "frozen", **{"training.max_steps": 4})
+    assert len(seen) == 4 and all(count > 100_000 for count in seen), seen
+    # frozen again after the warm-up steps: what the set-up and the first steps made joins the frozen
+    assert seen[2] > seen[1] and seen[3] <= seen[2], seen
     assert gc.get_freeze_count() == 0

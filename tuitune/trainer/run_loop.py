@@ -57,6 +57,7 @@ def train_and_save(prepared: Prepared, config: Config, plan: Plan, run: RunDir, 
         use_in_trainer(trainer)  # the same 8-bit AdamW updates, without a host wait per tensor
     skip_per_step_model_walks(trainer, rank.mode)
     BatchesAhead.install(trainer)  # the next step's batches are fetched before this step's log waits
+    collector_freeze.freeze_again_after_warm_up(trainer)
     if plan.device == "cuda":
         _count_peak_outside_a_lent_pool(model)
     trainable, total = _parameter_counts(model)
