@@ -66,7 +66,8 @@ class BatchesAhead(TrainerCallback):
 
 
 class _HeldFirst:
-    """The epoch iterator as the Trainer sees it: the held batches, then the rest."""
+    """The epoch iterator as the Trainer sees it: the held batches, then the rest. Not a generator:
+    one that delegated with `yield from` would close the epoch's iterator when it is dropped."""
 
     def __init__(self, ahead: BatchesAhead):
         self._ahead = ahead

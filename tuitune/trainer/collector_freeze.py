@@ -19,13 +19,19 @@ import gc
 from contextlib import contextmanager
 
 
+def freeze_what_is_loaded() -> int:
+    """Collect, then move every live object into the permanent generation; returns how many are frozen.
+    Alone, for the rest of the process (the bench's measuring child, which exits after its steps)."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 @contextmanager
 def frozen():
     """Freeze the objects alive now for the `with` block; yields how many were frozen."""
-    gc.collect()
-    gc.freeze()
     try:
-        yield gc.get_freeze_count()
+        yield freeze_what_is_loaded()
     finally:
         gc.unfreeze()
 
@@ -40,15 +46,7 @@ def freeze_again_after_warm_up(trainer) -> None:
     class FreezeAfterWarmUp(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step == WARM_UP_STEPS:
-                gc.collect()
-                gc.freeze()
+                freeze_what_is_loaded()
             return control
 
     trainer.add_callback(FreezeAfterWarmUp())
-
-
-def freeze_what_is_loaded() -> int:
-    """Freeze for the rest of the process (the bench's measuring child, which exits after its steps)."""
-    gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()
