@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import torch
 
 from tuitune.trainer import layer_graphs as lg
+from tuitune.trainer.backward_reach import reaches_outside
 from tuitune.trainer.layer_calls import OutputNotATensor, anchor, autocast_state, inner_forward, split_training_call
 
 
@@ -171,7 +172,7 @@ class KeptGraphs(lg.ModelGraphs):
         if not isinstance(probe, torch.Tensor):
             reason = f"the layer returns a {type(probe).__name__}, not a tensor"
         else:
-            reason = lg.reaches_outside(probe, [*entry.params, kept.x])
+            reason = reaches_outside(probe, [*entry.params, kept.x])
         del probe
         if reason is not None:
             entry.refused = reason

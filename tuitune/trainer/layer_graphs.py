@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from tuitune.trainer.backward_reach import reaches_outside
 from tuitune.trainer.layer_calls import autocast_state
 
 # Distinct input signatures graphed per model. With batches padded to a multiple of BUCKET_TOKENS
@@ -211,6 +212,7 @@ class ModelGraphs:
                 entry.refused = reason
                 return None
             entry.bind_grads()
+
             def body(accumulate=True):
                 self._backward_body(entry, run_layer, statics, autocast, enter, leave, accumulate)
 
@@ -432,19 +434,3 @@ def _first_error(exc: BaseException) -> str:
     first_line = str(exc).splitlines()[0][:200] if str(exc) else ""
     return f"{type(exc).__name__}: {first_line}"
 
-
-def reaches_outside(out: torch.Tensor, owned: list[torch.Tensor]) -> str | None:
-    """Why a graphed backward from ``out`` would lose a gradient: its autograd graph reaches a
-    trainable tensor other than ``owned`` (the layer's parameters and its input); None if it does not."""
-    ids = {id(t) for t in owned}
-    seen, stack = set(), [out.grad_fn]
-    while stack:
-        fn = stack.pop()
-        if fn is None or fn in seen:
-            continue
-        seen.add(fn)
-        var = getattr(fn, "variable", None)
-        if var is not None and id(var) not in ids:
-            return "a trainable tensor outside the layer"
-        stack.extend(f for f, _ in fn.next_functions)
-    return None
