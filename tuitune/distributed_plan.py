@@ -65,7 +65,7 @@ def torchrun_args(layout: Layout, run_path: str, resume_from: str | None, *, run
     One machine: a private rendezvous on a free local port. Several: a static rendezvous at node 0's
     endpoint, this machine's rank given, as every machine's command says the same but its node_rank."""
     args = ["--nproc-per-node", str(layout.nproc_per_node), "--nnodes", str(layout.nnodes),
-            "--max-restarts", "0", "--monitor-interval", "1"]
+            "--max-restarts", "0", "--monitor-interval", "0.2"]
     if layout.nnodes > 1 or layout.endpoint is not None:
         host, port = layout.endpoint or ("127.0.0.1", 29500)
         args += ["--node-rank", str(layout.node_rank), "--master-addr", host, "--master-port", str(port)]

@@ -18,6 +18,7 @@ from pathlib import Path
 from tuitune.bench.runner import ensure_checkpoint, run_path
 from tuitune.bench.shapes import get_shape
 from tuitune.bench.measure import Job
+from tuitune.quick_exit import freeze_at_exit
 
 # (shape, method) -> [batch, seq, steps, warmup] points, smallest first so that the allocator's
 # cache from one point never hides the next one's peak.
@@ -116,4 +117,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    freeze_at_exit()
     sys.exit(main())

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tuitune import events as ev
 from tuitune.config import Config, apply_overrides
+from tuitune.quick_exit import freeze_at_exit
 from tuitune.runs import RunDir
 from tuitune.trainer.launcher import start, wait_for
 
@@ -78,4 +79,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    freeze_at_exit()
     sys.exit(main())

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tuitune.quick_exit import freeze_at_exit
+
 GIB = 1024**3
 
 
@@ -353,4 +355,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    freeze_at_exit()
     sys.exit(main(sys.argv[1:]))

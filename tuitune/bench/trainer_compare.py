@@ -23,6 +23,7 @@ from pathlib import Path
 from tuitune import events as ev
 from tuitune.bench.measure import device_type
 from tuitune.config import Config, apply_overrides
+from tuitune.quick_exit import freeze_at_exit
 from tuitune.trainer.launcher import start, wait_for
 from tuitune.trainer.profile_callback import PROFILE_FILE, steps_profiled
 from tuitune.trainer.step_profile import format_profile
@@ -315,4 +316,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    freeze_at_exit()
     sys.exit(main())

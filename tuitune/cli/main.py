@@ -8,6 +8,7 @@ import sys
 
 from tuitune import __version__
 from tuitune.errors import TuituneError
+from tuitune.quick_exit import freeze_at_exit
 
 # Each module adds its subcommand(s) with `register(subparsers)`, setting `func(args) -> int`.
 SUBCOMMAND_MODULES = [
@@ -56,6 +57,7 @@ def run_tui(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    freeze_at_exit()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

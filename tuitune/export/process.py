@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from tuitune.export.formats import ExportRequest
+from tuitune.quick_exit import freeze_at_exit
 
 PROGRESS, DONE, FAILED = "progress", "done", "failed"
 
@@ -70,6 +71,7 @@ def child_main(request: dict, events, log_path: str) -> None:
     import os
     import traceback
 
+    freeze_at_exit()
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "a", buffering=1, encoding="utf-8")
     os.dup2(log.fileno(), 1)

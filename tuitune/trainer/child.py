@@ -9,11 +9,14 @@ import os
 import sys
 import traceback
 
+from tuitune.quick_exit import freeze_at_exit
+
 
 def child_main(config_data: dict, run_path: str, events_queue=None, controls_queue=None,
                 resume_from: str | None = None, new_session: bool = True) -> None:
     from tuitune.runs import RunDir
 
+    freeze_at_exit()
     run = RunDir(run_path)
     parent = os.getppid()
     if new_session:

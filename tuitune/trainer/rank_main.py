@@ -18,6 +18,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from tuitune.quick_exit import freeze_at_exit
+
 STATUS_DIR = ".ranks"
 CONTROLS_OFFSET_ENV = "TUITUNE_CONTROLS_OFFSET"  # where rank 0 starts reading controls.jsonl
 
@@ -72,6 +74,7 @@ def _main(argv: list[str] | None) -> int:
     parser.add_argument("run")
     parser.add_argument("--resume", default=None)
     args = parser.parse_args(argv)
+    freeze_at_exit()
     rank = int(os.environ.get("RANK", "0"))
     write_status(args.run, rank, "running")
 

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Session 23, last call (~230 s; 420 s of device time were left). The working tree adds quick_exit
+# (every process entry point freezes the heap from an exit handler, after flushing open files): trainer
+# children, bench children and torchrun ranks exit without the collector's walk. On an H100: do they
+# still exit cleanly on a GPU (CUDA context, the events queue), and where does criterion 6 land at
+# llama-1b (lent graphs) on this host? On an H200: criterion 1 (--repeat 2), never measured there.
+source .device/setup.sh; source .device/session17.sh
+lscpu | grep -E "Model name" | head -1
+export TUITUNE_MERGE_ADAPTERS=1
+if [ "$G" = h200 ]; then
+  timeout 220 bash -c "$(declare -f run); run work --shape llama-8b --checkpointing offloaded --steps 8 --repeat 2 --json $M/bench-llama-8b-qlora-offloaded-$G-$D.json" \
+    2>&1 | tee $L/bench8b-offloaded.log | grep -v "^\s*$" | tail -7 | cut -c1-400; elapsed; pack_logs; exit
+fi
+start=$SECONDS
+timeout 170 bash -c "$(declare -f run); run work --shape llama-1b --checkpointing offloaded --cuda-graphs on --baseline none --steps 12 --trainer --json $M/bench-llama-1b-qlora-offloaded-graphs-lent-trainer-$G-$D-s23-quick-exit.json" \
+  2>&1 | tee $L/bench1b-lent-trainer.log | grep -E "^tuitune  |^  (kernels|stock) |^  train|Traceback|Error" | cut -c1-120
+echo "rc ${PIPESTATUS[0]}, wall $((SECONDS - start)) s"; elapsed
+pack_logs
