@@ -86,7 +86,10 @@ def _main(argv: list[str] | None) -> int:
     try:
         config = run.load_config()
         from tuitune.trainer.distributed import SilentSink
+        from tuitune.trainer.preload import preload_training_libraries
         from tuitune.trainer.recipes import train
+
+        preload_training_libraries()
 
         sink = EventSink(run, None) if rank == 0 else SilentSink(run, rank)
         summary = train(config, run, sink, _inbox(run, rank), resume_from=args.resume)
