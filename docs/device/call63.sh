@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Session 23, last call (~230 s; 420 s of device time were left). The working tree adds quick_exit
-# (every process entry point freezes the heap from an exit handler, after flushing open files): trainer
-# children, bench children and torchrun ranks exit without the collector's walk. On an H100: do they
+# Session 23's last call (~230 s), which never started: run it first next session. The working tree adds
+# quick_exit (every process entry point freezes the heap from an exit handler, after flushing open files)
+# and preload (the trainer child and each rank import the training libraries with the collector paused,
+# then freeze them): trainer children, bench children and torchrun ranks exit without the collector's
+# walk, and start without its collections. On an H100: do they
 # still exit cleanly on a GPU (CUDA context, the events queue), and where does criterion 6 land at
 # llama-1b (lent graphs) on this host? On an H200: criterion 1 (--repeat 2), never measured there.
 source .device/setup.sh; source .device/session17.sh
