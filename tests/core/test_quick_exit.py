@@ -44,7 +44,7 @@ def test_files_left_open_and_cycles_alive_are_still_written_at_exit(tmp_path):
 
 @pytest.mark.parametrize("entry", [
     "from tuitune.cli.main import main; main(['init', '--help'])",
-    "from tuitune.trainer.rank_main import main; main(['/nonexistent-run'])",
+    "from tuitune.trainer.rank_main import main; main(['no-run-here'])",  # relative: inside tmp_path
 ])
 def test_process_entry_points_register_it(entry, tmp_path):
     out = _python(f"""
