@@ -70,7 +70,7 @@ def _run(config_data, run, events_queue, controls_queue, resume_from) -> int:
 
             return launch(config, run, sink, controls_queue, resume_from)
         inbox = ControlInbox(run, controls_queue)
-        from tuitune.trainer.preload import preload_training_libraries
+        from tuitune.trainer.collector_freeze import preload_training_libraries
         from tuitune.trainer.recipes import train
 
         preload_training_libraries()

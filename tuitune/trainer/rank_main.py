@@ -86,7 +86,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         config = run.load_config()
         from tuitune.trainer.distributed import SilentSink
-        from tuitune.trainer.preload import preload_training_libraries
+        from tuitune.trainer.collector_freeze import preload_training_libraries
         from tuitune.trainer.recipes import train
 
         preload_training_libraries()
