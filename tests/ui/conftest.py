@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+from pytest_textual_snapshot import node_to_report_path
 
 from tests.ui.fakes import make_runs
 from tests.ui.pilot import settled
+from tests.ui.snapshot_text import snapshot_difference
 
 
 @pytest.fixture
@@ -45,9 +47,10 @@ def runs_root(tmp_path) -> Path:
 
 
 @pytest.fixture
-def snap_compare(snap_compare):
+def snap_compare(snap_compare, request):
     """pytest-textual-snapshot's snap_compare, shooting only once the screen has done its pending layout
-    and painting (tests.ui.pilot.settled), whatever the test's own run_before waited for."""
+    and painting (tests.ui.pilot.settled), whatever the test's own run_before waited for. A mismatch prints
+    what changed as text, for the CI log."""
     def compare(app, press=(), terminal_size=(80, 24), run_before=None):
         async def before(pilot):
             if run_before is not None:
@@ -55,5 +58,8 @@ def snap_compare(snap_compare):
                 if inspect.isawaitable(result):
                     await result
             await settled(pilot)
-        return snap_compare(app, press=press, terminal_size=terminal_size, run_before=before)
+        matched = snap_compare(app, press=press, terminal_size=terminal_size, run_before=before)
+        if not matched:
+            print(snapshot_difference(node_to_report_path(request.node)))
+        return matched
     return compare

@@ -41,22 +41,34 @@ async def wait_until(pilot: Pilot, predicate: Callable[[], Any], timeout: float 
         await pilot.pause(0.05)
 
 
+_WIDGET_FLAGS = ("_layout_required", "_repaint_required", "_recompose_required", "_refresh_styles_required",
+                 "_scroll_required")
+
+
 def _pending(app) -> bool:
-    """Whether Textual still owes the screen work: a layout, a repaint, or DataTable's idle-time sizing
-    of new rows (Textual's own flags; there is no public way to ask)."""
+    """Whether Textual still owes the screen work: a layout, a repaint or a recompose that a widget asked for
+    and has not yet passed to its screen, a message not yet handled, or DataTable's idle-time sizing of new
+    rows (Textual's own flags; there is no public way to ask)."""
     from textual.widgets import DataTable
 
     screen = app.screen
-    if (screen._layout_required or screen._scroll_required or screen._repaint_required
-            or screen._recompose_required or screen._dirty_widgets):
+    if screen._dirty_widgets or any(getattr(screen, flag) for flag in _WIDGET_FLAGS):
+        return True
+    widgets = list(screen.walk_children())
+    if any(getattr(widget, flag, False) for widget in widgets for flag in _WIDGET_FLAGS):
+        return True
+    if any(not node._message_queue.empty() for node in (app, screen, *widgets)):
         return True
     return any(table._require_update_dimensions for table in screen.query(DataTable))
 
 
 async def settled(pilot: Pilot, timeout: float = 30.0) -> None:
-    """Before a snapshot: wait until the screen has done the layout and painting it owes. A loaded machine
-    delays Textual's update timer past any fixed pause, and the shot would show a stale layout."""
-    await wait_until(pilot, lambda: not _pending(pilot.app), timeout, "the screen's pending layout and paint")
+    """Before a snapshot: wait until the screen has done the layout and painting it owes, seen twice a pause
+    apart (a handled message can ask for more). A loaded machine delays Textual's update timer past any fixed
+    pause, and the shot would show a stale layout."""
+    for _ in range(2):
+        await wait_until(pilot, lambda: not _pending(pilot.app), timeout, "the screen's pending layout and paint")
+        await pilot.pause(0.05)
 
 
 def text_of(target: Widget | Any) -> str:

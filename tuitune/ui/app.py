@@ -61,10 +61,12 @@ from tuitune.runs import RunDir
 from tuitune.trainer import launcher
 from tuitune.trainer_handle import Spawn, TrainerHandle
 from tuitune.ui.commands import TuituneCommands
+from tuitune.ui.layout_fix import remeasure_on_every_layout_request
 from tuitune.ui.screens import SCREENS
 from tuitune.ui.screens.help import HelpScreen
 
 DEFAULT_THEME = "tuitune-dark"
+remeasure_on_every_layout_request()
 
 
 def _mode_bindings() -> list[Binding]:
