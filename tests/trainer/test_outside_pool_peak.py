@@ -98,3 +98,20 @@ def test_a_capture_while_lending_takes_the_lent_tensors_off_once():
     a.free(head.numel())
     peak.replaying()
     assert peak.bytes() == 300  # 790 less the 490 lent
+
+
+def test_the_run_summary_names_the_parts_of_its_peak(monkeypatch):
+    from types import SimpleNamespace
+
+    from tuitune.trainer import activation_checkpointing, run_loop
+
+    a = Allocator()
+    a.alloc(3 * 1024 ** 3)
+    a.free(2 * 1024 ** 3)  # loading peaked at 3 GiB, 1 GiB stays
+    graphs = SimpleNamespace(outside_peak=OutsidePoolPeak(lambda: a.peak, a.reset), pool_gb=lambda: 0.5)
+    _step(graphs.outside_peak, a, forward=1024 ** 3 // 2)
+    monkeypatch.setattr(activation_checkpointing, "layer_graphs", lambda model: graphs)
+    assert run_loop.peak_parts_of_a_lent_pool(object()) == {
+        "before_training_gb": 3.0, "outside_pool_gb": 1.5, "pool_gb": 0.5}
+    graphs.outside_peak = None  # graphs that do not lend their pool
+    assert run_loop.peak_parts_of_a_lent_pool(object()) is None

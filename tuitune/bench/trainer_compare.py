@@ -147,6 +147,7 @@ def train_once(model_dir: Path, out: Path, *, kernels: bool, steps: int, method:
         "kernels": started.get("kernels"), "losses": [e["loss"] for e in steps_],
         "tokens_per_s": sum(timed) / len(timed) if timed else None,
         "peak_gpu_memory_gb": final["summary"].get("peak_gpu_memory_gb"),
+        "peak_gpu_memory_parts": final["summary"].get("peak_gpu_memory_parts"),
         "runtime_s": final["summary"].get("runtime_s"), "device": started.get("device"),
         "cuda_graphs": _graph_lines(events),
         "profile": profile,
@@ -311,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:8s} kernels={run['kernels']!s:60.60s} tokens/s={run['tokens_per_s'] or 0:,.0f} "
               f"peak={run['peak_gpu_memory_gb'] or 0:.2f} GiB first/last loss "
               f"{run['losses'][0]:.4f}/{run['losses'][-1]:.4f}")
+        parts = run.get("peak_gpu_memory_parts")
+        if parts:
+            print(f"  {'':8s} peak = max(before training {parts['before_training_gb']:.2f}, outside the pool "
+                  f"{parts['outside_pool_gb']:.2f} + pool {parts['pool_gb']:.2f}) GiB")
     print(f"  per-step |loss difference|: max {result['max_loss_diff']:.5f}, mean {result['mean_loss_diff']:.5f}")
     return 0
 

@@ -87,6 +87,7 @@ def train_and_save(prepared: Prepared, config: Config, plan: Plan, run: RunDir, 
     if rank.is_main:  # rank 0 alone writes the run
         mark_best_adapter(trainer, adapter_dir, sink)
     peak = _peak_gpu_memory_gb(model) if plan.device == "cuda" else None
+    peak_parts = peak_parts_of_a_lent_pool(model) if plan.device == "cuda" else None
     return {
         "final_loss": callback.last_loss, "train_loss": result.training_loss,
         "steps": trainer.state.global_step, "max_steps": trainer.state.max_steps,
@@ -94,7 +95,8 @@ def train_and_save(prepared: Prepared, config: Config, plan: Plan, run: RunDir, 
         "stop_signal": callback.stop_signal, "early_stopped": callback.early_stopped,
         "best_step": callback.best.best_step, "best_eval_loss": callback.best.best_loss,
         "adapter_from_step": restored, "objective": prepared.objective,
-        "peak_gpu_memory_gb": peak, "tokens_seen": trainer.state.num_input_tokens_seen,
+        "peak_gpu_memory_gb": peak, "peak_gpu_memory_parts": peak_parts,
+        "tokens_seen": trainer.state.num_input_tokens_seen,
     }
 
 
@@ -125,6 +127,20 @@ def _peak_gpu_memory_gb(model) -> float:
     if outside is None:
         return torch.cuda.max_memory_allocated() / 1024 ** 3 + graphs.pool_gb()
     return max(outside.before / 1024 ** 3, outside.bytes() / 1024 ** 3 + graphs.pool_gb())
+
+
+def peak_parts_of_a_lent_pool(model) -> dict[str, float] | None:
+    """Where the loss borrowed the graphs' pool, what the run's peak was made of (GiB): the allocator's
+    peak before the first step (loading, and the pool reserved), the peak outside the pool during
+    training, and the pool. The peak is the larger of the first and the sum of the other two."""
+    from tuitune.trainer.activation_checkpointing import layer_graphs
+
+    graphs = layer_graphs(model)
+    outside = None if graphs is None else graphs.outside_peak
+    if outside is None:
+        return None
+    return {"before_training_gb": outside.before / 1024 ** 3, "outside_pool_gb": outside.bytes() / 1024 ** 3,
+            "pool_gb": graphs.pool_gb()}
 
 
 def save_adapter(model, tokenizer, config: Config, run: RunDir) -> Path:
