@@ -15,6 +15,6 @@ if [ "$G" = h200 ]; then
 fi
 start=$SECONDS
 timeout 170 bash -c "$(declare -f run); run work --shape llama-1b --checkpointing offloaded --cuda-graphs on --baseline none --steps 12 --trainer --json $M/bench-llama-1b-qlora-offloaded-graphs-lent-trainer-$G-$D-s23-quick-exit.json" \
-  2>&1 | tee $L/bench1b-lent-trainer.log | grep -E "^tuitune  |^  (kernels|stock) |^  train|Traceback|Error" | cut -c1-120
+  2>&1 | tee $L/bench1b-lent-trainer.log | grep -E "^tuitune  |^  (kernels|stock) |^  train| peak = max|Traceback|Error" | cut -c1-120
 echo "rc ${PIPESTATUS[0]}, wall $((SECONDS - start)) s"; elapsed
 pack_logs

@@ -135,6 +135,18 @@ def test_packing_path_reports_packed_against_unpacked(tmp_path, monkeypatch):
     assert 50 <= report["row_tokens"]["min"] <= report["row_tokens"]["max"] <= 256
 
 
+def test_the_product_path_shows_what_a_lent_pools_peak_was_made_of():
+    from tuitune.bench.trainer_compare import format_product_path
+
+    run = {"tokens_per_s": 48000.0, "peak_gpu_memory_gb": 1.81, "kernels": "on",
+           "peak_gpu_memory_parts": {"before_training_gb": 1.81, "outside_pool_gb": 0.83, "pool_gb": 0.62}}
+    report = {"checkpointing": "offloaded", "runs": {"kernels": run, "no-kernels": dict(run, peak_gpu_memory_parts=None)}}
+    lines = format_product_path(report).splitlines()
+    parts = [line.strip() for line in lines if "peak = max" in line]
+    assert parts == ["peak = max(before training 1.81, outside the pool 0.83 + pool 0.62) GiB"]
+    assert lines.index(next(line for line in lines if "peak = max" in line)) == 2  # under the kernels run
+
+
 def test_bench_both_baselines_runs_stock_plain_and_under_autocast(monkeypatch):
     from tuitune.bench import runner
 

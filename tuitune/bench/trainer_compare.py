@@ -238,6 +238,12 @@ def format_packing_path(report: dict) -> str:
     return "\n".join(lines)
 
 
+def peak_parts_line(parts: dict) -> str:
+    """A lent pool's peak, as the trainer composed it (run_loop.peak_parts_of_a_lent_pool)."""
+    return (f"peak = max(before training {parts['before_training_gb']:.2f}, outside the pool "
+            f"{parts['outside_pool_gb']:.2f} + pool {parts['pool_gb']:.2f}) GiB")
+
+
 def format_product_path(report: dict) -> str:
     runs = report["runs"]
     lines = [f"tuitune train at the same shape ({report['checkpointing']} checkpointing), tokens/s from its events:"]
@@ -247,6 +253,8 @@ def format_product_path(report: dict) -> str:
                      + (f"{peak:>10.2f} GiB" if peak is not None else "") + f"   kernels {run['kernels']}")
         for line in run.get("cuda_graphs") or []:
             lines.append(f"{'':10}{line}")
+        if run.get("peak_gpu_memory_parts"):
+            lines.append(f"{'':10}{peak_parts_line(run['peak_gpu_memory_parts'])}")
     for key, label in (("trainer_vs_bench", "train (kernels) / bench (tuitune)"),
                        ("kernels_vs_stock", "train kernels on / off")):
         value = report.get(key)
@@ -312,10 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:8s} kernels={run['kernels']!s:60.60s} tokens/s={run['tokens_per_s'] or 0:,.0f} "
               f"peak={run['peak_gpu_memory_gb'] or 0:.2f} GiB first/last loss "
               f"{run['losses'][0]:.4f}/{run['losses'][-1]:.4f}")
-        parts = run.get("peak_gpu_memory_parts")
-        if parts:
-            print(f"  {'':8s} peak = max(before training {parts['before_training_gb']:.2f}, outside the pool "
-                  f"{parts['outside_pool_gb']:.2f} + pool {parts['pool_gb']:.2f}) GiB")
+        if run.get("peak_gpu_memory_parts"):
+            print(f"  {'':8s} {peak_parts_line(run['peak_gpu_memory_parts'])}")
     print(f"  per-step |loss difference|: max {result['max_loss_diff']:.5f}, mean {result['mean_loss_diff']:.5f}")
     return 0
 
