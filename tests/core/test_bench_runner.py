@@ -140,7 +140,8 @@ def test_the_product_path_shows_what_a_lent_pools_peak_was_made_of():
 
     run = {"tokens_per_s": 48000.0, "peak_gpu_memory_gb": 1.81, "kernels": "on",
            "peak_gpu_memory_parts": {"before_training_gb": 1.81, "outside_pool_gb": 0.83, "pool_gb": 0.62}}
-    report = {"checkpointing": "offloaded", "runs": {"kernels": run, "no-kernels": dict(run, peak_gpu_memory_parts=None)}}
+    runs = {"kernels": run, "no-kernels": dict(run, peak_gpu_memory_parts=None)}
+    report = {"checkpointing": "offloaded", "runs": runs}
     lines = format_product_path(report).splitlines()
     parts = [line.strip() for line in lines if "peak = max" in line]
     assert parts == ["peak = max(before training 1.81, outside the pool 0.83 + pool 0.62) GiB"]
