@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import torch  # noqa: E402
 
@@ -128,4 +129,12 @@ def train(rank: int, world: int, port: int, engine: str, nf4_dir: str | None, ou
               "sharded_fraction": sharded_fraction(model)}
     with open(os.path.join(out, f"rank-{rank}.json"), "w") as f:
         json.dump(result, f)
+    dist.barrier()
     dist.destroy_process_group()
+    # The result is on disk; skip the interpreter's teardown. Under ZeRO-3 a rank spawned after an FSDP2 pair
+    # aborted there ("terminate called without an active exception", SIGABRT) in 1 of 7 runs on the 2-core
+    # machine, after its work was done. The product's ranks are torchrun's and are checked to finish cleanly
+    # by tests/trainer/test_distributed.py.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
