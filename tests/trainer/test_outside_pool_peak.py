@@ -111,7 +111,9 @@ def test_the_run_summary_names_the_parts_of_its_peak(monkeypatch):
     graphs = SimpleNamespace(outside_peak=OutsidePoolPeak(lambda: a.peak, a.reset), pool_gb=lambda: 0.5)
     _step(graphs.outside_peak, a, forward=1024 ** 3 // 2)
     monkeypatch.setattr(activation_checkpointing, "layer_graphs", lambda model: graphs)
-    assert run_loop.peak_parts_of_a_lent_pool(object()) == {
-        "before_training_gb": 3.0, "outside_pool_gb": 1.5, "pool_gb": 0.5}
+    parts = run_loop.peak_parts_of_a_lent_pool(object())
+    assert parts == {"before_training_gb": 3.0, "outside_pool_gb": 1.5, "pool_gb": 0.5}
+    assert run_loop._peak_gpu_memory_gb(object(), parts) == 3.0  # loading outweighs 1.5 + 0.5
+    assert run_loop._peak_gpu_memory_gb(object(), dict(parts, pool_gb=2.0)) == 3.5
     graphs.outside_peak = None  # graphs that do not lend their pool
     assert run_loop.peak_parts_of_a_lent_pool(object()) is None

@@ -86,8 +86,8 @@ def train_and_save(prepared: Prepared, config: Config, plan: Plan, run: RunDir, 
         adapter_dir = rank.save_adapter(trainer, prepared.tokenizer, config, run, save or save_adapter)
     if rank.is_main:  # rank 0 alone writes the run
         mark_best_adapter(trainer, adapter_dir, sink)
-    peak = _peak_gpu_memory_gb(model) if plan.device == "cuda" else None
     peak_parts = peak_parts_of_a_lent_pool(model) if plan.device == "cuda" else None
+    peak = _peak_gpu_memory_gb(model, peak_parts) if plan.device == "cuda" else None
     return {
         "final_loss": callback.last_loss, "train_loss": result.training_loss,
         "steps": trainer.state.global_step, "max_steps": trainer.state.max_steps,
@@ -111,22 +111,20 @@ def _count_peak_outside_a_lent_pool(model) -> None:
         graphs.outside_peak = OutsidePoolPeak.on_device(graphs.device)
 
 
-def _peak_gpu_memory_gb(model) -> float:
+def _peak_gpu_memory_gb(model, lent_parts: dict[str, float] | None) -> float:
     """The run's peak allocated GPU memory, plus the pool of the layers' CUDA graphs if they have one:
     between replays the allocator counts none of it as allocated, yet nothing else can use it. Where
-    the loss borrows the pool (loss_in_graph_pool), the peak outside the pool instead of the
-    allocator's, which counts the borrowed tensors a second time."""
+    the loss borrows the pool (loss_in_graph_pool), the peak from `lent_parts`
+    (peak_parts_of_a_lent_pool) instead of the allocator's, which counts the borrowed tensors a second
+    time."""
+    if lent_parts is not None:
+        return max(lent_parts["before_training_gb"], lent_parts["outside_pool_gb"] + lent_parts["pool_gb"])
     import torch
 
     from tuitune.trainer.activation_checkpointing import layer_graphs
 
     graphs = layer_graphs(model)
-    if graphs is None:
-        return torch.cuda.max_memory_allocated() / 1024 ** 3
-    outside = graphs.outside_peak
-    if outside is None:
-        return torch.cuda.max_memory_allocated() / 1024 ** 3 + graphs.pool_gb()
-    return max(outside.before / 1024 ** 3, outside.bytes() / 1024 ** 3 + graphs.pool_gb())
+    return torch.cuda.max_memory_allocated() / 1024 ** 3 + (graphs.pool_gb() if graphs is not None else 0.0)
 
 
 def peak_parts_of_a_lent_pool(model) -> dict[str, float] | None:
