@@ -20,4 +20,8 @@ timeout 260 bash -c "$(declare -f run); run work --shape llama-1b --checkpointin
 echo "rc ${PIPESTATUS[0]}, wall $((SECONDS - start)) s"; elapsed
 # The step-start gap (log sync -> first layer kernel) decides the lagged-log lever (NOTES #22 "Next" 3).
 grep -E -A14 "profile:" $L/bench1b-lent-trainer.log | cut -c1-160 | head -70
+# Session 24's f431346 (the peak derived from the lent-pool parts, read once) has its GPU test here.
+timeout 120 python3 -m pytest -q -p no:cacheprovider --tb=short -W ignore tests/kernels/test_layer_graphs.py \
+  > $L/layer-graph-tests.log 2>&1
+echo "layer graph tests rc $?"; tail -2 $L/layer-graph-tests.log; grep -E "^(FAILED|ERROR)|^E " $L/layer-graph-tests.log | head; elapsed
 pack_logs

@@ -14,6 +14,7 @@ import triton
 import triton.language as tl
 
 from ._launch import cdiv, elementwise_block
+from .swiglu import glu_backward_buffers
 
 @triton.jit
 def _sigmoid(y):
@@ -78,13 +79,7 @@ def geglu_forward(gate: torch.Tensor, up: torch.Tensor, approximate: str = "none
 def geglu_backward(dh: torch.Tensor, gate: torch.Tensor, up: torch.Tensor, approximate: str = "none",
                    with_h: bool = False, in_place: bool = False):
     """Returns ``(dgate, dup, h or None)``; ``in_place`` as in ``swiglu_backward``."""
-    dh, gate, up = dh.contiguous(), gate.contiguous(), up.contiguous()
-    if in_place:
-        dg, du = gate, up
-        h = dh if with_h else dg
-    else:
-        dg, du = torch.empty_like(gate), torch.empty_like(up)
-        h = torch.empty_like(gate) if with_h else dg
+    dh, gate, up, dg, du, h = glu_backward_buffers(dh, gate, up, with_h, in_place)
     n = gate.numel()
     block = elementwise_block()
     _geglu_bwd[(cdiv(n, block),)](dh, gate, up, dg, du, h, n, TANH=_is_tanh(approximate), WITH_H=with_h,

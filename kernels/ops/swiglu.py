@@ -65,13 +65,7 @@ def swiglu_backward(dh: torch.Tensor, gate: torch.Tensor, up: torch.Tensor, with
     ``in_place`` (contiguous inputs only) writes dgate over ``gate``, dup over ``up`` and h over
     ``dh``: each element is read before it is written, so no extra buffer is needed.
     """
-    dh, gate, up = dh.contiguous(), gate.contiguous(), up.contiguous()
-    if in_place:
-        dg, du = gate, up
-        h = dh if with_h else dg
-    else:
-        dg, du = torch.empty_like(gate), torch.empty_like(up)
-        h = torch.empty_like(gate) if with_h else dg
+    dh, gate, up, dg, du, h = glu_backward_buffers(dh, gate, up, with_h, in_place)
     n = gate.numel()
     block = elementwise_block()
     _swiglu_bwd[(cdiv(n, block),)](dh, gate, up, dg, du, h, n, WITH_H=with_h, BLOCK=block)
@@ -95,3 +89,17 @@ def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     """``silu(gate) * up`` for two tensors of the same shape; the result has ``gate``'s dtype."""
     _check(gate, up, "swiglu")
     return SwiGLUFunction.apply(gate, up)
+
+
+def glu_backward_buffers(dh: torch.Tensor, gate: torch.Tensor, up: torch.Tensor, with_h: bool, in_place: bool):
+    """Contiguous ``(dh, gate, up)`` and the outputs ``(dgate, dup, h)`` of a GLU backward kernel: the
+    inputs themselves when ``in_place``, else new tensors. When ``h`` is not asked for it is ``dgate``,
+    a placeholder pointer the kernel never stores through."""
+    dh, gate, up = dh.contiguous(), gate.contiguous(), up.contiguous()
+    if in_place:
+        dg, du = gate, up
+        h = dh if with_h else dg
+    else:
+        dg, du = torch.empty_like(gate), torch.empty_like(up)
+        h = torch.empty_like(gate) if with_h else dg
+    return dh, gate, up, dg, du, h
