@@ -1,4 +1,5 @@
-"""A separate evaluation file (`data.eval_path`) tokenized exactly like the training data."""
+"""The evaluation set: a separate file (`data.eval_path`) tokenized exactly like the training data, or a
+fraction held out of the training set (`data.eval_fraction`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from tuitune.config import Config
 from tuitune.errors import TuituneError
+from tuitune.steps import eval_rows
 from tuitune.trainer.event_sink import EventSink
 
 
@@ -30,3 +32,17 @@ def eval_dataset_from_file(config: Config, tokenizer, sink: EventSink, cache_dir
         raise TuituneError(f"data.eval_path {path}: {exc.message}") from None
     sink.log(f"Eval data: {path} ({loaded.format}); {len(dataset)} rows")
     return dataset
+
+
+def split_off_eval(dataset, config: Config, unit: str = "rows"):
+    """``(train, eval)``: ``data.eval_fraction`` of ``dataset`` held out (seeded by ``training.seed``), or
+    ``(dataset, None)`` when the fraction is 0. ``unit`` names the dataset's items in the error."""
+    fraction = config.data.eval_fraction
+    if fraction <= 0:
+        return dataset, None
+    n_eval = eval_rows(len(dataset), fraction)
+    if len(dataset) - n_eval < 1:
+        raise TuituneError(f"data.eval_fraction {fraction} leaves no training {unit} out of {len(dataset)}. "
+                           "Lower it.")
+    split = dataset.train_test_split(test_size=n_eval, seed=config.training.seed)
+    return split["train"], split["test"]

@@ -15,8 +15,8 @@ from tuitune.errors import TuituneError
 from tuitune.objective import DPO, ORPO
 from tuitune.plan import Plan
 from tuitune.runs import RunDir
-from tuitune.steps import eval_rows
 from tuitune.trainer.arguments import attach_events, common_arguments, graph_buckets
+from tuitune.trainer.eval_data import split_off_eval
 from tuitune.trainer.event_sink import ControlInbox, EventSink
 from tuitune.trainer.run_loop import Prepared, train_and_save
 from tuitune.trainer.sft import add_adapters, apply_speedups, begin, load_model
@@ -83,14 +83,7 @@ def build_pair_datasets(config: Config, tokenizer, sink: EventSink):
     dataset = _pairs(path, config, tokenizer, sink, limit=config.data.max_rows)
     if config.data.eval_path:
         return dataset, _pairs(config.data.eval_path, config, tokenizer, sink)
-    if config.data.eval_fraction > 0:
-        n_eval = eval_rows(len(dataset), config.data.eval_fraction)
-        if len(dataset) - n_eval < 1:
-            raise TuituneError(f"data.eval_fraction {config.data.eval_fraction} leaves no training pairs out of "
-                               f"{len(dataset)}. Lower it.")
-        split = dataset.train_test_split(test_size=n_eval, seed=config.training.seed)
-        return split["train"], split["test"]
-    return dataset, None
+    return split_off_eval(dataset, config, unit="pairs")
 
 
 def build_preference_trainer(objective: str, config: Config, plan: Plan, model, tokenizer, train_set, eval_set,

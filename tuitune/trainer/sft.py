@@ -15,8 +15,8 @@ from tuitune.model_source import local_folder, resolve_model_source
 from tuitune.objective import SFT
 from tuitune.plan import Plan, resolve_plan
 from tuitune.runs import RunDir
-from tuitune.steps import eval_rows
 from tuitune.trainer.device import probe_device, torch_dtype
+from tuitune.trainer.eval_data import split_off_eval
 from tuitune.trainer.event_sink import ControlInbox, EventSink
 from tuitune.trainer.run_loop import DATA_CACHE, Prepared, train_and_save
 
@@ -224,14 +224,7 @@ def build_datasets(config: Config, tokenizer, sink: EventSink, cache_dir: Path |
         from tuitune.trainer.eval_data import eval_dataset_from_file
 
         return dataset, eval_dataset_from_file(config, tokenizer, sink, cache_dir)
-    if config.data.eval_fraction > 0:
-        n_eval = eval_rows(len(dataset), config.data.eval_fraction)
-        if len(dataset) - n_eval < 1:
-            raise TuituneError(f"data.eval_fraction {config.data.eval_fraction} leaves no training rows "
-                               f"out of {len(dataset)}. Lower it.")
-        split = dataset.train_test_split(test_size=n_eval, seed=config.training.seed)
-        return split["train"], split["test"]
-    return dataset, None
+    return split_off_eval(dataset, config)
 
 
 def build_trainer(config: Config, plan: Plan, model, tokenizer, train_set, eval_set, run: RunDir,
