@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Session 25 (~320 s): where does `tuitune train` lose 8% against the bench at llama-8b (call60: 11,135
+# against 12,096 tokens/s, 29 ms a step, no graphs)? One profiled step of the bench's tuitune path and
+# of each trainer run (kernels on and off), printed side by side: host gaps, copies, the clip, the loss.
+# Criterion 6 at 8b needs the kernels-on trainer at 2x its kernels-off run (6,602), beyond the bench.
+source .device/setup.sh; source .device/session17.sh
+lscpu | grep -E "Model name" | head -1
+export TUITUNE_MERGE_ADAPTERS=1
+start=$SECONDS
+timeout 330 bash -c "$(declare -f run); run work --shape llama-8b --checkpointing offloaded --baseline none --steps 10 --trainer --profile 1 --json $M/bench-llama-8b-qlora-offloaded-trainer-profile-$G-$D.json" \
+  2>&1 | tee $L/bench8b-trainer-profile.log | grep -E "^tuitune  |^  (kernels|stock) |^  train| peak = max|Traceback|Error" | cut -c1-120
+echo "rc ${PIPESTATUS[0]}, wall $((SECONDS - start)) s"; elapsed
+grep -E -A24 "profile" $L/bench8b-trainer-profile.log | grep -v "^\s*$" | cut -c1-160 | head -150
+pack_logs
