@@ -10,5 +10,7 @@ start=$SECONDS
 timeout 330 bash -c "$(declare -f run); run work --shape llama-8b --checkpointing offloaded --baseline none --steps 10 --trainer --profile 1 --json $M/bench-llama-8b-qlora-offloaded-trainer-profile-$G-$D.json" \
   2>&1 | tee $L/bench8b-trainer-profile.log | grep -E "^tuitune  |^  (kernels|stock) |^  train| peak = max|Traceback|Error" | cut -c1-120
 echo "rc ${PIPESTATUS[0]}, wall $((SECONDS - start)) s"; elapsed
-grep -E -A24 "profile" $L/bench8b-trainer-profile.log | grep -v "^\s*$" | cut -c1-160 | head -150
+# GPU breakdowns, then the host's areas (the whole profiles, top functions included, are in the logs)
+grep -E -A21 "profile: [0-9]+ steps|^tuitune profile" $L/bench8b-trainer-profile.log | grep -v "^\s*$" | cut -c1-110 | head -75
+grep -E -A15 "^host, under cProfile" $L/bench8b-trainer-profile.log | grep -v "^\s*$" | cut -c1-90 | head -50
 pack_logs
