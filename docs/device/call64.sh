@@ -13,4 +13,8 @@ echo "rc ${PIPESTATUS[0]}, wall $((SECONDS - start)) s"; elapsed
 # GPU breakdowns, then the host's areas (the whole profiles, top functions included, are in the logs)
 grep -E -A21 "profile: [0-9]+ steps|^tuitune profile" $L/bench8b-trainer-profile.log | grep -v "^\s*$" | cut -c1-110 | head -75
 grep -E -A15 "^host, under cProfile" $L/bench8b-trainer-profile.log | grep -v "^\s*$" | cut -c1-90 | head -50
+# Session 24's f431346 (the peak derived from the lent-pool parts, read once) has its GPU test here.
+timeout $((580 - SECONDS)) python3 -m pytest -q -p no:cacheprovider --tb=short -W ignore tests/kernels/test_layer_graphs.py \
+  tests/trainer/test_lagged_log.py > $L/layer-graph-tests.log 2>&1
+echo "layer graph + lagged log tests rc $?"; tail -2 $L/layer-graph-tests.log; grep -E "^(FAILED|ERROR)|^E " $L/layer-graph-tests.log | head; elapsed
 pack_logs

@@ -108,6 +108,7 @@ def _record_order(monkeypatch) -> list[tuple[str, int]]:
 
 
 def test_training_takes_the_next_batch_before_the_log_and_keeps_its_losses(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUITUNE_LAGGED_LOG", "0")  # each step's log right after it (lagged: test_lagged_log)
     order = _record_order(monkeypatch)
     steps = {"training.max_steps": 4, "training.logging_steps": 1}
     _, _, ahead = run_training(tiny_model_dir, tmp_path, "ahead", **steps)

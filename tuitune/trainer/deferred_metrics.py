@@ -22,6 +22,8 @@ import functools
 
 import torch
 
+from tuitune.trainer.lagged_log import LaggedLogMixin
+
 
 class GpuSums:
     """Scalars added up on the GPU between reads; ``take`` reads them (one sync) and starts over."""
@@ -49,21 +51,29 @@ class GpuSums:
         total, self._sum = self._sum.tolist(), None
         return total
 
+    def hand_over(self) -> torch.Tensor | None:
+        """The sums since the last take, still on the GPU (no read), and start over."""
+        total, self._sum = self._sum, None
+        return total
+
 
 @functools.cache
 def sft_trainer_class():
     """TRL's SFTTrainer with the per-step reads deferred to the logs (see the module doc)."""
     from trl import SFTTrainer
 
-    class DeferredMetricsSFTTrainer(SFTTrainer):
+    class DeferredMetricsSFTTrainer(LaggedLogMixin, SFTTrainer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             # per mode: label tokens, entropy sum, top-1 hits, batch tokens (TRL's num_tokens)
             self._deferred = {"train": GpuSums(4), "eval": GpuSums(4)}
             self._deferred_tokens_seen = GpuSums(1)
+            self._lagged_sums: dict | None = None  # a lagged step's sums, read back (lagged_log.py)
+            self._took_trls_path = False  # TRL's compute_loss appends its metrics per step: no lag then
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not _takes_the_plain_path(self, inputs, return_outputs):
+                self._took_trls_path |= self.model.training
                 return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                             num_items_in_batch=num_items_in_batch)
             mode = "train" if self.model.training else "eval"
@@ -94,9 +104,25 @@ def sft_trainer_class():
             self._read_tokens_seen()  # the saved state's count is up to date
             super()._save_checkpoint(model, trial)
 
+        def _lagged_parts(self):
+            return {"train": (4, self._deferred["train"].hand_over()),
+                    "tokens_seen": (1, self._deferred_tokens_seen.hand_over())}
+
+        def _use_lagged_parts(self, parts):
+            self._lagged_sums = parts
+
+        def _lag_allowed(self):
+            return not self._took_trls_path
+
         def _read_deferred(self, mode: str) -> None:
-            self._read_tokens_seen()
-            sums = self._deferred[mode].take(self.accelerator)
+            lagged, self._lagged_sums = self._lagged_sums, None
+            if lagged is not None and mode == "train":
+                if lagged["tokens_seen"] is not None:
+                    self.state.num_input_tokens_seen += int(lagged["tokens_seen"][0])
+                sums = lagged["train"]
+            else:
+                self._read_tokens_seen()
+                sums = self._deferred[mode].take(self.accelerator)
             if sums is None:
                 return
             valid, entropy, correct, tokens = sums
