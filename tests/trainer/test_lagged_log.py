@@ -122,3 +122,15 @@ def test_a_lagged_step_whose_loss_is_not_a_number_stops_the_run_before_the_next_
     assert not run.adapter_dir.exists()
     steps = {e["step"]: e["loss"] for e in run.events() if e["type"] == ev.STEP}
     assert steps[2] is not None and steps[3] is None and 5 not in steps
+
+
+def test_a_pause_logs_the_lagged_step_first(tiny_model_dir, tmp_path, monkeypatch):
+    from tuitune.trainer.event_sink import ControlInbox
+
+    commands = iter([[], [], [ev.PAUSE], [ev.RESUME]])
+    monkeypatch.setattr(ControlInbox, "drain", lambda self: next(commands, []))
+    run, _, losses = run_training(tiny_model_dir, tmp_path, "paused", **{
+        "training.max_steps": 5, "training.logging_steps": 1})
+    seen = [(e["type"], e["step"]) for e in run.events() if e["type"] in (ev.STEP, ev.PAUSED, ev.RESUMED)]
+    assert seen == [(ev.STEP, 1), (ev.STEP, 2), (ev.PAUSED, 3), (ev.RESUMED, 3), (ev.STEP, 3), (ev.STEP, 4),
+                    (ev.STEP, 5)], seen

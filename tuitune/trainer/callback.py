@@ -173,6 +173,9 @@ class EventsCallback(TrainerCallback):
     def _obey(self, commands: list[str], state, control) -> None:
         for command in commands:
             if command == ev.PAUSE and not self.paused:
+                flush = getattr(self.trainer, "flush_lagged_log", None)
+                if flush is not None:
+                    flush()  # the step before this one, logged one step late (lagged_log.py)
                 self.paused = True
                 self.sink.emit(ev.PAUSED, step=state.global_step)
             elif command == ev.RESUME and self.paused:

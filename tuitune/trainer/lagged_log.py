@@ -73,9 +73,7 @@ class LaggedLogMixin:
 
     def _maybe_log_save_evaluate(self, tr_loss, grad_norm, model, trial, epoch, ignore_keys_for_eval, start_time,
                                  learning_rate=None):
-        should_log = self.control.should_log  # the Trainer's on_log clears it: it is this step's to keep
         self._flush_lagged_log(start_time)
-        self.control.should_log = should_log
         if self._may_lag(tr_loss):
             self._lag_log(tr_loss, grad_norm, learning_rate)
         super()._maybe_log_save_evaluate(tr_loss, grad_norm, model, trial, epoch, ignore_keys_for_eval, start_time,
@@ -130,9 +128,14 @@ class LaggedLogMixin:
             self._lag_buffer = buffer
         return buffer
 
+    def flush_lagged_log(self) -> None:
+        """Log the lagged step now (a pause: what is on screen is every finished step)."""
+        self._flush_lagged_log()
+
     def _flush_lagged_log(self, start_time=None) -> None:
         """Log the step that was lagged, as itself: its step number, epoch and tokens seen while the
-        callbacks see it. Tokens that its ``log`` counts in (deferred counts) stay counted."""
+        callbacks see it. Tokens that its ``log`` counts in (deferred counts) stay counted, and the
+        current step's ``should_log`` stays as it was (the Trainer's ``on_log`` clears it)."""
         pending, self._pending_log = self._pending_log, None
         if pending is None:
             return
@@ -145,12 +148,14 @@ class LaggedLogMixin:
         self._use_lagged_parts(parts)
         state = self.state
         step, epoch, tokens = state.global_step, state.epoch, state.num_input_tokens_seen
+        should_log = self.control.should_log
         state.global_step, state.epoch, state.num_input_tokens_seen = pending.step, pending.epoch, pending.tokens_seen
         try:
             self.log(logs, start_time)
         finally:
             counted = state.num_input_tokens_seen - pending.tokens_seen
             state.global_step, state.epoch, state.num_input_tokens_seen = step, epoch, tokens + counted
+            self.control.should_log = should_log
 
     def _finalize_training(self, trial, num_train_samples, start_time):
         self._flush_lagged_log(start_time)  # normally done: the last step is never lagged
