@@ -231,3 +231,12 @@ def test_a_negative_memory_cap_is_refused_in_one_sentence(capsys):
     assert main(["bench", "--shape", "llama-1b", "--memory-cap", "-1"]) != 0
     err = capsys.readouterr().err
     assert "--memory-cap -1: give the cap in GiB, above 0" in err and "Traceback" not in err
+
+
+def test_the_trainers_tokens_per_s_leave_out_warm_up_profiled_steps_and_the_step_before_them():
+    from tuitune.bench.trainer_compare import timed_rates
+
+    steps = [{"step": n, "tokens_per_s": 100.0 * n} for n in range(1, 11)]
+    assert timed_rates(steps, None) == [100.0 * n for n in range(3, 11)]
+    assert timed_rates(steps, {"first_step": 5, "last_step": 7}) == [300.0, 800.0, 900.0, 1000.0]
+    assert timed_rates([*steps[:2], {"step": 3, "tokens_per_s": None}, *steps[3:4]], None) == [400.0]

@@ -138,9 +138,7 @@ def train_once(model_dir: Path, out: Path, *, kernels: bool, steps: int, method:
     started = next(e for e in events if e["type"] == ev.STARTED)
     profile_file = handle.run_dir.path / PROFILE_FILE
     profile = json.loads(profile_file.read_text()) if profile_file.exists() else None
-    profiled = range(profile["first_step"], profile["last_step"] + 1) if profile else range(0)
-    # the profiled steps run slower under the profiler: they are left out of tokens/s
-    timed = [e["tokens_per_s"] for e in steps_[2:] if e.get("tokens_per_s") and e["step"] not in profiled]
+    timed = timed_rates(steps_, profile)
     return {
         "tokens_seen": steps_[-1].get("tokens_seen") if steps_ else None,
         "reward_margins": [e["reward_margin"] for e in steps_ if e.get("reward_margin") is not None],
@@ -152,6 +150,14 @@ def train_once(model_dir: Path, out: Path, *, kernels: bool, steps: int, method:
         "cuda_graphs": _graph_lines(events),
         "profile": profile,
     }
+
+
+def timed_rates(step_events: list[dict], profile: dict | None) -> list[float]:
+    """The tokens/s of the steps that count: not the first two (warm-up), not the profiled ones (slower
+    under the profiler), and not the step before those, whose log is taken when the first profiled step
+    ends (tuitune/trainer/lagged_log.py)."""
+    profiled = range(profile["first_step"] - 1, profile["last_step"] + 1) if profile else range(0)
+    return [e["tokens_per_s"] for e in step_events[2:] if e.get("tokens_per_s") and e["step"] not in profiled]
 
 
 def _graph_lines(events: list[dict]) -> list[str]:
