@@ -148,7 +148,7 @@ def test_bench_trainer_runs_tuitune_train_at_the_same_shape_with_kernels_on_and_
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update({"CUDA_VISIBLE_DEVICES": "", "XDG_CACHE_HOME": str(tmp_path / "cache"), "TMPDIR": str(tmp_path)})
     proc = subprocess.run([sys.executable, "-m", "tuitune.cli.main", "bench", "--shape", "tiny", "--batch", "2",
-                           "--seq", "32", "--rank", "8", "--steps", "3", "--baseline", "none", "--trainer",
+                           "--seq", "32", "--rank", "8", "--steps", "4", "--baseline", "none", "--trainer",
                            "--profile", "2", "--json", str(out)], capture_output=True, text=True, timeout=290,
                           env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -157,9 +157,9 @@ def test_bench_trainer_runs_tuitune_train_at_the_same_shape_with_kernels_on_and_
     report = json.loads(out.read_text())["trainer"]
     assert set(report["runs"]) == {"kernels", "stock"}
     for run in report["runs"].values():
-        # 3 timed steps, 2 profiled ones (steps 4 and 5) and 2 profiled on the host (6 and 7): the profiled
-        # steps are left out of tokens/s
-        assert len(run["losses"]) == 7 and run["tokens_per_s"] > 0
+        # 4 steps, 2 profiled ones (steps 4 and 5) and 2 profiled on the host (6 and 7); tokens/s leaves out
+        # the warm-up (1, 2), the profiled steps and the one before them (3): step 8 is timed
+        assert len(run["losses"]) == 8 and run["tokens_per_s"] > 0
         assert (run["profile"]["first_step"], run["profile"]["last_step"]) == (4, 7)
         assert run["profile"]["host"]["steps"] == 2 and run["profile"]["host"]["top_functions"]
     assert report["runs"]["stock"]["kernels"].startswith("off (training.use_kernels = false)")
