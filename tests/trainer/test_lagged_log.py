@@ -134,3 +134,13 @@ def test_a_pause_logs_the_lagged_step_first(tiny_model_dir, tmp_path, monkeypatc
     seen = [(e["type"], e["step"]) for e in run.events() if e["type"] in (ev.STEP, ev.PAUSED, ev.RESUMED)]
     assert seen == [(ev.STEP, 1), (ev.STEP, 2), (ev.PAUSED, 3), (ev.RESUMED, 3), (ev.STEP, 3), (ev.STEP, 4),
                     (ev.STEP, 5)], seen
+
+
+def test_tokens_per_s_of_a_lagged_run_time_each_step_and_not_its_log(tiny_model_dir, tmp_path):
+    """A lagged log is written when the next step ends and the run's last log right after it: timed at
+    the logs, step 5 would read about twice its speed and step 6 (the last) a hundred times."""
+    run, _, _ = run_training(tiny_model_dir, tmp_path, "clock", **{"training.max_steps": 6,
+                                                                  "training.logging_steps": 1})
+    rates = {e["step"]: e["tokens_per_s"] for e in run.events() if e["type"] == ev.STEP}
+    steady = sorted(rates[s] for s in (3, 4, 5))[1]
+    assert 0.4 * steady < rates[6] < 2.5 * steady, rates

@@ -46,6 +46,9 @@ def common_arguments(config: Config, plan: Plan, run: RunDir, sink: EventSink, m
         logging_nan_inf_filter=False,  # a loss that is not a number must show, and stop the run
         **_checkpointing_off(),  # tuitune's own checkpointing is applied by sft.apply_speedups
         dataloader_num_workers=0,
+        # batches copied to the GPU without waiting for it (from pinned memory, the Trainer's default):
+        # a blocking copy would wait for the step before, which the lagged log no longer does
+        accelerator_config={"non_blocking": plan.device == "cuda"},
         **report_targets(t.report_to, run, sink.warning),
         **current(config).trainer_kwargs(model, plan),
     )

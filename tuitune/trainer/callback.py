@@ -112,7 +112,7 @@ class EventsCallback(TrainerCallback):
             control.should_save = False
 
     def _emit_step(self, state, logs: dict) -> None:
-        now = time.time()
+        now = getattr(self.trainer, "log_clock", None) or time.time()  # a lagged log's own step time
         tokens = state.num_input_tokens_seen or 0
         if self._last_tokens is not None and now > self._last_tokens[0]:
             window = now - self._last_tokens[0]

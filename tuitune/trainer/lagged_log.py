@@ -16,6 +16,7 @@ checkpoint, a stop, the run's last step, or several processes (their logs gather
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +40,7 @@ class PendingLog:
     tokens_seen: int  # the state's count when the step ended
     window: int  # steps the loss sum covers
     learning_rate: float
+    ended_at: float  # the step's clock (see LaggedLogMixin.log_clock)
 
     def read(self) -> tuple[float, float | None, dict[str, list[float] | None]]:
         if self.ready is not None:
@@ -59,6 +61,13 @@ class LaggedLogMixin:
 
     _pending_log: PendingLog | None = None
     _lag_buffer: torch.Tensor | None = None
+    _lagged_any = False
+    # The time a step's log stands for, read by the events callback for its tokens/s: once a step has
+    # been lagged, each step's clock is when its log call had the previous step's numbers back (the GPU
+    # had finished that step, and the host had queued this one), whether its own log is lagged or not.
+    # Timing the log itself would give a lagged log the next step's host time and the at-once log after
+    # it almost none. None: the callback's own clock.
+    log_clock: float | None = None
 
     def _lagged_parts(self) -> dict[str, tuple[int, torch.Tensor | None]]:
         """Name -> (size, float64 tensor of that size, or None when there is nothing to log)."""
@@ -74,10 +83,16 @@ class LaggedLogMixin:
     def _maybe_log_save_evaluate(self, tr_loss, grad_norm, model, trial, epoch, ignore_keys_for_eval, start_time,
                                  learning_rate=None):
         self._flush_lagged_log(start_time)
+        ended_at = time.time()
         if self._may_lag(tr_loss):
-            self._lag_log(tr_loss, grad_norm, learning_rate)
-        super()._maybe_log_save_evaluate(tr_loss, grad_norm, model, trial, epoch, ignore_keys_for_eval, start_time,
-                                         learning_rate=learning_rate)
+            self._lag_log(tr_loss, grad_norm, learning_rate, ended_at)
+            self._lagged_any = True
+        self.log_clock = ended_at if self._lagged_any else None
+        try:
+            super()._maybe_log_save_evaluate(tr_loss, grad_norm, model, trial, epoch, ignore_keys_for_eval,
+                                             start_time, learning_rate=learning_rate)
+        finally:
+            self.log_clock = None
 
     def _may_lag(self, tr_loss) -> bool:
         control, state = self.control, self.state
@@ -88,7 +103,7 @@ class LaggedLogMixin:
                 and self.accelerator.num_processes == 1 and isinstance(tr_loss, torch.Tensor)
                 and self._lag_allowed())
 
-    def _lag_log(self, tr_loss: torch.Tensor, grad_norm, learning_rate) -> None:
+    def _lag_log(self, tr_loss: torch.Tensor, grad_norm, learning_rate, ended_at: float) -> None:
         """What the Trainer's log would read now, copied towards the host without waiting; the loss
         sum starts over as the Trainer's does."""
         device = tr_loss.device
@@ -116,7 +131,8 @@ class LaggedLogMixin:
             grad_norm=None if grad_is_tensor else grad_norm, step=state.global_step, epoch=state.epoch,
             tokens_seen=state.num_input_tokens_seen,
             window=state.global_step - self._globalstep_last_logged,
-            learning_rate=learning_rate if learning_rate is not None else self._get_learning_rate())
+            learning_rate=learning_rate if learning_rate is not None else self._get_learning_rate(),
+            ended_at=ended_at)
         self._globalstep_last_logged = state.global_step
         self.store_flos()
 
@@ -148,14 +164,15 @@ class LaggedLogMixin:
         self._use_lagged_parts(parts)
         state = self.state
         step, epoch, tokens = state.global_step, state.epoch, state.num_input_tokens_seen
-        should_log = self.control.should_log
+        should_log, clock = self.control.should_log, self.log_clock
         state.global_step, state.epoch, state.num_input_tokens_seen = pending.step, pending.epoch, pending.tokens_seen
+        self.log_clock = pending.ended_at
         try:
             self.log(logs, start_time)
         finally:
             counted = state.num_input_tokens_seen - pending.tokens_seen
             state.global_step, state.epoch, state.num_input_tokens_seen = step, epoch, tokens + counted
-            self.control.should_log = should_log
+            self.control.should_log, self.log_clock = should_log, clock
 
     def _finalize_training(self, trial, num_train_samples, start_time):
         self._flush_lagged_log(start_time)  # normally done: the last step is never lagged
