@@ -222,12 +222,21 @@ ECHOES = ("connection closed", "connection reset", "remote worker", "broken pipe
 def root_cause(failure: BaseException, statuses: dict[int, dict]) -> int:
     """The rank whose failure ended the run. A rank's own error (not an echo of a lost peer) comes first;
     then a rank that died without reporting anything (killed, or a native crash: its status still says
-    running); then torchrun's first observed failure."""
+    running), the first of those in torchrun's failures; then torchrun's first observed failure.
+
+    Torchrun records the ranks it found dead, then stops the others and records them too, in that order
+    (its timestamps are whole seconds, so they tie). A rank it stopped before that rank saw its peer go
+    also still says running; the order keeps it from being taken for the one that died (2026-12-08: a
+    killed rank 1 was reported as rank 0)."""
     own = sorted((s.get("ts", 0), r) for r, s in statuses.items() if s.get("state") == "failed"
                  and not any(echo in str(s.get("error") or s.get("fields")).lower() for echo in ECHOES))
     if own:
         return own[0][1]
     silent = sorted(r for r, s in statuses.items() if s.get("state") == "running")
+    failures = getattr(failure, "failures", None) or {}
+    seen_dead = [r for r in failures if r in silent]
+    if seen_dead:
+        return seen_dead[0]
     if silent:
         return silent[0]
     return failure.get_first_failure()[0]
