@@ -117,8 +117,7 @@ def sft_trainer_class():
         def _read_deferred(self, mode: str) -> None:
             lagged, self._lagged_sums = self._lagged_sums, None
             if lagged is not None and mode == "train":
-                if lagged["tokens_seen"] is not None:
-                    self.state.num_input_tokens_seen += int(lagged["tokens_seen"][0])
+                self._count_tokens_seen(lagged["tokens_seen"])
                 sums = lagged["train"]
             else:
                 self._read_tokens_seen()
@@ -133,7 +132,9 @@ def sft_trainer_class():
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
 
         def _read_tokens_seen(self) -> None:
-            sums = self._deferred_tokens_seen.take(self.accelerator)
+            self._count_tokens_seen(self._deferred_tokens_seen.take(self.accelerator))
+
+        def _count_tokens_seen(self, sums: list[float] | None) -> None:
             if sums is not None:
                 self.state.num_input_tokens_seen += int(sums[0])
 

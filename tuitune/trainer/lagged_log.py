@@ -99,7 +99,7 @@ class LaggedLogMixin:
         return (lag_enabled() and control.should_log and state.global_step > self._globalstep_last_logged
                 and not (control.should_evaluate or control.should_save or control.should_training_stop
                          or control.should_epoch_stop)
-                and 0 < state.max_steps and state.global_step < state.max_steps
+                and state.global_step < state.max_steps
                 and self.accelerator.num_processes == 1 and isinstance(tr_loss, torch.Tensor)
                 and self._lag_allowed())
 
