@@ -154,8 +154,8 @@ def train_once(model_dir: Path, out: Path, *, kernels: bool, steps: int, method:
 
 def timed_rates(step_events: list[dict], profile: dict | None) -> list[float]:
     """The tokens/s of the steps that count: not the first two (warm-up), not the profiled ones (slower
-    under the profiler), and not the step before those, whose log is taken when the first profiled step
-    ends (tuitune/trainer/lagged_log.py)."""
+    under the profiler), and not the step before those: the profiler starts in that step's
+    ``on_step_end``, before its log's clock is read, so its window holds the profiler's start."""
     profiled = range(profile["first_step"] - 1, profile["last_step"] + 1) if profile else range(0)
     return [e["tokens_per_s"] for e in step_events[2:] if e.get("tokens_per_s") and e["step"] not in profiled]
 
