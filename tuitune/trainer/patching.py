@@ -353,7 +353,7 @@ def _patch_lm_head(base) -> bool:
 
     @functools.wraps(stock)
     def forward(self, *args, labels=None, fused_lm_head=False, shift_labels=None, num_items_in_batch=None,
-                **kwargs):
+                label_rows=None, **kwargs):
         if (labels is None and shift_labels is None) or args:
             if labels is not None:
                 kwargs["labels"] = labels
@@ -362,14 +362,15 @@ def _patch_lm_head(base) -> bool:
             if num_items_in_batch is not None:
                 kwargs["num_items_in_batch"] = num_items_in_batch
             return stock(self, *args, **kwargs)
-        return _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm_head, kwargs)
+        return _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm_head, kwargs,
+                                   label_rows)
 
     base._tuitune_forward = types.MethodType(forward, base)
     base.forward = base._tuitune_forward
     return True
 
 
-def _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm_head, kwargs):
+def _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm_head, kwargs, rows=None):
     from transformers.modeling_outputs import CausalLMOutputWithPast
 
     from tuitune.kernels.ops.fused_linear_cross_entropy import fused_linear_cross_entropy_rows, logits_buffer_shape
@@ -382,9 +383,9 @@ def _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm
         kwargs["cache"] = kwargs.pop("past_key_values")
     target = labels[:, 1:] if shift_labels is None else shift_labels
     mask = target != -100
-    # Which rows carry a label, found before the decoder runs: the one host-device synchronisation
-    # of the step then happens while the GPU has nothing queued, not between forward and backward.
-    rows = mask.reshape(-1).nonzero().squeeze(1)
+    if rows is None:  # not found with the batch (label_rows.py): found here, before the decoder runs,
+        # so that the host's wait for the count falls where the GPU has the least queued
+        rows = mask.reshape(-1).nonzero().squeeze(1)
     stash = head_stash(self.lm_head)
     if stash is not None and not stash.starts_with_first_layer and not stash.starts_at_loss:
         stash.start()  # the offloaded head's copy back overlaps the decoder
