@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Session 26 (~540 s, H100 or H200): which calls still make the llama-1b step wait for the GPU, now that
-# the collator finds the label rows on the CPU (label_rows.py)? docs/device/syncprobe names each waiting
-# call's stack in two steps of the bench and of both trainer runs (work tree). Then `tuitune train`
-# (bench --trainer) three ways: work (label rows, lagged log), work with TUITUNE_LAGGED_LOG=0, and main
-# (HEAD: the nonzero on the GPU, lagged log).
+# Session 27's first call on an H100 (~540 s): does anything still make the llama-1b trainer's step wait
+# for the GPU, now that the collator finds what the patched model read back at each step's start
+# (batch_facts.py: the label rows, the CPU token ids for the offloaded embeddings, no padding)?
+# docs/device/syncprobe names each waiting call's stack in two steps of the bench and of both trainer
+# runs (work tree). Then `tuitune train` (bench --trainer): work, base (1c34d4c: before the facts), and
+# work with TUITUNE_LAGGED_LOG=0 (what the lag gives once nothing else waits). Trees:
+# bash docs/device/prepare_ab.sh base=1c34d4c
 source .device/setup.sh; source .device/session17.sh
 export TUITUNE_MERGE_ADAPTERS=1
 probed() { env PYTHONPATH=$PWD/.device/syncprobe:$PWD/.device/ab/work:/tmp/site python3 -P -m tuitune bench "$@"; }
@@ -16,7 +18,7 @@ trainer1b() {  # tree, label, then env settings
     2>&1 | tee $L/bench1b-trainer-$tag.log | grep -E "^tuitune  |^  (kernels|stock) |^  train|Traceback|Error" | cut -c1-120 | sed "s/^/$tag: /"
   elapsed
 }
-trainer1b work rows-lag TUITUNE_LAGGED_LOG=1
-trainer1b main nonzero-lag TUITUNE_LAGGED_LOG=1
-[ $SECONDS -lt 470 ] && trainer1b work rows-nolag TUITUNE_LAGGED_LOG=0
+trainer1b work facts TUITUNE_LAGGED_LOG=1
+trainer1b base nofacts TUITUNE_LAGGED_LOG=1
+[ $SECONDS -lt 470 ] && trainer1b work facts-nolag TUITUNE_LAGGED_LOG=0
 pack_logs

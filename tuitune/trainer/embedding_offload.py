@@ -17,6 +17,7 @@ a CUDA device is moved; the return value says what happened and why.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import types
 
@@ -80,7 +81,6 @@ def install_cpu_table(emb: torch.nn.Embedding, table: torch.Tensor) -> None:
     """Make ``emb`` gather its rows from ``table`` (pinned host memory, the same values as its weight)
     and leave an empty placeholder on its device. Also used by head_offload for a tied table."""
     emb.__dict__[_MARK] = table
-    emb.__dict__["_tuitune_rows"] = None
     wanted = os.environ.get("TUITUNE_EMBED_GATHER", "host") == "device"
     emb.__dict__["_tuitune_device_view"] = device_view(table, emb.weight.device) if wanted else None
     emb.weight = placeholder(emb.weight)
@@ -109,26 +109,44 @@ def device_view(table: torch.Tensor, device: torch.device) -> torch.Tensor | Non
     return view if view.device == device and view.data_ptr() == table.data_ptr() else None
 
 
+@contextlib.contextmanager
+def handing_host_ids(emb: torch.nn.Module, ids: torch.Tensor):
+    """Within, ``emb``'s CPU table (if it has one) gathers its next call's rows with ``ids``, the same
+    token ids already on the CPU (batch_facts), rather than copying the GPU's ids back: a wait for all
+    the GPU's queued work."""
+    if emb.__dict__.get(_MARK) is None:
+        yield
+        return
+    emb.__dict__["_tuitune_host_ids"] = ids
+    try:
+        yield
+    finally:
+        emb.__dict__.pop("_tuitune_host_ids", None)
+
+
 def _forward(self, input_ids: torch.Tensor) -> torch.Tensor:
     table: torch.Tensor = self.__dict__[_MARK]
     device = self.weight.device
     view = self.__dict__.get("_tuitune_device_view")
     if view is not None:
         return view.index_select(0, input_ids.reshape(-1).to(device)).view(*input_ids.shape, table.shape[1])
-    ids = input_ids.reshape(-1).to("cpu")
+    host = self.__dict__.pop("_tuitune_host_ids", None)
+    ids = host.reshape(-1) if host is not None and host.shape == input_ids.shape else input_ids.reshape(-1).to("cpu")
     n = ids.numel()
-    rows = self.__dict__["_tuitune_rows"]
+    # Two row buffers, used in turn: the host may gather a step's rows before the GPU has copied the
+    # previous step's out of the other (nothing makes it wait for the GPU in between).
+    slots = self.__dict__.setdefault("_tuitune_row_slots", [None, None])
+    turn = self.__dict__["_tuitune_turn"] = 1 - self.__dict__.get("_tuitune_turn", 1)
+    rows, copied = slots[turn] or (None, None)
     if rows is None or rows.shape[0] < n:
-        rows = torch.empty((max(n, 1), table.shape[1]), dtype=table.dtype, pin_memory=True)
-        self.__dict__["_tuitune_rows"] = rows
-    else:
-        # The previous step's copy out of this buffer must be done before it is written again.
-        event = self.__dict__.get("_tuitune_copied")
-        if event is not None:
-            event.synchronize()
+        rows = torch.empty((max(n, 1), table.shape[1]), dtype=table.dtype, pin_memory=torch.cuda.is_available())
+    elif copied is not None:
+        copied.synchronize()  # this buffer's copy, two calls ago, must be done before it is written again
     torch.index_select(table, 0, ids, out=rows[:n])
     out = rows[:n].to(device, non_blocking=True)
-    event = torch.cuda.Event()
-    event.record()
-    self.__dict__["_tuitune_copied"] = event
+    copied = None
+    if device.type == "cuda":
+        copied = torch.cuda.Event()
+        copied.record()
+    slots[turn] = (rows, copied)
     return out.view(*input_ids.shape, table.shape[1])

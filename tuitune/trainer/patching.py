@@ -222,8 +222,8 @@ def _with_quant_state(module):
         return w
     from bitsandbytes.nn import Params4bit
 
-    view = Params4bit(w.data, requires_grad=False, quant_state=module.quant_state, quant_type=module.quant_state.quant_type,
-                      quant_storage=w.dtype, bnb_quantized=True)
+    view = Params4bit(w.data, requires_grad=False, quant_state=module.quant_state,
+                      quant_type=module.quant_state.quant_type, quant_storage=w.dtype, bnb_quantized=True)
     view._tuitune_gathered = w
     return view
 
@@ -353,7 +353,7 @@ def _patch_lm_head(base) -> bool:
 
     @functools.wraps(stock)
     def forward(self, *args, labels=None, fused_lm_head=False, shift_labels=None, num_items_in_batch=None,
-                label_rows=None, **kwargs):
+                label_rows=None, host_facts=None, **kwargs):
         if (labels is None and shift_labels is None) or args:
             if labels is not None:
                 kwargs["labels"] = labels
@@ -363,18 +363,20 @@ def _patch_lm_head(base) -> bool:
                 kwargs["num_items_in_batch"] = num_items_in_batch
             return stock(self, *args, **kwargs)
         return _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm_head, kwargs,
-                                   label_rows)
+                                   label_rows, host_facts)
 
     base._tuitune_forward = types.MethodType(forward, base)
     base.forward = base._tuitune_forward
     return True
 
 
-def _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm_head, kwargs, rows=None):
+def _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm_head, kwargs, rows=None,
+                        facts=None):
     from transformers.modeling_outputs import CausalLMOutputWithPast
 
     from tuitune.kernels.ops.fused_linear_cross_entropy import fused_linear_cross_entropy_rows, logits_buffer_shape
 
+    from .batch_facts import batch_facts_in_use
     from .fused_lm_output import fused_output_class, row_mean_logits
     from .head_offload import head_stash
 
@@ -383,13 +385,14 @@ def _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm
         kwargs["cache"] = kwargs.pop("past_key_values")
     target = labels[:, 1:] if shift_labels is None else shift_labels
     mask = target != -100
-    if rows is None:  # not found with the batch (label_rows.py): found here, before the decoder runs,
+    if rows is None:  # not found with the batch (batch_facts.py): found here, before the decoder runs,
         # so that the host's wait for the count falls where the GPU has the least queued
         rows = mask.reshape(-1).nonzero().squeeze(1)
     stash = head_stash(self.lm_head)
     if stash is not None and not stash.starts_with_first_layer and not stash.starts_at_loss:
         stash.start()  # the offloaded head's copy back overlaps the decoder
-    outputs = self.model(**kwargs)
+    with batch_facts_in_use(self, facts, kwargs):
+        outputs = self.model(**kwargs)
     hidden = outputs.last_hidden_state
     if shift_labels is None:
         hidden = hidden[:, :-1]

@@ -16,8 +16,8 @@ import types
 from tuitune.config import Config
 from tuitune.objective import CPT
 from tuitune.runs import RunDir
+from tuitune.trainer.batch_facts import add_batch_facts
 from tuitune.trainer.event_sink import ControlInbox, EventSink
-from tuitune.trainer.label_rows import add_label_rows
 from tuitune.trainer.run_loop import Prepared, train_and_save
 from tuitune.trainer.sft import (DATA_CACHE, add_adapters, apply_speedups, begin, build_datasets, build_trainer,
                                  load_model)
@@ -38,7 +38,7 @@ def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox, res
         give_embeddings_their_rate(trainer, embedding_lr)
         sink.log(f"Embeddings and LM head train at {embedding_lr:g} (adapters at {config.training.learning_rate:g}).")
     kernels_note = apply_speedups(trainer.model, config, plan, sink)
-    add_label_rows(trainer)  # the fused loss, if on, then reads no count back from the GPU
+    add_batch_facts(trainer)  # what the fused loss would read back from the GPU, found on the CPU
     prepared = Prepared(trainer, model, tokenizer, train_set, eval_set, source.display, folder, kernels_note, CPT)
     return train_and_save(prepared, config, plan, run, sink, started=started, resume_from=resume_from,
                           on_trained=on_trained)

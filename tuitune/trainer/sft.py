@@ -15,9 +15,9 @@ from tuitune.model_source import local_folder, resolve_model_source
 from tuitune.objective import SFT
 from tuitune.plan import Plan, resolve_plan
 from tuitune.runs import RunDir
+from tuitune.trainer.batch_facts import add_batch_facts
 from tuitune.trainer.device import probe_device, torch_dtype
 from tuitune.trainer.eval_data import split_off_eval
-from tuitune.trainer.label_rows import add_label_rows
 from tuitune.trainer.event_sink import ControlInbox, EventSink
 from tuitune.trainer.run_loop import DATA_CACHE, Prepared, train_and_save
 
@@ -36,7 +36,7 @@ def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox,
     trainer = build_trainer(config, plan, model, tokenizer, train_set, eval_set, run, sink, inbox)
     # After the SFTTrainer exists: its __init__ installs TRL's own LM head, which ours must replace.
     kernels_note = apply_speedups(trainer.model, config, plan, sink)
-    add_label_rows(trainer)  # the fused loss, if on, then reads no count back from the GPU
+    add_batch_facts(trainer)  # what the fused loss would read back from the GPU, found on the CPU
     prepared = Prepared(trainer, model, tokenizer, train_set, eval_set, source.display, folder, kernels_note, SFT)
     return train_and_save(prepared, config, plan, run, sink, started=started, resume_from=resume_from,
                           on_trained=on_trained)

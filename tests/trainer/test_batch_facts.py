@@ -1,0 +1,232 @@
+"""The collator finds on the CPU what the patched model would otherwise read back from the GPU at each
+step's start (label rows, token ids for offloaded embeddings, no padding); results are unchanged."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tuitune.trainer.batch_facts import (HOST_FACTS, LABEL_ROWS, BatchFactsCollator, HostFacts, add_batch_facts,
+                                         host_facts_of, label_rows_of)
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _expected(target):
+    return torch.tensor([i for i, label in enumerate(target.reshape(-1).tolist()) if label != -100])
+
+
+def test_rows_are_the_shifted_labels_that_count():
+    labels = torch.tensor([[-100, -100, 5, 6, -100], [7, 8, 9, -100, -100]])
+    assert torch.equal(label_rows_of({"labels": labels}), _expected(labels[:, 1:]))
+    shift = torch.tensor([[1, -100, 3], [-100, -100, 4]])
+    assert torch.equal(label_rows_of({"labels": labels, "shift_labels": shift}), _expected(shift))
+
+
+def test_no_rows_without_cpu_labels():
+    assert label_rows_of({"input_ids": torch.ones(2, 3)}) is None
+    assert label_rows_of({"labels": torch.ones(2, 3, device="meta")}) is None
+    assert label_rows_of({"labels": torch.ones(6)}) is None  # not (batch, length): not the causal-LM loss's
+
+
+def test_host_facts_say_whether_the_batch_is_padded():
+    ids = torch.tensor([[5, 6, 7], [8, 9, 0]])
+    assert host_facts_of({"input_ids": ids}).unpadded
+    assert host_facts_of({"input_ids": ids, "attention_mask": torch.ones_like(ids)}).unpadded
+    padded = host_facts_of({"input_ids": ids, "attention_mask": torch.tensor([[1, 1, 1], [1, 1, 0]])})
+    assert not padded.unpadded and padded.input_ids is ids
+    assert host_facts_of({"input_ids": ids.to("meta")}) is None
+    assert host_facts_of({"input_ids": ids, "attention_mask": torch.ones(2, 4)}) is None
+    # what lets it ride along: neither the data loader's pinning nor accelerate's device copy touches it
+    assert not hasattr(padded, "to") and not hasattr(padded, "pin_memory")
+
+
+def test_the_collator_adds_the_facts_and_keeps_its_settings():
+    class Pads:
+        pad_token_id = 7
+
+        def __call__(self, examples):
+            return {"input_ids": torch.tensor([examples]).clamp(min=0), "labels": torch.tensor([examples])}
+
+    collator = BatchFactsCollator(Pads())
+    batch = collator([-100, 3, -100, 4])
+    assert torch.equal(batch[LABEL_ROWS], torch.tensor([0, 2]))  # targets 3, -100, 4
+    assert batch[HOST_FACTS].input_ids is batch["input_ids"] and batch[HOST_FACTS].unpadded
+    assert collator.pad_token_id == 7
+    assert collator([5])[LABEL_ROWS].numel() == 0  # one token: nothing to predict
+
+
+def _patched(padded_row: bool = True, arch: str = "llama"):
+    from tests.kernels.tiny_models import batch, build_base, with_lora
+    from tuitune.trainer.patching import apply_kernels
+
+    torch.manual_seed(0)
+    model = with_lora(build_base(arch, torch.float32), arch)
+    assert apply_kernels(model, allow_cpu=True).replaced["causal_lm_loss"] == 1
+    inputs = batch()
+    if not padded_row:
+        inputs["attention_mask"].fill_(1)
+    return model, inputs
+
+
+def _facts(inputs):
+    return {LABEL_ROWS: label_rows_of(inputs), HOST_FACTS: host_facts_of(inputs)}
+
+
+def _loss_and_grads(model, inputs):
+    model.zero_grad(set_to_none=True)
+    out = model(**inputs, fused_lm_head=True)
+    out.loss.backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return out, grads
+
+
+class _Calls:
+    """Counts calls of Tensor methods (and keeps calling them)."""
+
+    def __init__(self, monkeypatch, *names):
+        self.count = 0
+        for name in names:
+            original = getattr(torch.Tensor, name)
+
+            def counted(tensor, *args, _original=original, **kwargs):
+                self.count += 1
+                return _original(tensor, *args, **kwargs)
+            monkeypatch.setattr(torch.Tensor, name, counted)
+
+
+READS = ("nonzero", "__bool__", "item", "tolist")  # what reads a GPU tensor's values back to the host
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma2", "qwen2"])  # plain, softcapped + sliding, sliding per layer
+@pytest.mark.parametrize("padded_row", [True, False], ids=["padded", "unpadded"])
+def test_the_facts_give_the_same_loss_and_gradients_without_a_read(monkeypatch, padded_row, arch):
+    model, inputs = _patched(padded_row, arch)
+    reads = _Calls(monkeypatch, *READS)
+    found, found_grads = _loss_and_grads(model, inputs)
+    # the label rows, and (llama: SDPA) transformers' test(s) of the mask
+    assert reads.count == (3 if padded_row else 2) if arch == "llama" else reads.count >= 1
+    facts = _facts(inputs)  # on the CPU, as the collator finds them
+    reads.count = 0
+    from transformers import masking_utils
+
+    test = masking_utils._ignore_causal_mask_sdpa
+    given, given_grads = _loss_and_grads(model, {**inputs, **facts})
+    assert reads.count == 0
+    assert masking_utils._ignore_causal_mask_sdpa is test  # told only while the decoder ran
+    assert torch.equal(given.loss, found.loss)
+    for key in ("log_probs", "entropy", "is_top1", "mean_logits", "label_mask"):
+        assert torch.equal(getattr(given, key), getattr(found, key)), key
+    assert all(torch.equal(given_grads[n], found_grads[n]) for n in found_grads)
+
+
+def test_facts_of_another_batch_leave_the_mask_alone():
+    model, inputs = _patched()
+    found, _ = _loss_and_grads(model, inputs)
+    stray = HostFacts(torch.zeros(1, 5, dtype=torch.long), unpadded=True)  # not this batch's shape
+    given, _ = _loss_and_grads(model, {**inputs, HOST_FACTS: stray})
+    assert torch.equal(given.loss, found.loss)
+
+
+def test_facts_are_ignored_where_the_stock_head_runs():
+    model, inputs = _patched()
+    plain = {k: v for k, v in inputs.items() if k != "labels"}
+    with torch.no_grad():
+        logits = model(**plain).logits
+        assert torch.equal(model(**plain, **_facts(inputs)).logits, logits)
+
+
+def _cpu_table_embedding(monkeypatch):
+    from tuitune.trainer.embedding_offload import install_cpu_table
+
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(50, 8).requires_grad_(False)
+    table = emb.weight.detach().clone()
+    install_cpu_table(emb, table)
+    return emb, table
+
+
+def test_offloaded_embeddings_gather_with_the_handed_ids(monkeypatch):
+    from tuitune.trainer.embedding_offload import handing_host_ids
+
+    emb, table = _cpu_table_embedding(monkeypatch)
+    ids = torch.tensor([[3, 1, 4], [1, 5, 9]])
+    copies_back = _Calls(monkeypatch, "to")
+    on_device = ids.clone()  # stands in for the GPU's copy of the ids
+    with handing_host_ids(emb, ids):
+        first = emb(on_device).clone()
+    assert copies_back.count == 1  # only the rows' copy out to the device: the ids were not copied back
+    assert torch.equal(first, table[ids])
+    assert "_tuitune_host_ids" not in emb.__dict__  # used once, then gone: a later call never sees stale ids
+    second = emb(torch.tensor([[2, 7]]))
+    assert copies_back.count == 3 and torch.equal(second, table[torch.tensor([[2, 7]])])
+    with handing_host_ids(emb, torch.tensor([[0, 0]])):  # ids of another shape are not these: copied back
+        assert torch.equal(emb(ids), table[ids])
+
+
+def test_offloaded_embeddings_take_turns_with_two_row_buffers(monkeypatch):
+    emb, table = _cpu_table_embedding(monkeypatch)
+    buffers = []
+    for step in range(4):
+        ids = torch.tensor([[step, step + 1]])
+        assert torch.equal(emb(ids), table[ids])
+        buffers.append(emb.__dict__["_tuitune_row_slots"][emb.__dict__["_tuitune_turn"]][0].data_ptr())
+    assert buffers[0] == buffers[2] and buffers[1] == buffers[3] and buffers[0] != buffers[1]
+
+
+def test_only_a_fused_loss_trainer_gets_the_facts():
+    from types import SimpleNamespace
+
+    from tests.kernels.tiny_models import build_base, with_lora
+
+    patched, _ = _patched()
+    trainer = SimpleNamespace(model=patched, data_collator=lambda examples: {}, args=SimpleNamespace(n_gpu=1))
+    assert add_batch_facts(trainer) and isinstance(trainer.data_collator, BatchFactsCollator)
+    assert not add_batch_facts(trainer)  # not wrapped twice
+    split = SimpleNamespace(model=patched, data_collator=lambda examples: {}, args=SimpleNamespace(n_gpu=2))
+    assert not add_batch_facts(split)  # DataParallel would split the label rows like a batch
+    stock = SimpleNamespace(model=with_lora(build_base("llama", torch.float32), "llama"),
+                            data_collator=lambda examples: {}, args=SimpleNamespace(n_gpu=1))
+    assert not add_batch_facts(stock) and not isinstance(stock.data_collator, BatchFactsCollator)
+
+
+def _train_patched(model_dir, out, with_facts: bool, seen: list, packing: bool):
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig
+
+    from tests.trainer.test_deferred_metrics import ROWS
+    from tuitune.trainer.deferred_metrics import sft_trainer_class
+    from tuitune.trainer.patching import apply_kernels
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    args = SFTConfig(output_dir=str(out), per_device_train_batch_size=4, max_steps=3, learning_rate=1e-3,
+                     logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, seed=0,
+                     data_seed=0, max_length=48, dataloader_num_workers=0, bf16=False, packing=packing)
+    trainer = sft_trainer_class()(model=AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32),
+                                  args=args, train_dataset=Dataset.from_dict({"text": ROWS}),
+                                  processing_class=tokenizer,
+                                  peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    assert apply_kernels(trainer.model, allow_cpu=True).replaced["causal_lm_loss"] == 1
+    if with_facts:
+        assert add_batch_facts(trainer)
+    base = trainer.model.get_base_model()
+    forward = base.forward
+
+    def watched(*args, **kwargs):
+        seen.append((kwargs.get(LABEL_ROWS) is not None, isinstance(kwargs.get(HOST_FACTS), HostFacts)))
+        return forward(*args, **kwargs)
+    base.forward = watched
+    trainer.train()
+    return [(e["loss"], e["grad_norm"], e["mean_token_accuracy"]) for e in trainer.state.log_history if "loss" in e]
+
+
+@pytest.mark.parametrize("packing", [False, True], ids=["padded", "packed"])
+def test_an_sft_run_with_the_facts_logs_what_it_logs_without(tiny_model_dir, tmp_path, packing):
+    with_facts, without_facts = [], []
+    logs = _train_patched(tiny_model_dir, tmp_path / "facts", True, with_facts, packing)
+    expected = _train_patched(tiny_model_dir, tmp_path / "plain", False, without_facts, packing)
+    assert with_facts == [(True, True)] * 3 and without_facts == [(False, False)] * 3
+    assert logs == expected and len(logs) == 3

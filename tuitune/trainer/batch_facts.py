@@ -1,0 +1,128 @@
+"""What the fused loss and the offloaded embeddings need to know about a batch, found on the CPU when
+the batch is made, so that the step never waits for the GPU to tell them.
+
+Three reads back from the GPU sat at the start of every step of the patched model, each a wait for
+all the work queued before it (the previous step's backward and optimizer, once the log is read one
+step late and the batches are copied without blocking):
+- the fused loss's `nonzero` over the labels, for the rows that carry one (its count is read back);
+- the offloaded input embeddings' copy of the token ids to the CPU, where the table is;
+- transformers' test that the attention mask has no padding (`fast_all`), before it builds the mask.
+While the host waits, the GPU runs dry; then it idles while the host launches the forward. Here the
+collator answers all three while the batch is still on the CPU: the label rows travel to the GPU
+with the batch's other tensors, and the token ids and the no-padding flag ride along in `HostFacts`,
+which has no `to` or `pin_memory`, so the data loader and accelerate hand it over as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+LABEL_ROWS = "label_rows"
+HOST_FACTS = "host_facts"
+
+
+@dataclass(frozen=True, eq=False)
+class HostFacts:
+    """A batch's facts that stay on the CPU."""
+
+    input_ids: Any  # the token ids, a CPU tensor
+    unpadded: bool  # the attention mask is all ones (or absent)
+
+
+def label_rows_of(batch: dict) -> Any:
+    """The flat indices of the loss targets that carry a label (the labels shifted by one, or the
+    collator's `shift_labels`), as the fused loss flattens them; None when the batch has no CPU labels."""
+    target = batch.get("shift_labels")
+    if target is None:
+        labels = batch.get("labels")
+        target = None if labels is None or labels.dim() != 2 else labels[:, 1:]
+    if target is None or not _on_cpu(target):
+        return None
+    return (target.reshape(-1) != -100).nonzero().squeeze(1)
+
+
+def host_facts_of(batch: dict) -> HostFacts | None:
+    """The batch's token ids and whether it is unpadded; None without CPU token ids."""
+    ids, mask = batch.get("input_ids"), batch.get("attention_mask")
+    if ids is None or not _on_cpu(ids) or (mask is not None and (not _on_cpu(mask) or mask.shape != ids.shape)):
+        return None
+    return HostFacts(ids, mask is None or bool(mask.all()))
+
+
+def _on_cpu(tensor) -> bool:
+    return hasattr(tensor, "device") and tensor.device.type == "cpu"
+
+
+class BatchFactsCollator:
+    """A collator whose batches also carry their label rows and host facts."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def __call__(self, examples):
+        batch = self.collator(examples)
+        rows, facts = label_rows_of(batch), host_facts_of(batch)
+        if rows is not None:
+            batch[LABEL_ROWS] = rows
+        if facts is not None:
+            batch[HOST_FACTS] = facts
+        return batch
+
+    def __getattr__(self, name):  # TRL and the Trainer read the wrapped collator's settings
+        if name == "collator":
+            raise AttributeError(name)
+        return getattr(self.collator, name)
+
+
+def add_batch_facts(trainer) -> bool:
+    """Wrap ``trainer``'s collator when its model computes the fused loss, which takes the facts (the
+    stock forward would refuse the extra keys), and the batch reaches one model whole (torch's
+    DataParallel would split the label rows as if they were a batch). Returns whether it did."""
+    model = trainer.model
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if base.__dict__.get("_tuitune_forward") is None or isinstance(trainer.data_collator, BatchFactsCollator):
+        return False
+    if getattr(getattr(trainer, "args", None), "n_gpu", 1) > 1:
+        return False
+    trainer.data_collator = BatchFactsCollator(trainer.data_collator)
+    return True
+
+
+@contextlib.contextmanager
+def batch_facts_in_use(causal_lm, facts: HostFacts | None, kwargs: dict):
+    """While ``causal_lm``'s decoder runs on ``kwargs`` (changed in place), transformers is told what it
+    would read from the mask (an unpadded batch's mask is left out, as transformers leaves it once it
+    has read that it is all ones; for a padded one, without a cache, its test whether SDPA's own causal
+    mask would do can only say no), and offloaded input embeddings gather with the CPU token ids."""
+    ids = kwargs.get("input_ids")
+    if facts is None or ids is None or tuple(ids.shape) != tuple(facts.input_ids.shape):
+        yield
+        return
+    from tuitune.trainer.embedding_offload import handing_host_ids
+
+    mask = kwargs.get("attention_mask")
+    plain_mask = mask is not None and getattr(mask, "dim", lambda: 0)() == 2
+    if facts.unpadded and plain_mask:
+        kwargs["attention_mask"] = None
+    padded = plain_mask and not facts.unpadded and kwargs.get("cache") is None
+    with handing_host_ids(causal_lm.get_input_embeddings(), facts.input_ids), _sdpa_mask_needed(padded):
+        yield
+
+
+@contextlib.contextmanager
+def _sdpa_mask_needed(known: bool):
+    """Within, transformers' test whether a mask can be left to SDPA's `is_causal` says no without
+    reading the padding mask back (`known`: the batch is padded, so that is its answer)."""
+    from transformers import masking_utils
+
+    test = getattr(masking_utils, "_ignore_causal_mask_sdpa", None)
+    if not known or test is None:
+        yield
+        return
+    masking_utils._ignore_causal_mask_sdpa = lambda *args, **kwargs: False
+    try:
+        yield
+    finally:
+        masking_utils._ignore_causal_mask_sdpa = test
