@@ -190,7 +190,7 @@ def test_only_a_fused_loss_trainer_gets_the_facts():
     assert not add_batch_facts(stock) and not isinstance(stock.data_collator, BatchFactsCollator)
 
 
-def _train_patched(model_dir, out, with_facts: bool, seen: list, packing: bool):
+def _train_patched(model_dir, out, with_facts: bool, seen: list, packing: bool, window=None):
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -204,7 +204,8 @@ def _train_patched(model_dir, out, with_facts: bool, seen: list, packing: bool):
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     args = SFTConfig(output_dir=str(out), per_device_train_batch_size=4, max_steps=3, learning_rate=1e-3,
                      logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, seed=0,
-                     data_seed=0, max_length=48, dataloader_num_workers=0, bf16=False, packing=packing)
+                     data_seed=0, max_length=48, dataloader_num_workers=0, bf16=False, packing=packing,
+                     logging_nan_inf_filter=False, include_num_input_tokens_seen="non_padding", max_grad_norm=1.0)
     trainer = sft_trainer_class()(model=AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32),
                                   args=args, train_dataset=Dataset.from_dict({"text": ROWS}),
                                   processing_class=tokenizer,
@@ -219,6 +220,11 @@ def _train_patched(model_dir, out, with_facts: bool, seen: list, packing: bool):
         seen.append((kwargs.get(LABEL_ROWS) is not None, isinstance(kwargs.get(HOST_FACTS), HostFacts)))
         return forward(*args, **kwargs)
     base.forward = watched
+    if window is not None:
+        from tuitune.trainer.batches_ahead import BatchesAhead
+
+        BatchesAhead.install(trainer)
+        trainer.add_callback(window)
     trainer.train()
     return [(e["loss"], e["grad_norm"], e["mean_token_accuracy"]) for e in trainer.state.log_history if "loss" in e]
 
@@ -230,3 +236,47 @@ def test_an_sft_run_with_the_facts_logs_what_it_logs_without(tiny_model_dir, tmp
     expected = _train_patched(tiny_model_dir, tmp_path / "plain", False, without_facts, packing)
     assert with_facts == [(True, True)] * 3 and without_facts == [(False, False)] * 3
     assert logs == expected and len(logs) == 3
+
+
+class _StepWindow:
+    """A Trainer callback that counts reads to the host from the start of the second step to the start
+    of the last, leaving out those of tensors that are on the host on a GPU too: the collator's, the
+    sampler's, and the lagged log's pinned buffer (read once its copy is done)."""
+
+    HOST_SIDE = {("tuitune/trainer/batch_facts.py", "__call__"), ("torch/utils/data/sampler.py", "__iter__"),
+                 ("tuitune/trainer/lagged_log.py", "read")}
+
+    def __init__(self, monkeypatch):
+        import traceback
+
+        from transformers import TrainerCallback
+
+        self.open, self.reads = False, []
+        for name in READS + ("__int__", "__float__"):
+            original = getattr(torch.Tensor, name)
+
+            def counted(tensor, *args, _original=original, _name=name, **kwargs):
+                if self.open:
+                    frames = traceback.extract_stack()[:-1]
+                    if not any(frame.filename.endswith(file) and frame.name == function
+                               for frame in frames for file, function in self.HOST_SIDE):
+                        self.reads.append(f"{_name} at " + " < ".join(
+                            f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}"
+                            for frame in traceback.extract_stack()[-4:-1]))
+                return _original(tensor, *args, **kwargs)
+            monkeypatch.setattr(torch.Tensor, name, counted)
+        window = self
+
+        class Callback(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kwargs):
+                window.open = 1 <= state.global_step < state.max_steps - 1
+
+            def on_train_end(self, args, state, control, **kwargs):
+                window.open = False
+        self.callback = Callback()
+
+
+def test_a_patched_step_reads_nothing_back(tiny_model_dir, tmp_path, monkeypatch):
+    window = _StepWindow(monkeypatch)
+    logs = _train_patched(tiny_model_dir, tmp_path / "facts", True, [], False, window=window.callback)
+    assert len(logs) == 3 and window.reads == []
