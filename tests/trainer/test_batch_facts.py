@@ -39,6 +39,9 @@ def test_host_facts_say_whether_the_batch_is_padded():
     assert host_facts_of({"input_ids": ids, "attention_mask": torch.ones(2, 4)}) is None
     # what lets it ride along: neither the data loader's pinning nor accelerate's device copy touches it
     assert not hasattr(padded, "to") and not hasattr(padded, "pin_memory")
+    labelled = host_facts_of({"input_ids": ids, "labels": ids})
+    assert labelled.targets == 4 and labelled.rows_fit(ids[:, 1:]) and not labelled.rows_fit(ids)
+    assert host_facts_of({"input_ids": ids}).targets is None
 
 
 def test_the_collator_adds_the_facts_and_keeps_its_settings():
@@ -52,6 +55,7 @@ def test_the_collator_adds_the_facts_and_keeps_its_settings():
     batch = collator([-100, 3, -100, 4])
     assert torch.equal(batch[LABEL_ROWS], torch.tensor([0, 2]))  # targets 3, -100, 4
     assert batch[HOST_FACTS].input_ids is batch["input_ids"] and batch[HOST_FACTS].unpadded
+    assert batch[HOST_FACTS].targets == 3
     assert collator.pad_token_id == 7
     assert collator([5])[LABEL_ROWS].numel() == 0  # one token: nothing to predict
 
@@ -120,11 +124,18 @@ def test_the_facts_give_the_same_loss_and_gradients_without_a_read(monkeypatch, 
     assert all(torch.equal(given_grads[n], found_grads[n]) for n in found_grads)
 
 
-def test_facts_of_another_batch_leave_the_mask_alone():
+def test_facts_of_another_batch_are_not_used():
     model, inputs = _patched()
     found, _ = _loss_and_grads(model, inputs)
-    stray = HostFacts(torch.zeros(1, 5, dtype=torch.long), unpadded=True)  # not this batch's shape
-    given, _ = _loss_and_grads(model, {**inputs, HOST_FACTS: stray})
+    stray = HostFacts(torch.zeros(1, 5, dtype=torch.long), unpadded=True, targets=4)  # not this batch's shape
+    given, _ = _loss_and_grads(model, {**inputs, HOST_FACTS: stray, LABEL_ROWS: torch.arange(4)})
+    assert torch.equal(given.loss, found.loss)
+    # rows for another number of targets (a batch split after collation): found again on the device
+    facts = host_facts_of(inputs)
+    split = HostFacts(facts.input_ids, facts.unpadded, targets=facts.targets - 1)
+    given, _ = _loss_and_grads(model, {**inputs, HOST_FACTS: split, LABEL_ROWS: torch.arange(3)})
+    assert torch.equal(given.loss, found.loss)
+    given, _ = _loss_and_grads(model, {**inputs, LABEL_ROWS: label_rows_of(inputs)})  # rows without facts
     assert torch.equal(given.loss, found.loss)
 
 

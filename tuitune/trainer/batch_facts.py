@@ -29,26 +29,41 @@ class HostFacts:
 
     input_ids: Any  # the token ids, a CPU tensor
     unpadded: bool  # the attention mask is all ones (or absent)
+    targets: int | None = None  # how many loss targets the label rows index (None: no rows)
+
+    def rows_fit(self, target) -> bool:
+        """Whether label rows found with these facts index ``target`` (the loss's targets, on the GPU):
+        a batch split after collation (context parallelism) would not match."""
+        return self.targets is not None and self.targets == target.numel()
 
 
-def label_rows_of(batch: dict) -> Any:
-    """The flat indices of the loss targets that carry a label (the labels shifted by one, or the
-    collator's `shift_labels`), as the fused loss flattens them; None when the batch has no CPU labels."""
+def _loss_targets(batch: dict) -> Any:
+    """The causal-LM loss's targets (the labels shifted by one, or the collator's `shift_labels`)."""
     target = batch.get("shift_labels")
     if target is None:
         labels = batch.get("labels")
         target = None if labels is None or labels.dim() != 2 else labels[:, 1:]
+    return target
+
+
+def label_rows_of(batch: dict) -> Any:
+    """The flat indices of the loss targets that carry a label, as the fused loss flattens them; None
+    when the batch has no CPU labels."""
+    target = _loss_targets(batch)
     if target is None or not _on_cpu(target):
         return None
     return (target.reshape(-1) != -100).nonzero().squeeze(1)
 
 
 def host_facts_of(batch: dict) -> HostFacts | None:
-    """The batch's token ids and whether it is unpadded; None without CPU token ids."""
+    """The batch's token ids, whether it is unpadded, and how many loss targets it has (when its labels
+    are on the CPU); None without CPU token ids."""
     ids, mask = batch.get("input_ids"), batch.get("attention_mask")
     if ids is None or not _on_cpu(ids) or (mask is not None and (not _on_cpu(mask) or mask.shape != ids.shape)):
         return None
-    return HostFacts(ids, mask is None or bool(mask.all()))
+    target = _loss_targets(batch)
+    targets = target.numel() if target is not None and _on_cpu(target) else None
+    return HostFacts(ids, mask is None or bool(mask.all()), targets)
 
 
 def _on_cpu(tensor) -> bool:
@@ -63,11 +78,11 @@ class BatchFactsCollator:
 
     def __call__(self, examples):
         batch = self.collator(examples)
-        rows, facts = label_rows_of(batch), host_facts_of(batch)
-        if rows is not None:
-            batch[LABEL_ROWS] = rows
+        facts = host_facts_of(batch)
         if facts is not None:
             batch[HOST_FACTS] = facts
+            if facts.targets is not None:
+                batch[LABEL_ROWS] = label_rows_of(batch)
         return batch
 
     def __getattr__(self, name):  # TRL and the Trainer read the wrapped collator's settings

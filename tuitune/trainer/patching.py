@@ -385,6 +385,8 @@ def _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm
         kwargs["cache"] = kwargs.pop("past_key_values")
     target = labels[:, 1:] if shift_labels is None else shift_labels
     mask = target != -100
+    if rows is not None and (facts is None or not facts.rows_fit(target)):
+        rows = None  # found for another batch than this one
     if rows is None:  # not found with the batch (batch_facts.py): found here, before the decoder runs,
         # so that the host's wait for the count falls where the GPU has the least queued
         rows = mask.reshape(-1).nonzero().squeeze(1)
