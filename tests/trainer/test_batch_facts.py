@@ -38,7 +38,12 @@ def test_host_facts_say_whether_the_batch_is_padded():
     assert host_facts_of({"input_ids": ids.to("meta")}) is None
     assert host_facts_of({"input_ids": ids, "attention_mask": torch.ones(2, 4)}) is None
     # what lets it ride along: neither the data loader's pinning nor accelerate's device copy touches it
+    from accelerate.utils import send_to_device
+    from torch.utils.data._utils.pin_memory import pin_memory
+
     assert not hasattr(padded, "to") and not hasattr(padded, "pin_memory")
+    assert send_to_device({"facts": padded}, "cpu", non_blocking=True)["facts"] is padded
+    assert pin_memory({"facts": padded})["facts"] is padded
     labelled = host_facts_of({"input_ids": ids, "labels": ids})
     assert labelled.targets == 4 and labelled.rows_fit(ids[:, 1:]) and not labelled.rows_fit(ids)
     assert host_facts_of({"input_ids": ids}).targets is None
