@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Session 25, still to run (~320 s + the tests): where does `tuitune train` lose 8% against the bench at llama-8b (call60: 11,135
-# against 12,096 tokens/s, 29 ms a step, no graphs)? One profiled step of the bench's tuitune path and
-# of each trainer run (kernels on and off), printed side by side: host gaps, copies, the clip, the loss.
+# Written in session 25, still to run (~320 s + the tests): where does `tuitune train` lose 8% against
+# the bench at llama-8b (call60: 11,135 against 12,096 tokens/s, 29 ms a step, no graphs)? One profiled
+# step of the bench's tuitune path and of each trainer run (kernels on and off), printed side by side:
+# host gaps, copies, the clip, the loss.
 # Criterion 6 at 8b needs the kernels-on trainer at 2x its kernels-off run (6,602), beyond the bench.
 source .device/setup.sh; source .device/session17.sh
 lscpu | grep -E "Model name" | head -1
