@@ -275,7 +275,7 @@ class _StepWindow:
     of the last, leaving out those of tensors that are on the host on a GPU too: the collator's, the
     sampler's, and the lagged log's pinned buffer (read once its copy is done)."""
 
-    HOST_SIDE = {("tuitune/trainer/batch_facts.py", "__call__"), ("torch/utils/data/sampler.py", "__iter__"),
+    HOST_SIDE = {("tuitune/trainer/batch_facts.py", "__call__"), ("sampler.py", "__iter__"),
                  ("tuitune/trainer/lagged_log.py", "read")}
 
     def __init__(self, monkeypatch):
