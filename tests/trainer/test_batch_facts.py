@@ -209,8 +209,10 @@ def test_only_a_fused_loss_trainer_gets_the_facts():
 
     patched, _ = _patched()
     trainer = SimpleNamespace(model=patched, data_collator=lambda examples: {}, args=SimpleNamespace(n_gpu=1))
-    assert add_batch_facts(trainer) and isinstance(trainer.data_collator, BatchFactsCollator)
-    assert not add_batch_facts(trainer)  # not wrapped twice
+    said = []
+    assert add_batch_facts(trainer, said.append) and isinstance(trainer.data_collator, BatchFactsCollator)
+    assert len(said) == 1 and said[0].startswith("Batch facts:")
+    assert not add_batch_facts(trainer, said.append) and len(said) == 1  # not wrapped twice
     split = SimpleNamespace(model=patched, data_collator=lambda examples: {}, args=SimpleNamespace(n_gpu=2))
     assert not add_batch_facts(split)  # DataParallel would split the label rows like a batch
     stock = SimpleNamespace(model=with_lora(build_base("llama", torch.float32), "llama"),

@@ -91,10 +91,11 @@ class BatchFactsCollator:
         return getattr(self.collator, name)
 
 
-def add_batch_facts(trainer) -> bool:
+def add_batch_facts(trainer, log=None) -> bool:
     """Wrap ``trainer``'s collator when its model computes the fused loss, which takes the facts (the
     stock forward would refuse the extra keys), and the batch reaches one model whole (torch's
-    DataParallel would split the label rows as if they were a batch). Returns whether it did."""
+    DataParallel would split the label rows as if they were a batch). Returns whether it did, and
+    says so through ``log`` (a callable taking a line) when given."""
     model = trainer.model
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if base.__dict__.get("_tuitune_forward") is None or isinstance(trainer.data_collator, BatchFactsCollator):
@@ -102,6 +103,9 @@ def add_batch_facts(trainer) -> bool:
     if getattr(getattr(trainer, "args", None), "n_gpu", 1) > 1:
         return False
     trainer.data_collator = BatchFactsCollator(trainer.data_collator)
+    if log is not None:
+        log("Batch facts: each batch's label rows, token ids and padding are found on the CPU, so a step "
+            "reads nothing back from the GPU at its start.")
     return True
 
 

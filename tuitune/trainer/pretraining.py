@@ -38,7 +38,7 @@ def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox, res
         give_embeddings_their_rate(trainer, embedding_lr)
         sink.log(f"Embeddings and LM head train at {embedding_lr:g} (adapters at {config.training.learning_rate:g}).")
     kernels_note = apply_speedups(trainer.model, config, plan, sink)
-    add_batch_facts(trainer)  # what the fused loss would read back from the GPU, found on the CPU
+    add_batch_facts(trainer, sink.log)  # what the patched model would read back from the GPU, found on the CPU
     prepared = Prepared(trainer, model, tokenizer, train_set, eval_set, source.display, folder, kernels_note, CPT)
     return train_and_save(prepared, config, plan, run, sink, started=started, resume_from=resume_from,
                           on_trained=on_trained)

@@ -36,7 +36,7 @@ def train(config: Config, run: RunDir, sink: EventSink, inbox: ControlInbox,
     trainer = build_trainer(config, plan, model, tokenizer, train_set, eval_set, run, sink, inbox)
     # After the SFTTrainer exists: its __init__ installs TRL's own LM head, which ours must replace.
     kernels_note = apply_speedups(trainer.model, config, plan, sink)
-    add_batch_facts(trainer)  # what the fused loss would read back from the GPU, found on the CPU
+    add_batch_facts(trainer, sink.log)  # what the patched model would read back from the GPU, found on the CPU
     prepared = Prepared(trainer, model, tokenizer, train_set, eval_set, source.display, folder, kernels_note, SFT)
     return train_and_save(prepared, config, plan, run, sink, started=started, resume_from=resume_from,
                           on_trained=on_trained)
