@@ -148,6 +148,19 @@ def test_the_product_path_shows_what_a_lent_pools_peak_was_made_of():
     assert lines.index(next(line for line in lines if "peak = max" in line)) == 2  # under the kernels run
 
 
+def test_the_product_path_says_which_run_had_its_batch_facts():
+    from tuitune import events as ev
+    from tuitune.bench.trainer_compare import format_product_path, said_batch_facts
+
+    assert said_batch_facts([{"type": ev.LOG, "text": "Batch facts: each batch's label rows ..."}])
+    assert not said_batch_facts([{"type": ev.WARNING, "text": "Batch facts: ..."}, {"type": ev.LOG, "text": "x"}])
+    run = {"tokens_per_s": 48000.0, "peak_gpu_memory_gb": 1.81, "kernels": "on", "batch_facts": True}
+    lines = format_product_path({"checkpointing": "offloaded",
+                                 "runs": {"kernels": run, "stock": dict(run, batch_facts=False)}}).splitlines()
+    said = [i for i, line in enumerate(lines) if "Batch facts on" in line]
+    assert said == [2]  # once, under the kernels run
+
+
 def test_bench_both_baselines_runs_stock_plain_and_under_autocast(monkeypatch):
     from tuitune.bench import runner
 

@@ -148,6 +148,7 @@ def train_once(model_dir: Path, out: Path, *, kernels: bool, steps: int, method:
         "peak_gpu_memory_parts": final["summary"].get("peak_gpu_memory_parts"),
         "runtime_s": final["summary"].get("runtime_s"), "device": started.get("device"),
         "cuda_graphs": _graph_lines(events),
+        "batch_facts": said_batch_facts(events),
         "profile": profile,
     }
 
@@ -158,6 +159,11 @@ def timed_rates(step_events: list[dict], profile: dict | None) -> list[float]:
     ``on_step_end``, before its log's clock is read, so its window holds the profiler's start."""
     profiled = range(profile["first_step"] - 1, profile["last_step"] + 1) if profile else range(0)
     return [e["tokens_per_s"] for e in step_events[2:] if e.get("tokens_per_s") and e["step"] not in profiled]
+
+
+def said_batch_facts(events: list[dict]) -> bool:
+    """Whether the run said its batches carried their facts (batch_facts.add_batch_facts)."""
+    return any(e["type"] == ev.LOG and e.get("text", "").startswith("Batch facts:") for e in events)
 
 
 def _graph_lines(events: list[dict]) -> list[str]:
@@ -259,6 +265,8 @@ def format_product_path(report: dict) -> str:
                      + (f"{peak:>10.2f} GiB" if peak is not None else "") + f"   kernels {run['kernels']}")
         for line in run.get("cuda_graphs") or []:
             lines.append(f"{'':10}{line}")
+        if run.get("batch_facts"):
+            lines.append(f"{'':10}Batch facts on: nothing read back from the GPU at a step's start.")
         if run.get("peak_gpu_memory_parts"):
             lines.append(f"{'':10}{peak_parts_line(run['peak_gpu_memory_parts'])}")
     for key, label in (("trainer_vs_bench", "train (kernels) / bench (tuitune)"),
