@@ -323,8 +323,8 @@ def main(argv: list[str] | None = None) -> int:
             for name in ("stock", "tuitune")}
     pairs = list(zip(runs["stock"]["losses"], runs["tuitune"]["losses"]))
     diffs = [abs(a - b) for a, b in pairs]
-    result = {"shape": args.shape, "method": args.method, "objective": args.objective, "steps": args.steps, "batch": args.batch,
-              "seq": args.seq, "runs": runs, "max_loss_diff": max(diffs) if diffs else None,
+    result = {"shape": args.shape, "method": args.method, "objective": args.objective, "steps": args.steps,
+              "batch": args.batch, "seq": args.seq, "runs": runs, "max_loss_diff": max(diffs) if diffs else None,
               "mean_loss_diff": sum(diffs) / len(diffs) if diffs else None}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "trainer_compare.json").write_text(json.dumps(result, indent=1))
