@@ -19,6 +19,8 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
+from tuitune.trainer.fused_loss_mark import fused_loss_installed
+
 LABEL_ROWS = "label_rows"
 HOST_FACTS = "host_facts"
 
@@ -37,13 +39,18 @@ class HostFacts:
         return self.targets is not None and self.targets == target.numel()
 
 
+def loss_targets(labels, shift_labels) -> Any:
+    """The causal-LM loss's targets: the collator's `shift_labels`, else the labels shifted by one. The
+    fused loss and the label rows found here both index these."""
+    return labels[:, 1:] if shift_labels is None else shift_labels
+
+
 def _loss_targets(batch: dict) -> Any:
-    """The causal-LM loss's targets (the labels shifted by one, or the collator's `shift_labels`)."""
-    target = batch.get("shift_labels")
-    if target is None:
-        labels = batch.get("labels")
-        target = None if labels is None or labels.dim() != 2 else labels[:, 1:]
-    return target
+    """A batch's loss targets; None without labels of (batch, length)."""
+    labels, shift_labels = batch.get("labels"), batch.get("shift_labels")
+    if shift_labels is None and (labels is None or labels.dim() != 2):
+        return None
+    return loss_targets(labels, shift_labels)
 
 
 def label_rows_of(batch: dict) -> Any:
@@ -96,9 +103,7 @@ def add_batch_facts(trainer, log=None) -> bool:
     stock forward would refuse the extra keys), and the batch reaches one model whole (torch's
     DataParallel would split the label rows as if they were a batch). Returns whether it did, and
     says so through ``log`` (a callable taking a line) when given."""
-    model = trainer.model
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if base.__dict__.get("_tuitune_forward") is None or isinstance(trainer.data_collator, BatchFactsCollator):
+    if not fused_loss_installed(trainer.model) or isinstance(trainer.data_collator, BatchFactsCollator):
         return False
     if getattr(getattr(trainer, "args", None), "n_gpu", 1) > 1:
         return False
@@ -122,7 +127,7 @@ def batch_facts_in_use(causal_lm, facts: HostFacts | None, kwargs: dict):
     from tuitune.trainer.embedding_offload import handing_host_ids
 
     mask = kwargs.get("attention_mask")
-    plain_mask = mask is not None and getattr(mask, "dim", lambda: 0)() == 2
+    plain_mask = getattr(mask, "ndim", None) == 2  # a (batch, length) padding mask, not a prepared 4D one
     if facts.unpadded and plain_mask:
         kwargs["attention_mask"] = None
     padded = plain_mask and not facts.unpadded and kwargs.get("cache") is None

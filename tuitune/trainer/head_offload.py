@@ -74,6 +74,7 @@ def offload_output_head(model) -> str:
     or ``"kept on the GPU: <why>"``."""
     from tuitune.trainer.embedding_offload import (install_cpu_table, not_frozen_on_gpu, pinned_copy, placeholder,
                                                  shares_table)
+    from tuitune.trainer.fused_loss_mark import fused_loss_installed
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
@@ -86,7 +87,7 @@ def offload_output_head(model) -> str:
     w = head.weight
     if head.bias is not None:
         return "kept on the GPU: the head has a bias"
-    if base.__dict__.get("_tuitune_forward") is None:
+    if not fused_loss_installed(base):
         return "kept on the GPU: the loss is not tuitune's fused loss, which reads the head in the forward pass only"
     refusal = not_frozen_on_gpu(w, "head", "head")
     if refusal:

@@ -28,13 +28,14 @@ def lend_graph_pool_to_loss(model) -> str:
     from tuitune.trainer.activation_checkpointing import layer_graphs
     from tuitune.trainer.head_offload import head_stash
     from tuitune.trainer.layer_graphs import ModelGraphs
+    from tuitune.trainer.fused_loss_mark import fused_loss_installed
     from tuitune.trainer.patching import LOSS_ALLOCATOR
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     graphs = layer_graphs(model)
     if not isinstance(graphs, ModelGraphs):
         return "not lent: the layers are not graphed with recomputation"
-    if base.__dict__.get("_tuitune_forward") is None:
+    if not fused_loss_installed(base):
         return "not lent: the loss is not tuitune's fused loss"
     head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
     stash = head_stash(head)

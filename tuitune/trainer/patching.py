@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from tuitune.trainer.fused_loss_mark import FUSED_FORWARD
+
 SUPPORTED = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3")
 _PATCHED = "_tuitune_patched"
 LOSS_ALLOCATOR = "_tuitune_loss_allocator"  # on the causal LM: (shape, dtype) -> the loss's logits buffer
@@ -343,7 +345,7 @@ def _fused_gate_up_mlp_forward(self, x):
 def _patch_lm_head(base) -> bool:
     """Install the fused-loss forward on the causal-LM instance. Re-installs it when something else
     (TRL's ``add_fused_lm_head``, run by ``SFTTrainer.__init__``) has replaced it since."""
-    ours = base.__dict__.get("_tuitune_forward")
+    ours = base.__dict__.get(FUSED_FORWARD)
     if ours is not None:
         if base.__dict__.get("forward") is ours:
             return False
@@ -365,8 +367,8 @@ def _patch_lm_head(base) -> bool:
         return _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm_head, kwargs,
                                    label_rows, host_facts)
 
-    base._tuitune_forward = types.MethodType(forward, base)
-    base.forward = base._tuitune_forward
+    ours = base.__dict__[FUSED_FORWARD] = types.MethodType(forward, base)
+    base.forward = ours
     return True
 
 
@@ -376,14 +378,14 @@ def _fused_loss_forward(self, labels, shift_labels, num_items_in_batch, fused_lm
 
     from tuitune.kernels.ops.fused_linear_cross_entropy import fused_linear_cross_entropy_rows, logits_buffer_shape
 
-    from .batch_facts import batch_facts_in_use
+    from .batch_facts import batch_facts_in_use, loss_targets
     from .fused_lm_output import fused_output_class, row_mean_logits
     from .head_offload import head_stash
 
     kwargs.pop("logits_to_keep", None)
     if "past_key_values" in kwargs:
         kwargs["cache"] = kwargs.pop("past_key_values")
-    target = labels[:, 1:] if shift_labels is None else shift_labels
+    target = loss_targets(labels, shift_labels)
     mask = target != -100
     if rows is not None and (facts is None or not facts.rows_fit(target)):
         rows = None  # found for another batch than this one
